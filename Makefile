@@ -1,0 +1,139 @@
+# rattn: reference RATTENTION in C++ (Eigen) and CUDA.
+#
+#   make             build the programs into bin/
+#   make train       the main job: train the default tiny model (see README)
+#   make test        build and run every test; ends with "N passed, N failed"
+#   make bench       benchmarks (not tests)
+#   make gpu-check   on a machine with an NVIDIA GPU: native tests, compute-sanitizer, benchmarks
+#
+# Layout of what is built:
+#   bin/train_tiny bin/infer bin/rattn-op     the programs
+#   bin/tests/test_X                           one binary per tests/test_X.cpp (CPU reference)
+#   bin/tests/emu/test_X                       one per tests/cuda/test_X.cpp, kernels on the CPU execution layer
+#   bin/tests/gpu/test_X                       the same test source against the nvcc-built kernels (needs nvcc)
+# No -ffast-math anywhere: every tolerance in the tests assumes IEEE arithmetic.
+
+CXX      ?= g++
+OPT      ?= -O2
+CXXFLAGS := -std=c++20 $(OPT) -g -Wall -Wextra -fopenmp -I. -isystem /usr/include/eigen3 $(EXTRA_CXXFLAGS)
+LDFLAGS  := -fopenmp $(EXTRA_LDFLAGS)
+DEPFLAGS  = -MMD -MP
+
+# SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer build, in its own folders.
+ifeq ($(SANITIZE),1)
+  CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS  += -fsanitize=address,undefined
+  BUILD ?= build/asan
+  BIN   ?= bin/asan
+endif
+BUILD ?= build
+BIN   ?= bin
+
+# nvcc: found on PATH or in the usual toolkit folder; its absence is reported, never fatal.
+NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= sm_90
+NVCCFLAGS := -std=c++17 -O2 -lineinfo -arch=$(CUDA_ARCH) -I. -Werror all-warnings -Xcompiler -Wall
+ifeq ($(NVCC_VERBOSE),1)
+  NVCCFLAGS += -Xptxas -v
+endif
+
+# ---- sources ----------------------------------------------------------------------------------
+LIB_SRCS   := $(wildcard model/*.cpp data/*.cpp io/*.cpp)
+LIB_OBJS   := $(patsubst %.cpp,$(BUILD)/%.o,$(LIB_SRCS))
+CUDA_SRCS  := $(wildcard cuda/*.cu)
+EMU_OBJS   := $(patsubst %.cu,$(BUILD)/emu/%.o,$(CUDA_SRCS))
+GPU_OBJS   := $(patsubst %.cu,$(BUILD)/gpu/%.o,$(CUDA_SRCS))
+PROGRAMS   := $(patsubst %.cpp,$(BIN)/%,$(wildcard *.cpp) $(notdir $(wildcard tools/*.cpp)))
+TEST_SRCS  := $(wildcard tests/test_*.cpp)
+TESTS      := $(patsubst tests/%.cpp,$(BIN)/tests/%,$(TEST_SRCS))
+CUTEST_SRCS:= $(wildcard tests/cuda/test_*.cpp)
+EMU_TESTS  := $(patsubst tests/cuda/%.cpp,$(BIN)/tests/emu/%,$(CUTEST_SRCS))
+GPU_TESTS  := $(patsubst tests/cuda/%.cpp,$(BIN)/tests/gpu/%,$(CUTEST_SRCS))
+ifeq ($(NVCC),)
+  GPU_TESTS :=
+endif
+
+.PHONY: all test deps train bench gpu-check clean cuda-compile status
+.DEFAULT_GOAL := all
+all: status $(PROGRAMS)
+
+status:
+	@if [ -n "$(NVCC)" ]; then echo "make: nvcc found at $(NVCC): building CUDA kernels for the CPU execution layer and for $(CUDA_ARCH)"; \
+	 else echo "make: nvcc not found: building CUDA kernels for the CPU execution layer only; skipping the nvcc build and GPU tests"; fi
+
+deps:
+	@scripts/deps.sh
+
+# ---- libraries --------------------------------------------------------------------------------
+$(BUILD)/librattn.a: $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libcuda_emu.a: $(EMU_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libcuda_gpu.a: $(GPU_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(DEPFLAGS) -c $< -o $@
+
+# The same .cu source, compiled as C++ against the CPU execution layer (cuda/compat.h picks it).
+$(BUILD)/emu/%.o: %.cu
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(DEPFLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/gpu/%.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+# ---- programs ---------------------------------------------------------------------------------
+TOP_PROGRAMS  := $(patsubst %.cpp,$(BIN)/%,$(wildcard *.cpp))
+TOOL_PROGRAMS := $(patsubst tools/%.cpp,$(BIN)/%,$(wildcard tools/*.cpp))
+$(TOP_PROGRAMS): $(BIN)/%: $(BUILD)/%.o $(BUILD)/librattn.a $(BUILD)/libcuda_emu.a
+	@mkdir -p $(@D)
+	$(CXX) $^ -o $@ $(LDFLAGS)
+
+$(TOOL_PROGRAMS): $(BIN)/%: $(BUILD)/tools/%.o $(BUILD)/librattn.a $(BUILD)/libcuda_emu.a
+	@mkdir -p $(@D)
+	$(CXX) $^ -o $@ $(LDFLAGS)
+
+# ---- tests ------------------------------------------------------------------------------------
+$(TESTS): $(BIN)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/librattn.a $(BUILD)/libcuda_emu.a
+	@mkdir -p $(@D)
+	$(CXX) $^ -o $@ $(LDFLAGS)
+
+$(EMU_TESTS): $(BIN)/tests/emu/%: $(BUILD)/tests/cuda/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/libcuda_emu.a $(BUILD)/librattn.a
+	@mkdir -p $(@D)
+	$(CXX) $^ -o $@ $(LDFLAGS)
+
+$(GPU_TESTS): $(BIN)/tests/gpu/%: $(BUILD)/tests/cuda/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/libcuda_gpu.a $(BUILD)/librattn.a
+	@mkdir -p $(@D)
+	$(CXX) $^ -o $@ $(LDFLAGS) -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
+
+test: deps
+	@$(MAKE) --no-print-directory status $(TESTS) $(EMU_TESTS) $(GPU_TESTS) $(PROGRAMS)
+	@scripts/run_tests.sh $(TESTS) $(EMU_TESTS) $(GPU_TESTS)
+
+# Compile every .cu with nvcc for the target GPU (warnings are errors); CI has no GPU to run them.
+cuda-compile: $(GPU_OBJS)
+	@if [ -z "$(NVCC)" ]; then echo "cuda-compile: nvcc not found; nothing compiled"; fi
+
+train: deps all
+	$(BIN)/train_tiny
+
+bench: deps all
+	@scripts/bench.sh
+
+gpu-check:
+	@scripts/gpu_check.sh
+
+clean:
+	rm -rf build bin
+
+.SECONDARY:
+-include $(shell find build -name '*.d' 2>/dev/null)

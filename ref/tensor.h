@@ -1,0 +1,36 @@
+// ref/tensor.h: the few types every reference op uses.
+//
+// Layout convention (used by every function in ref/ and by the CUDA host API):
+//   one sequence at a time; a batch is a loop over sequences in the caller.
+//   activations are row-major matrices with one row per token:
+//     x: (T, d_model)      q: (T, H*D)      k, v: (T, G*D)
+//   head h of q is the column block [h*D, (h+1)*D); kv head g of k/v likewise.
+//   GQA: query head h uses kv head g = h / (H/G)   (spec section 2.6).
+#pragma once
+#include <Eigen/Dense>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ref {
+
+template <class S>
+using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class S>
+using Vec = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+template <class S>
+using RowVec = Eigen::Matrix<S, 1, Eigen::Dynamic>;
+
+// A shape mismatch is a programming or user error: say which tensor and both shapes.
+inline void expect_shape(const char* name, long rows, long cols, long want_rows, long want_cols) {
+  if (rows != want_rows || cols != want_cols)
+    throw std::invalid_argument(std::string(name) + ": shape (" + std::to_string(rows) + ", " +
+                                std::to_string(cols) + "), expected (" + std::to_string(want_rows) +
+                                ", " + std::to_string(want_cols) + ")");
+}
+template <class M>
+void expect_shape(const char* name, const M& m, long want_rows, long want_cols) {
+  expect_shape(name, m.rows(), m.cols(), want_rows, want_cols);
+}
+
+}  // namespace ref

@@ -1,0 +1,120 @@
+// tests/check.h: the one comparison helper and the one gradient checker every test uses.
+//
+//   check_close(name, got, want, tol)   relative RMS error ||got - want|| / ||want|| <= tol
+//                                       (fla-org style); on failure it names the tensor, the
+//                                       worst element's index and both values.
+//   grad_check(name, f, x, analytic)    central finite differences of a scalar f(x) in double,
+//                                       compared with the analytic gradient by check_close.
+//   RATTN_SKIP(reason)                  mark the current test case skipped (counted, printed).
+#pragma once
+#include <doctest/doctest.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <string>
+
+namespace rattn_test {
+
+extern int g_skipped;
+
+// Relative RMS error between two equally shaped arrays; both are read as flat double arrays.
+struct CloseReport {
+  double rel_rms = 0;      // ||got - want|| / max(||want||, tiny)
+  long worst = -1;         // flat index of the largest |got - want|
+  double worst_got = 0, worst_want = 0;
+  bool shape_ok = true;
+  bool finite = true;
+};
+
+template <class A, class B>
+CloseReport compare(const A& got_in, const B& want_in) {
+  CloseReport r;
+  if (got_in.rows() != want_in.rows() || got_in.cols() != want_in.cols()) {
+    r.shape_ok = false;
+    return r;
+  }
+  // Evaluate into row-major double so that "flat index" means row * cols + col.
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> got = got_in.template cast<double>();
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> want = want_in.template cast<double>();
+  double num = 0, den = 0, worst_abs = -1;
+  for (long i = 0; i < got.size(); ++i) {
+    double g = got.data()[i], w = want.data()[i];
+    if (!std::isfinite(g) || !std::isfinite(w)) r.finite = false;
+    double d = std::abs(g - w);
+    num += d * d;
+    den += w * w;
+    if (!(d <= worst_abs)) {  // also catches NaN
+      worst_abs = d;
+      r.worst = i;
+      r.worst_got = g;
+      r.worst_want = w;
+    }
+  }
+  r.rel_rms = std::sqrt(num) / std::max(std::sqrt(den), 1e-300);
+  if (den == 0) r.rel_rms = std::sqrt(num);  // comparing against an exact zero tensor: absolute
+  return r;
+}
+
+// CHECK that got matches want to relative RMS tol; report the worst element on failure.
+template <class A, class B>
+bool check_close(const std::string& name, const A& got, const B& want, double tol) {
+  CloseReport r = compare(got, want);
+  if (!r.shape_ok) {
+    FAIL_CHECK(name << ": shape (" << got.rows() << ", " << got.cols() << ") vs expected ("
+                    << want.rows() << ", " << want.cols() << ")");
+    return false;
+  }
+  bool ok = r.finite && r.rel_rms <= tol;
+  if (!ok) {
+    long cols = want.cols() ? want.cols() : 1;
+    std::ostringstream os;
+    os.precision(17);
+    os << name << ": relative RMS error " << r.rel_rms << " > tol " << tol
+       << (r.finite ? "" : " (non-finite values)") << "; worst element [" << r.worst / cols << ", "
+       << r.worst % cols << "] got " << r.worst_got << " want " << r.worst_want;
+    FAIL_CHECK(os.str());
+  }
+  return ok;
+}
+
+// Central finite differences of a scalar function of x, compared with the analytic gradient.
+// f must read x (the same object that is perturbed here). Double precision only.
+template <class M>
+bool grad_check(const std::string& name, const std::function<double()>& f, M& x, const M& analytic,
+                double tol = 1e-6, double h = 1e-5) {
+  M numeric(x.rows(), x.cols());
+  for (long i = 0; i < x.size(); ++i) {
+    double saved = x.data()[i];
+    x.data()[i] = saved + h;
+    double fp = f();
+    x.data()[i] = saved - h;
+    double fm = f();
+    x.data()[i] = saved;
+    numeric.data()[i] = (fp - fm) / (2 * h);
+  }
+  return check_close("d" + name + " (analytic vs finite differences)", analytic, numeric, tol);
+}
+
+// Deterministic random matrices for tests: fixed seeds, never std::random_device.
+template <class M>
+M randn(long rows, long cols, std::mt19937_64& rng, double scale = 1.0) {
+  std::normal_distribution<double> n(0.0, scale);
+  M m(rows, cols);
+  for (long i = 0; i < m.size(); ++i) m.data()[i] = typename M::Scalar(n(rng));
+  return m;
+}
+
+}  // namespace rattn_test
+
+// Mark the current test case as skipped: it prints the reason and is counted as skipped,
+// never as passed.
+#define RATTN_SKIP(reason)                                    \
+  do {                                                        \
+    std::printf("SKIPPED (%s)\n", reason);                   \
+    ++rattn_test::g_skipped;                                  \
+    return;                                                   \
+  } while (0)
