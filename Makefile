@@ -54,7 +54,7 @@ ifeq ($(NVCC),)
   GPU_TESTS :=
 endif
 
-.PHONY: all test deps train bench gpu-check clean cuda-compile status
+.PHONY: all test deps train bench gpu-check gpu-build clean cuda-compile status
 .DEFAULT_GOAL := all
 all: status $(PROGRAMS)
 
@@ -111,9 +111,27 @@ $(EMU_TESTS): $(BIN)/tests/emu/%: $(BUILD)/tests/cuda/%.o $(BUILD)/tests/doctest
 	@mkdir -p $(@D)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
-$(GPU_TESTS): $(BIN)/tests/gpu/%: $(BUILD)/tests/cuda/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/libcuda_gpu.a $(BUILD)/librattn.a
+# The GPU variant of a CUDA test: the same host source, compiled against the real CUDA runtime
+# (RATTN_CUDA_RUNTIME makes cuda/compat.h include <cuda_runtime.h> in g++-compiled host code).
+$(BUILD)/gpu/tests/cuda/%.o: tests/cuda/%.cpp
 	@mkdir -p $(@D)
-	$(CXX) $^ -o $@ $(LDFLAGS) -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
+	$(CXX) $(CXXFLAGS) $(DEPFLAGS) -DRATTN_CUDA_RUNTIME -isystem $(CUDA_HOME)/include -c $< -o $@
+
+$(BUILD)/gpu/tools/%.o: tools/%.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(DEPFLAGS) -DRATTN_CUDA_RUNTIME -isystem $(CUDA_HOME)/include -c $< -o $@
+
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
+$(GPU_TESTS): $(BIN)/tests/gpu/%: $(BUILD)/gpu/tests/cuda/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/libcuda_gpu.a $(BUILD)/librattn.a
+	@mkdir -p $(@D)
+	$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS)
+
+# GPU builds of the benchmark programs (tools/bench_*.cpp): bin/gpu/bench_X.
+GPU_BENCH := $(patsubst tools/%.cpp,$(BIN)/gpu/%,$(wildcard tools/bench_*.cpp))
+$(GPU_BENCH): $(BIN)/gpu/%: $(BUILD)/gpu/tools/%.o $(BUILD)/libcuda_gpu.a $(BUILD)/librattn.a
+	@mkdir -p $(@D)
+	$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS)
+gpu-build: $(GPU_TESTS) $(GPU_BENCH)
 
 test: deps
 	@$(MAKE) --no-print-directory status $(TESTS) $(EMU_TESTS) $(GPU_TESTS) $(PROGRAMS)
