@@ -1,0 +1,91 @@
+// ref/mlp.h: the SwiGLU feed-forward block (spec 1.1 FFN; 1.4 and open question 3: the text says
+// SwiGLU, which we use):
+//
+//   a = x W1,  b = x W3,  g = silu(a) * b,  y = g W2,     silu(z) = z * sigmoid(z)
+//
+// No biases. The backward recomputes a, b and g from x (nothing is cached between the passes).
+#pragma once
+#include <cmath>
+
+#include "ref/tensor.h"
+
+namespace ref {
+
+template <class S>
+struct SwiGLUParams {
+  Mat<S> W1, W3;  // (C, F): gate and up projections
+  Mat<S> W2;      // (F, C): down projection
+};
+
+namespace detail {
+template <class S>
+S sigmoid(S z) {
+  return S(1) / (S(1) + std::exp(-z));  // exp(-z) -> inf for very negative z gives 0, not NaN
+}
+template <class S>
+void expect_swiglu_shapes(const SwiGLUParams<S>& p, long C) {
+  const long F = p.W1.cols();
+  expect_shape("swiglu W1", p.W1, C, F);
+  expect_shape("swiglu W3", p.W3, C, F);
+  expect_shape("swiglu W2", p.W2, F, C);
+}
+}  // namespace detail
+
+// x: (N, C), W1, W3: (C, F), W2: (F, C) -> y: (N, C)
+template <class S>
+Mat<S> swiglu_forward(const Mat<S>& x, const SwiGLUParams<S>& p) {
+  detail::expect_swiglu_shapes(p, x.cols());
+  Mat<S> a(x.rows(), p.W1.cols()), b(x.rows(), p.W3.cols());
+  a.noalias() = x * p.W1;
+  b.noalias() = x * p.W3;
+  // g = silu(a) * b, in place in a
+  for (long i = 0; i < a.size(); ++i) {
+    const S z = a.data()[i];
+    a.data()[i] = z * detail::sigmoid(z) * b.data()[i];
+  }
+  Mat<S> y(x.rows(), p.W2.cols());
+  y.noalias() = a * p.W2;
+  return y;
+}
+
+// x: (N, C), dy: (N, C) -> dx: (N, C); dp.W1, dp.W3: (C, F), dp.W2: (F, C), accumulated (+=).
+template <class S>
+Mat<S> swiglu_backward(const Mat<S>& x, const SwiGLUParams<S>& p, const Mat<S>& dy,
+                       SwiGLUParams<S>& dp) {
+  detail::expect_swiglu_shapes(p, x.cols());
+  const long N = x.rows(), C = x.cols(), F = p.W1.cols();
+  expect_shape("swiglu dy", dy, N, C);
+  expect_shape("swiglu dW1", dp.W1, C, F);
+  expect_shape("swiglu dW3", dp.W3, C, F);
+  expect_shape("swiglu dW2", dp.W2, F, C);
+  // recompute the forward: a = x W1, b = x W3, g = silu(a) * b
+  Mat<S> a(N, F), b(N, F), g(N, F);
+  a.noalias() = x * p.W1;
+  b.noalias() = x * p.W3;
+  for (long i = 0; i < g.size(); ++i) {
+    const S z = a.data()[i];
+    g.data()[i] = z * detail::sigmoid(z) * b.data()[i];
+  }
+  // forward: y = g W2, so dW2 += g^T dy, dg = dy W2^T
+  dp.W2.noalias() += g.transpose() * dy;
+  Mat<S> dg(N, F);
+  dg.noalias() = dy * p.W2.transpose();
+  // forward: g = silu(a) * b, so db = dg * silu(a), da = dg * b * silu'(a),
+  //   silu'(z) = sigmoid(z) * (1 + z * (1 - sigmoid(z)));  da and db overwrite a and b in place.
+  for (long i = 0; i < dg.size(); ++i) {
+    const S z = a.data()[i], s = detail::sigmoid(z), bi = b.data()[i], dgi = dg.data()[i];
+    b.data()[i] = dgi * z * s;                                   // db
+    a.data()[i] = dgi * bi * s * (S(1) + z * (S(1) - s));        // da
+  }
+  const Mat<S>& da = a;
+  const Mat<S>& db = b;
+  // forward: a = x W1, b = x W3, so dW1 += x^T da, dW3 += x^T db, dx = da W1^T + db W3^T
+  dp.W1.noalias() += x.transpose() * da;
+  dp.W3.noalias() += x.transpose() * db;
+  Mat<S> dx(N, C);
+  dx.noalias() = da * p.W1.transpose();
+  dx.noalias() += db * p.W3.transpose();
+  return dx;
+}
+
+}  // namespace ref
