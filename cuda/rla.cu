@@ -1,0 +1,580 @@
+// cuda/rla.cu: residual linear attention (RLA), forward and backward, fp32.
+//
+// The math (spec 2.3, 3.2, 4; reference: ref/rla.h), query head h, kv head g = h / (H/G), Q~ = phi(Q):
+//   o_t = phi(q_t) h0 + sum_{j <= t-w-1} (phi(q_t) . phi(k_j)) v_j          (masked form)
+// Chunked form (spec 3.2) with the shifted keys k'_s = k_{s-w-1}, v'_s = v_{s-w-1} (zero when s-w-1 < 0),
+// chunk i = rows [iC, (i+1)C), S_i = the state at the start of chunk i (S_0 = h0):
+//   O_i     = Q~_i S_i + ((Q~_i K~'_i^T) ⊙ M) V'_i        M = lower triangular including the diagonal
+//   S_{i+1} = S_i + K~'_i^T V'_i
+// The shift is done by index: row s of chunk i reads key j = s - w - 1 and skips it when j < 0. There
+// is never a shifted copy of k or v in memory (spec 3.3, "CUDA guidance"). w = -1 gives j = s: no shift.
+//
+// Kernel versions (the `version` argument of the launchers in cuda/rla.h):
+//   v1  The masked form as a loop: one thread per (b, t, h) output row, phi recomputed for every
+//       (query, key) pair, O(T^2 D) work. Backward: one thread per (b,t,h) for dq, one per (b,j,g) for
+//       dk, dv (summing the GQA group), one per (b,g,p) for a row of dh0.
+//       Teaches: the exact index set j <= t-w-1, where the phi backward goes, and what the GQA sums are.
+//   v2  The paper's kernel design (spec 3.3), one block per (value tile, kv head g, b), looping over the
+//       chunks in order:
+//       - phi fused: raw q/k rows are read from global memory and phi(q), phi(k) are computed in shared
+//         memory; phi(Q), phi(K) never exist in global memory. The backward applies the phi backward
+//         in-kernel, so it returns gradients with respect to the raw q, k.
+//       - fp32 state S (Dp x BV) in shared memory for the whole sequence: one state per kv head, used
+//         by all r = H/G query heads of the group (the block loops over them), so dk, dv are summed over
+//         the group inside the block.
+//       - Value tiling: the block owns value columns [c0, c0+BV); BV is chosen so that the backward's
+//         shared memory fits (D = 128 with sm2 is a 256 x 128 fp32 state, 128 KiB: too much with the
+//         tiles beside it). phi is recomputed once per value tile.
+//       - Flexible state saving: the forward writes S_i to global memory only when i % m == 0. The
+//         backward walks the save groups last to first; inside a group it first recomputes the
+//         states forward from the saved one (computing dQ~ = dO S_i^T + ((dO V'^T) ⊙ M) K~', which
+//         needs S_i), then walks the group's chunks backward carrying dS (the gradient of the state),
+//         computing dK~' = V' dS^T + ((dO V'^T) ⊙ M)^T Q~ and dV' = K~' dS + ((Q~ K~'^T) ⊙ M)^T dO,
+//         and then dS += Q~^T dO. After chunk 0, dS = dh0. Memory for saved states: B*G*ceil(n/m)*Dp*D.
+//       - dq and dk are sums over value tiles (dQ~ sums over value columns): each block atomicAdds its
+//         partial into dq, dk (zeroed first). With one value tile (D <= BV) the result is deterministic;
+//         with two tiles it still is (a + b = b + a from zero); with more, the order of float additions
+//         may vary between runs in the last bits. dv and dh0 columns belong to one block: plain stores.
+//       The token-by-token recurrence (spec 3.1) is v2 with C = 1 (the benchmark's sequential baseline).
+//   What v2 does not do (a v3 would): tensor-core matmuls for the C x C and C x Dp products, several
+//   blocks per kv head splitting Dp with a reduction, double-buffered tile loads.
+//
+// Every shared row that is read across threads along its length is padded (stride Dp+1, BV+1).
+#include "cuda/compat.h"
+#include "cuda/rla.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace cu {
+namespace {
+
+constexpr int kMaxD = 128;
+constexpr int kMaxDp = 2 * kMaxD;
+constexpr int kThreads = 128;                     // threads per block (v2)
+constexpr size_t kSmemBudget = 200 * 1024;       // bytes of dynamic shared memory we allow ourselves (sm_90: 227 KiB)
+
+// ---- the feature map, on the device --------------------------------------------------------------
+
+// phi of one raw row. x: (D) -> y: (Dp). fm: 0 sm2, 1 relu2, 2 identity (cu::FeatureMap).
+__device__ void phi_row(int fm, const float* x, float* y, int D) {
+  if (fm == 0) {  // sm2: [softmax(x), softmax(-x)], max subtraction (max(x) and -min(x))
+    float mx = x[0], mn = x[0];
+    for (int d = 1; d < D; ++d) mx = fmaxf(mx, x[d]), mn = fminf(mn, x[d]);
+    float z1 = 0.f, z2 = 0.f;
+    for (int d = 0; d < D; ++d) {
+      y[d] = expf(x[d] - mx);
+      y[D + d] = expf(mn - x[d]);
+      z1 += y[d];
+      z2 += y[D + d];
+    }
+    for (int d = 0; d < D; ++d) y[d] /= z1, y[D + d] /= z2;
+  } else if (fm == 1) {  // relu2: [relu(x), relu(-x)]
+    for (int d = 0; d < D; ++d) y[d] = fmaxf(x[d], 0.f), y[D + d] = fmaxf(-x[d], 0.f);
+  } else {
+    for (int d = 0; d < D; ++d) y[d] = x[d];
+  }
+}
+
+// The phi backward, written in terms of y = phi(x) (all three maps can be): y, dy: (Dp) -> dx: (D).
+// Calls emit(d, dx_d) for d = 0..D-1, so the caller decides whether to store or atomicAdd.
+//   sm2:      forward y1 = softmax(x), y2 = softmax(-x), so  dx = y1 (g1 - <g1,y1>) - y2 (g2 - <g2,y2>)
+//   relu2:    forward y1 = relu(x), y2 = relu(-x), so  dx = g1 [x > 0] - g2 [x < 0]  ([x > 0] = [y1 > 0])
+//   identity: forward y = x, so dx = g
+template <class Emit>
+__device__ void phi_row_backward(int fm, const float* y, const float* dy, int D, Emit emit) {
+  if (fm == 0) {
+    float dot1 = 0.f, dot2 = 0.f;
+    for (int d = 0; d < D; ++d) dot1 += dy[d] * y[d], dot2 += dy[D + d] * y[D + d];
+    for (int d = 0; d < D; ++d) emit(d, y[d] * (dy[d] - dot1) - y[D + d] * (dy[D + d] - dot2));
+  } else if (fm == 1) {
+    for (int d = 0; d < D; ++d) emit(d, (y[d] > 0.f ? dy[d] : 0.f) - (y[D + d] > 0.f ? dy[D + d] : 0.f));
+  } else {
+    for (int d = 0; d < D; ++d) emit(d, dy[d]);
+  }
+}
+
+__device__ __forceinline__ long row_index(int b, int t, int T, int heads, int head) {
+  return ((long)b * T + t) * heads + head;  // times D gives the offset of row (b, t, head)
+}
+
+// ------------------------------------------------------------------------------------------------
+// v1: the masked form, one thread per output row
+// ------------------------------------------------------------------------------------------------
+
+// q: (B,T,H,D), k, v: (B,T,G,D), h0: (B,G,Dp,D) or null -> o: (B,T,H,D)
+__global__ void rla_forward_v1_kernel(const float* q, const float* k, const float* v, const float* h0, float* o,
+                                      int B, int T, int H, int G, int D, int w, int fm) {
+  int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= B * T * H) return;  // no barriers here
+  int h = idx % H, t = (idx / H) % T, b = idx / (H * T), g = h / (H / G);
+  int Dp = fm == 2 ? D : 2 * D;
+  float phiq[kMaxDp], phik[kMaxDp];
+  phi_row(fm, q + (long)idx * D, phiq, D);
+  float* o_t = o + (long)idx * D;
+  // o_t = phi(q_t) h0
+  const float* h0_g = h0 ? h0 + ((long)b * G + g) * Dp * D : nullptr;
+  for (int c = 0; c < D; ++c) {
+    float acc = 0.f;
+    if (h0_g)
+      for (int p = 0; p < Dp; ++p) acc += phiq[p] * h0_g[p * D + c];
+    o_t[c] = acc;
+  }
+  // o_t += sum_{j <= t-w-1} (phi(q_t) . phi(k_j)) v_j
+  for (int j = 0; j <= t - w - 1; ++j) {
+    phi_row(fm, k + row_index(b, j, T, G, g) * D, phik, D);
+    float a = 0.f;
+    for (int p = 0; p < Dp; ++p) a += phiq[p] * phik[p];
+    const float* v_j = v + row_index(b, j, T, G, g) * D;
+    for (int c = 0; c < D; ++c) o_t[c] += a * v_j[c];
+  }
+}
+
+// dq: one thread per (b, t, h).
+__global__ void rla_backward_dq_v1_kernel(const float* q, const float* k, const float* v, const float* h0,
+                                          const float* dout, float* dq, int B, int T, int H, int G, int D, int w,
+                                          int fm) {
+  int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= B * T * H) return;
+  int h = idx % H, t = (idx / H) % T, b = idx / (H * T), g = h / (H / G);
+  int Dp = fm == 2 ? D : 2 * D;
+  float phiq[kMaxDp], phik[kMaxDp], dphiq[kMaxDp];
+  phi_row(fm, q + (long)idx * D, phiq, D);
+  const float* do_t = dout + (long)idx * D;
+  // forward: o_t = phi(q_t) h0 + ..., so dphi(q_t) = h0 dO_t  (+ the key terms below)
+  const float* h0_g = h0 ? h0 + ((long)b * G + g) * Dp * D : nullptr;
+  for (int p = 0; p < Dp; ++p) {
+    float acc = 0.f;
+    if (h0_g)
+      for (int c = 0; c < D; ++c) acc += h0_g[p * D + c] * do_t[c];
+    dphiq[p] = acc;
+  }
+  // forward: o_t += (phi(q_t) . phi(k_j)) v_j, so dphi(q_t) += (dO_t . v_j) phi(k_j)
+  for (int j = 0; j <= t - w - 1; ++j) {
+    phi_row(fm, k + row_index(b, j, T, G, g) * D, phik, D);
+    const float* v_j = v + row_index(b, j, T, G, g) * D;
+    float dp = 0.f;
+    for (int c = 0; c < D; ++c) dp += do_t[c] * v_j[c];
+    for (int p = 0; p < Dp; ++p) dphiq[p] += dp * phik[p];
+  }
+  float* dq_t = dq + (long)idx * D;
+  phi_row_backward(fm, phiq, dphiq, D, [&](int d, float x) { dq_t[d] = x; });
+}
+
+// dk, dv: one thread per (b, j, g), summing over the query heads of the group and the queries
+// t >= j+w+1 that read key j.
+__global__ void rla_backward_dkdv_v1_kernel(const float* q, const float* k, const float* v, const float* dout,
+                                            float* dk, float* dv, int B, int T, int H, int G, int D, int w,
+                                            int fm) {
+  int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= B * T * G) return;
+  int g = idx % G, j = (idx / G) % T, b = idx / (G * T), r = H / G;
+  int Dp = fm == 2 ? D : 2 * D;
+  float phik[kMaxDp], phiq[kMaxDp], dphik[kMaxDp];
+  phi_row(fm, k + (long)idx * D, phik, D);
+  const float* v_j = v + (long)idx * D;
+  float* dv_j = dv + (long)idx * D;
+  for (int p = 0; p < Dp; ++p) dphik[p] = 0.f;
+  for (int c = 0; c < D; ++c) dv_j[c] = 0.f;
+  for (int h = g * r; h < (g + 1) * r; ++h) {
+    for (int t = j + w + 1; t < T; ++t) {
+      phi_row(fm, q + row_index(b, t, T, H, h) * D, phiq, D);
+      const float* do_t = dout + row_index(b, t, T, H, h) * D;
+      float a = 0.f, dp = 0.f;
+      for (int p = 0; p < Dp; ++p) a += phiq[p] * phik[p];
+      for (int c = 0; c < D; ++c) dp += do_t[c] * v_j[c];
+      // forward: o_t += a v_j with a = phi(q_t) . phi(k_j), so dv_j += a dO_t, dphi(k_j) += (dO_t . v_j) phi(q_t)
+      for (int c = 0; c < D; ++c) dv_j[c] += a * do_t[c];
+      for (int p = 0; p < Dp; ++p) dphik[p] += dp * phiq[p];
+    }
+  }
+  float* dk_j = dk + (long)idx * D;
+  phi_row_backward(fm, phik, dphik, D, [&](int d, float x) { dk_j[d] = x; });
+}
+
+// dh0 row p of kv head g: one thread per (b, g, p). dh0: (B,G,Dp,D)
+// forward: o_t = phi(q_t) h0 + ..., for every t and every query head of the group, so dh0 = sum Q~^T dO.
+__global__ void rla_backward_dh0_v1_kernel(const float* q, const float* dout, float* dh0, int B, int T, int H,
+                                           int G, int D, int fm) {
+  int Dp = fm == 2 ? D : 2 * D;
+  int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= B * G * Dp) return;
+  int p = idx % Dp, g = (idx / Dp) % G, b = idx / (Dp * G), r = H / G;
+  float phiq[kMaxDp];
+  float* row = dh0 + (long)idx * D;  // idx = (b*G + g)*Dp + p
+  for (int c = 0; c < D; ++c) row[c] = 0.f;
+  for (int h = g * r; h < (g + 1) * r; ++h)
+    for (int t = 0; t < T; ++t) {
+      phi_row(fm, q + row_index(b, t, T, H, h) * D, phiq, D);
+      const float* do_t = dout + row_index(b, t, T, H, h) * D;
+      for (int c = 0; c < D; ++c) row[c] += phiq[p] * do_t[c];
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// v2: chunked, fused phi, state in shared memory, saved every m chunks
+// ------------------------------------------------------------------------------------------------
+
+// Load phi(k'_s) and the value tile v'_s[c0 : c0+BV) for the C rows s = s0 .. s0+C-1 of a chunk:
+// key j = s - w - 1, zero rows when s >= T or j < 0 (the shift, by index).
+// phik_s: (C, Dp+1), v_s: (C, BV). All threads of the block call it.
+__device__ void load_shifted_keys(float* phik_s, float* v_s, const float* k, const float* v, int b, int g, int s0,
+                                  int C, int T, int G, int D, int w, int fm, int c0, int BV, int nbv) {
+  int Dp = fm == 2 ? D : 2 * D, PD = Dp + 1;
+  for (int rr = threadIdx.x; rr < C; rr += blockDim.x) {
+    int s = s0 + rr, j = s - w - 1;
+    if (s < T && j >= 0) {
+      phi_row(fm, k + row_index(b, j, T, G, g) * D, phik_s + rr * PD, D);
+    } else {
+      for (int p = 0; p < Dp; ++p) phik_s[rr * PD + p] = 0.f;
+    }
+  }
+  for (int i = threadIdx.x; i < C * BV; i += blockDim.x) {
+    int rr = i / BV, c = i % BV, s = s0 + rr, j = s - w - 1;
+    v_s[i] = (s < T && j >= 0 && c < nbv) ? v[row_index(b, j, T, G, g) * D + c0 + c] : 0.f;
+  }
+}
+
+// Load phi(q_s) for query head h and (optionally) the dout value tile, rows s0 .. s0+C-1, zero past T.
+__device__ void load_queries(float* phiq_s, float* do_s, const float* q, const float* dout, int b, int h, int s0,
+                             int C, int T, int H, int D, int fm, int c0, int BV, int nbv) {
+  int Dp = fm == 2 ? D : 2 * D, PD = Dp + 1;
+  for (int rr = threadIdx.x; rr < C; rr += blockDim.x) {
+    int s = s0 + rr;
+    if (s < T) {
+      phi_row(fm, q + row_index(b, s, T, H, h) * D, phiq_s + rr * PD, D);
+    } else {
+      for (int p = 0; p < Dp; ++p) phiq_s[rr * PD + p] = 0.f;
+    }
+  }
+  if (do_s)
+    for (int i = threadIdx.x; i < C * BV; i += blockDim.x) {
+      int rr = i / BV, c = i % BV, s = s0 + rr;
+      do_s[i] = (s < T && c < nbv) ? dout[row_index(b, s, T, H, h) * D + c0 + c] : 0.f;
+    }
+}
+
+// grid (D/BV value tiles, G, B), block kThreads.
+// dynamic smem: S (Dp, BV+1), phi(K') (C, Dp+1), phi(Q) (C, Dp+1), V' (C, BV), A (C, C).
+// q: (B,T,H,D), k, v: (B,T,G,D), h0: (B,G,Dp,D) or null -> o: (B,T,H,D), states: (B,G,n_saved,Dp,D) or null
+__global__ void rla_forward_v2_kernel(const float* q, const float* k, const float* v, const float* h0, float* o,
+                                      float* states, int T, int H, int G, int D, int w, int fm, int C, int m,
+                                      int BV) {
+  DYNAMIC_SHARED(float, smem_rla_fwd);
+  const int Dp = fm == 2 ? D : 2 * D, PD = Dp + 1, SB = BV + 1;
+  float* S_s = smem_rla_fwd;      // (Dp, BV+1): the running state, columns [c0, c0+BV)
+  float* phik_s = S_s + Dp * SB;  // (C, Dp+1)
+  float* phiq_s = phik_s + C * PD;
+  float* v_s = phiq_s + C * PD;   // (C, BV)
+  float* a_s = v_s + C * BV;      // (C, C): (phi(Q) phi(K')^T) ⊙ M
+  const int b = blockIdx.z, g = blockIdx.y, c0 = blockIdx.x * BV, r = H / G;
+  const int nbv = D - c0 < BV ? D - c0 : BV;  // columns of this tile (the last tile may be narrower)
+  const int n_chunks = (T + C - 1) / C, n_saved = (n_chunks + m - 1) / m;
+  const int tid = threadIdx.x, nt = blockDim.x;
+
+  // S_0 = h0 (or 0)
+  const float* h0_g = h0 ? h0 + ((long)b * G + g) * Dp * D : nullptr;
+  for (int i = tid; i < Dp * BV; i += nt) {
+    int p = i / BV, c = i % BV;
+    S_s[p * SB + c] = (h0_g && c < nbv) ? h0_g[p * D + c0 + c] : 0.f;
+  }
+  for (int ci = 0; ci < n_chunks; ++ci) {
+    const int s0 = ci * C;
+    __syncthreads();  // S is up to date; the previous chunk's tiles are no longer read
+    if (states && ci % m == 0) {  // flexible state saving: only every m-th chunk's S_i goes to memory
+      float* dst = states + (((long)b * G + g) * n_saved + ci / m) * Dp * D;
+      for (int i = tid; i < Dp * nbv; i += nt) {
+        int p = i / nbv, c = i % nbv;
+        dst[p * D + c0 + c] = S_s[p * SB + c];
+      }
+    }
+    load_shifted_keys(phik_s, v_s, k, v, b, g, s0, C, T, G, D, w, fm, c0, BV, nbv);
+    for (int h = g * r; h < (g + 1) * r; ++h) {  // every query head of the group reads the same S
+      __syncthreads();  // phi(K'), V' loaded; the previous head's phi(Q), A no longer read
+      load_queries(phiq_s, nullptr, q, nullptr, b, h, s0, C, T, H, D, fm, c0, BV, nbv);
+      __syncthreads();
+      // A = (phi(Q_i) phi(K'_i)^T) ⊙ M, M inclusive lower triangular
+      for (int i = tid; i < C * C; i += nt) {
+        int rr = i / C, ss = i % C;
+        float a = 0.f;
+        if (ss <= rr)
+          for (int p = 0; p < Dp; ++p) a += phiq_s[rr * PD + p] * phik_s[ss * PD + p];
+        a_s[i] = a;
+      }
+      __syncthreads();
+      // O_i = phi(Q_i) S_i + A V'_i
+      for (int i = tid; i < C * nbv; i += nt) {
+        int rr = i / nbv, c = i % nbv, s = s0 + rr;
+        if (s >= T) continue;
+        float acc = 0.f;
+        for (int p = 0; p < Dp; ++p) acc += phiq_s[rr * PD + p] * S_s[p * SB + c];
+        for (int ss = 0; ss <= rr; ++ss) acc += a_s[rr * C + ss] * v_s[ss * BV + c];
+        o[row_index(b, s, T, H, h) * D + c0 + c] = acc;
+      }
+    }
+    __syncthreads();  // every head has read S_i
+    // S_{i+1} = S_i + phi(K'_i)^T V'_i
+    for (int i = tid; i < Dp * nbv; i += nt) {
+      int p = i / nbv, c = i % nbv;
+      float acc = 0.f;
+      for (int ss = 0; ss < C; ++ss) acc += phik_s[ss * PD + p] * v_s[ss * BV + c];
+      S_s[p * SB + c] += acc;
+    }
+  }
+}
+
+// grid (D/BV, G, B), block kThreads.
+// dynamic smem: S, dS (Dp, BV+1); phi(K'), phi(Q), dphi (C, Dp+1); V', dO, dV' (C, BV); A, dP (C, C).
+// -> dq, dk (atomicAdd into zeroed buffers), dv (stores into a zeroed buffer), dh0 (stores; may be null)
+__global__ void rla_backward_v2_kernel(const float* q, const float* k, const float* v, const float* states,
+                                       const float* dout, float* dq, float* dk, float* dv, float* dh0, int T, int H,
+                                       int G, int D, int w, int fm, int C, int m, int BV) {
+  DYNAMIC_SHARED(float, smem_rla_bwd);
+  const int Dp = fm == 2 ? D : 2 * D, PD = Dp + 1, SB = BV + 1;
+  float* S_s = smem_rla_bwd;      // (Dp, BV+1) the recomputed state S_i
+  float* dS_s = S_s + Dp * SB;    // (Dp, BV+1) the gradient of the state after the current chunk
+  float* phik_s = dS_s + Dp * SB;  // (C, Dp+1)
+  float* phiq_s = phik_s + C * PD;
+  float* dphi_s = phiq_s + C * PD;  // dphi(Q) in the forward sub-loop, dphi(K') in the reverse one
+  float* v_s = dphi_s + C * PD;     // (C, BV)
+  float* do_s = v_s + C * BV;
+  float* dv_s = do_s + C * BV;
+  float* a_s = dv_s + C * BV;       // (C, C)
+  float* dp_s = a_s + C * C;        // (C, C)
+  const int b = blockIdx.z, g = blockIdx.y, c0 = blockIdx.x * BV, r = H / G;
+  const int nbv = D - c0 < BV ? D - c0 : BV;
+  const int n_chunks = (T + C - 1) / C, n_saved = (n_chunks + m - 1) / m;
+  const int tid = threadIdx.x, nt = blockDim.x;
+
+  for (int i = tid; i < Dp * SB; i += nt) dS_s[i] = 0.f;  // nothing after the last chunk
+  for (int sg = n_saved - 1; sg >= 0; --sg) {
+    const int ci0 = sg * m, ci1 = (ci0 + m < n_chunks ? ci0 + m : n_chunks);  // chunks [ci0, ci1)
+    __syncthreads();
+    const float* src = states + (((long)b * G + g) * n_saved + sg) * Dp * D;
+    for (int i = tid; i < Dp * BV; i += nt) {
+      int p = i / BV, c = i % BV;
+      S_s[p * SB + c] = c < nbv ? src[p * D + c0 + c] : 0.f;
+    }
+    // ---- forward sub-loop: recompute S_i for each chunk of the group, and dq ----
+    for (int ci = ci0; ci < ci1; ++ci) {
+      const int s0 = ci * C;
+      __syncthreads();
+      load_shifted_keys(phik_s, v_s, k, v, b, g, s0, C, T, G, D, w, fm, c0, BV, nbv);
+      for (int h = g * r; h < (g + 1) * r; ++h) {
+        __syncthreads();
+        load_queries(phiq_s, do_s, q, dout, b, h, s0, C, T, H, D, fm, c0, BV, nbv);
+        __syncthreads();
+        // dP = (dO_i V'_i^T) ⊙ M   (this value tile's part of the sum over value columns)
+        for (int i = tid; i < C * C; i += nt) {
+          int rr = i / C, ss = i % C;
+          float a = 0.f;
+          if (ss <= rr)
+            for (int c = 0; c < nbv; ++c) a += do_s[rr * BV + c] * v_s[ss * BV + c];
+          dp_s[i] = a;
+        }
+        __syncthreads();
+        // forward: O_i = phi(Q_i) S_i + ((phi(Q_i) phi(K'_i)^T) ⊙ M) V'_i
+        // so:      dphi(Q_i) = dO_i S_i^T + dP phi(K'_i)
+        for (int i = tid; i < C * Dp; i += nt) {
+          int rr = i / Dp, p = i % Dp;
+          float acc = 0.f;
+          for (int c = 0; c < nbv; ++c) acc += do_s[rr * BV + c] * S_s[p * SB + c];
+          for (int ss = 0; ss <= rr; ++ss) acc += dp_s[rr * C + ss] * phik_s[ss * PD + p];
+          dphi_s[rr * PD + p] = acc;
+        }
+        __syncthreads();
+        // dq = phi_backward(phi(q), dphi(q)), summed over value tiles
+        for (int rr = tid; rr < C; rr += nt) {
+          int s = s0 + rr;
+          if (s >= T) continue;
+          float* dq_s = dq + row_index(b, s, T, H, h) * D;
+          phi_row_backward(fm, phiq_s + rr * PD, dphi_s + rr * PD, D,
+                           [&](int d, float x) { atomicAdd(dq_s + d, x); });
+        }
+      }
+      __syncthreads();
+      // forward: S_{i+1} = S_i + phi(K'_i)^T V'_i  (recomputed, as the forward did)
+      for (int i = tid; i < Dp * nbv; i += nt) {
+        int p = i / nbv, c = i % nbv;
+        float acc = 0.f;
+        for (int ss = 0; ss < C; ++ss) acc += phik_s[ss * PD + p] * v_s[ss * BV + c];
+        S_s[p * SB + c] += acc;
+      }
+    }
+    // ---- reverse sub-loop: dS carries d(loss)/d(S_{i+1}); dk, dv, then dS += phi(Q_i)^T dO_i ----
+    for (int ci = ci1 - 1; ci >= ci0; --ci) {
+      const int s0 = ci * C;
+      __syncthreads();
+      load_shifted_keys(phik_s, v_s, k, v, b, g, s0, C, T, G, D, w, fm, c0, BV, nbv);
+      __syncthreads();
+      // forward: S_{i+1} = S_i + phi(K'_i)^T V'_i, so dphi(K'_i) = V'_i dS^T, dV'_i = phi(K'_i) dS
+      for (int i = tid; i < C * Dp; i += nt) {
+        int ss = i / Dp, p = i % Dp;
+        float acc = 0.f;
+        for (int c = 0; c < nbv; ++c) acc += v_s[ss * BV + c] * dS_s[p * SB + c];
+        dphi_s[ss * PD + p] = acc;
+      }
+      for (int i = tid; i < C * BV; i += nt) {
+        int ss = i / BV, c = i % BV;
+        float acc = 0.f;
+        if (c < nbv)
+          for (int p = 0; p < Dp; ++p) acc += phik_s[ss * PD + p] * dS_s[p * SB + c];
+        dv_s[i] = acc;
+      }
+      for (int h = g * r; h < (g + 1) * r; ++h) {
+        __syncthreads();
+        load_queries(phiq_s, do_s, q, dout, b, h, s0, C, T, H, D, fm, c0, BV, nbv);
+        __syncthreads();
+        // A = (phi(Q) phi(K')^T) ⊙ M and dP = (dO V'^T) ⊙ M
+        for (int i = tid; i < C * C; i += nt) {
+          int rr = i / C, ss = i % C;
+          float a = 0.f, dpv = 0.f;
+          if (ss <= rr) {
+            for (int p = 0; p < Dp; ++p) a += phiq_s[rr * PD + p] * phik_s[ss * PD + p];
+            for (int c = 0; c < nbv; ++c) dpv += do_s[rr * BV + c] * v_s[ss * BV + c];
+          }
+          a_s[i] = a;
+          dp_s[i] = dpv;
+        }
+        __syncthreads();
+        // forward: O_i += A V'_i with A = (phi(Q) phi(K')^T) ⊙ M
+        // so:      dV'_i += A^T dO_i,   dphi(K'_i) += dP^T phi(Q_i)
+        for (int i = tid; i < C * Dp; i += nt) {
+          int ss = i / Dp, p = i % Dp;
+          float acc = 0.f;
+          for (int rr = ss; rr < C; ++rr) acc += dp_s[rr * C + ss] * phiq_s[rr * PD + p];
+          dphi_s[ss * PD + p] += acc;
+        }
+        for (int i = tid; i < C * nbv; i += nt) {
+          int ss = i / nbv, c = i % nbv;
+          float acc = 0.f;
+          for (int rr = ss; rr < C; ++rr) acc += a_s[rr * C + ss] * do_s[rr * BV + c];
+          dv_s[ss * BV + c] += acc;
+        }
+        // forward: O_i = phi(Q_i) S_i + ..., so dS_i = dS_{i+1} + phi(Q_i)^T dO_i (dS was used above)
+        for (int i = tid; i < Dp * nbv; i += nt) {
+          int p = i / nbv, c = i % nbv;
+          float acc = 0.f;
+          for (int rr = 0; rr < C; ++rr) acc += phiq_s[rr * PD + p] * do_s[rr * BV + c];
+          dS_s[p * SB + c] += acc;
+        }
+      }
+      __syncthreads();
+      // un-shift: row s of the chunk is key j = s - w - 1; dk = phi_backward(phi(k_j), dphi(k'_s))
+      for (int rr = tid; rr < C; rr += nt) {
+        int s = s0 + rr, j = s - w - 1;
+        if (s >= T || j < 0) continue;
+        float* dk_j = dk + row_index(b, j, T, G, g) * D;
+        phi_row_backward(fm, phik_s + rr * PD, dphi_s + rr * PD, D,
+                         [&](int d, float x) { atomicAdd(dk_j + d, x); });
+      }
+      for (int i = tid; i < C * nbv; i += nt) {
+        int rr = i / nbv, c = i % nbv, s = s0 + rr, j = s - w - 1;
+        if (s >= T || j < 0) continue;
+        dv[row_index(b, j, T, G, g) * D + c0 + c] = dv_s[rr * BV + c];
+      }
+    }
+  }
+  __syncthreads();
+  if (dh0) {  // dS is now the gradient of S_0 = h0
+    float* dst = dh0 + ((long)b * G + g) * Dp * D;
+    for (int i = tid; i < Dp * nbv; i += nt) {
+      int p = i / nbv, c = i % nbv;
+      dst[p * D + c0 + c] = dS_s[p * SB + c];
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// launchers
+// ------------------------------------------------------------------------------------------------
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+void check_args(const char* who, int B, int T, int H, int G, int D, int w, int C, int m, int version) {
+  auto fail = [&](const std::string& why) { throw std::invalid_argument(std::string(who) + ": " + why); };
+  if (B < 1 || T < 1 || H < 1 || G < 1 || D < 1 || H % G != 0) fail("need B, T, H, G, D >= 1 and H % G == 0");
+  if (D > kMaxD) fail("head dim D > 128 is not supported");
+  if (w < -1) fail("w must be >= -1 (w = -1: no shift)");
+  if (C < 1 || m < 1) fail("need chunk size C >= 1 and save interval m >= 1");
+  if (version < 1 || version > kRlaVersions) fail("unknown version " + std::to_string(version));
+}
+
+size_t fwd_smem_floats(int Dp, int C, int BV) {
+  return (size_t)Dp * (BV + 1) + 2 * (size_t)C * (Dp + 1) + (size_t)C * BV + (size_t)C * C;
+}
+size_t bwd_smem_floats(int Dp, int C, int BV) {
+  return 2 * (size_t)Dp * (BV + 1) + 3 * (size_t)C * (Dp + 1) + 3 * (size_t)C * BV + 2 * (size_t)C * C;
+}
+
+// The value-tile width: as wide as D (at most 64) while the backward's shared memory fits the budget.
+int pick_bv(int D, int Dp, int C) {
+  int BV = D < 64 ? D : 64;
+  while (BV > 8 && bwd_smem_floats(Dp, C, BV) * sizeof(float) > kSmemBudget) BV = (BV + 1) / 2;
+  if (bwd_smem_floats(Dp, C, BV) * sizeof(float) > kSmemBudget)
+    throw std::invalid_argument("cu::rla: chunk size " + std::to_string(C) + " with D = " + std::to_string(D) +
+                                " needs more shared memory than the kernel allows; use a smaller C");
+  return BV;
+}
+
+template <class Kernel>
+void allow_smem(Kernel kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+          "cudaFuncSetAttribute(rla smem)");
+}
+
+}  // namespace
+
+size_t rla_states_size(int B, int T, int G, int D, FeatureMap fm, int C, int m) {
+  size_t n_saved = (size_t)ceil_div(ceil_div(T, C), m);
+  return (size_t)B * G * n_saved * feature_dim(fm, D) * D;
+}
+
+void rla_forward(const float* q, const float* k, const float* v, const float* h0, float* o, float* states, int B,
+                 int T, int H, int G, int D, int w, FeatureMap fm, int C, int m, int version) {
+  check_args("cu::rla_forward", B, T, H, G, D, w, C, m, version);
+  const int ifm = (int)fm, Dp = feature_dim(fm, D);
+  if (version == 1) {
+    int n = B * T * H, block = 128;
+    launch(rla_forward_v1_kernel, dim3(ceil_div(n, block)), dim3(block), 0, q, k, v, h0, o, B, T, H, G, D, w,
+           ifm);
+    return;
+  }
+  int BV = pick_bv(D, Dp, C);
+  size_t smem = fwd_smem_floats(Dp, C, BV) * sizeof(float);
+  allow_smem(rla_forward_v2_kernel, smem);
+  launch(rla_forward_v2_kernel, dim3(ceil_div(D, BV), G, B), dim3(kThreads), smem, q, k, v, h0, o, states, T, H,
+         G, D, w, ifm, C, m, BV);
+}
+
+void rla_backward(const float* q, const float* k, const float* v, const float* h0, const float* states,
+                  const float* dout, float* dq, float* dk, float* dv, float* dh0, int B, int T, int H, int G,
+                  int D, int w, FeatureMap fm, int C, int m, int version) {
+  check_args("cu::rla_backward", B, T, H, G, D, w, C, m, version);
+  const int ifm = (int)fm, Dp = feature_dim(fm, D);
+  int block = 128;
+  if (version == 1) {
+    launch(rla_backward_dq_v1_kernel, dim3(ceil_div(B * T * H, block)), dim3(block), 0, q, k, v, h0, dout, dq, B,
+           T, H, G, D, w, ifm);
+    launch(rla_backward_dkdv_v1_kernel, dim3(ceil_div(B * T * G, block)), dim3(block), 0, q, k, v, dout, dk, dv,
+           B, T, H, G, D, w, ifm);
+    if (dh0)
+      launch(rla_backward_dh0_v1_kernel, dim3(ceil_div(B * G * Dp, block)), dim3(block), 0, q, dout, dh0, B, T,
+             H, G, D, ifm);
+    return;
+  }
+  if (!states) throw std::invalid_argument("cu::rla_backward: version 2 needs the states saved by rla_forward");
+  // dq, dk receive one atomicAdd per value tile; dv rows of keys no query reads (j > T-w-2) stay 0.
+  check(cudaMemset(dq, 0, sizeof(float) * (size_t)B * T * H * D), "cudaMemset(dq)");
+  check(cudaMemset(dk, 0, sizeof(float) * (size_t)B * T * G * D), "cudaMemset(dk)");
+  check(cudaMemset(dv, 0, sizeof(float) * (size_t)B * T * G * D), "cudaMemset(dv)");
+  int BV = pick_bv(D, Dp, C);
+  size_t smem = bwd_smem_floats(Dp, C, BV) * sizeof(float);
+  allow_smem(rla_backward_v2_kernel, smem);
+  launch(rla_backward_v2_kernel, dim3(ceil_div(D, BV), G, B), dim3(kThreads), smem, q, k, v, states, dout, dq, dk,
+         dv, dh0, T, H, G, D, w, ifm, C, m, BV);
+}
+
+}  // namespace cu
