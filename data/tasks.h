@@ -1,0 +1,124 @@
+// data/tasks.h: what the tiny model trains on. Everything is bytes (vocab 256) and everything is
+// generated from a seed: the synthetic tasks need no files, and the same seed gives the same data.
+//
+//   RecallTask   distance-controlled multi-query associative recall (MQAR):
+//                  k0 v0 k1 v1 ... k_{n-1} v_{n-1}  . . . gap . . .  k_p0 v_p0 k_p1 v_p1 ...  . . pad
+//                the n key-value pairs, a filler gap, then the same keys in random order, each
+//                followed by its value. Only the values are scored (the target at a query key is its
+//                value), and each query knows its key-to-query distance d = t_query - t_key.
+//                Gap lengths are mixed so that a chosen fraction of queries (default 40%) has d <= w.
+//   PasskeyTask  a short random lowercase string hidden at a controlled depth in filler text:
+//                  filler ... #abcde ... filler ... #abcde
+//                the second copy (the question) ends the sequence and its letters are scored;
+//                d = distance between the two '#' markers.
+//   TextTask     --text FILE: a byte-level LM on the file's bytes, fixed split: the first 90% train,
+//                the last 10% validation; every position is scored.
+//
+// A Batch holds B sequences of T tokens, row-major: entry b*T + t is position t of sequence b.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace data {
+
+struct Batch {
+  int B = 0, T = 0;
+  std::vector<int> tokens;   // (B*T) input bytes
+  std::vector<int> targets;  // (B*T) the byte to predict at this position; -1 = not scored
+  std::vector<int> dist;     // (B*T) at scored positions of the synthetic tasks: distance from this
+                             // position back to the key / hidden copy it must recall; -1 otherwise
+  void resize(int B_, int T_);
+  // Sequence b's tokens / targets as vectors (the model runs one sequence at a time).
+  std::vector<int> seq_tokens(int b) const;
+  std::vector<int> seq_targets(int b) const;
+};
+
+// The one random-integer helper, so the data do not depend on a standard library's distributions:
+// uniform in [0, n) for n >= 1 (n is tiny next to 2^64, so modulo bias is negligible).
+inline int rand_below(std::mt19937_64& rng, int n) { return int(rng() % uint64_t(n)); }
+inline size_t rand_below(std::mt19937_64& rng, size_t n) { return size_t(rng() % uint64_t(n)); }
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual std::string name() const = 0;
+  virtual int seq_len() const = 0;
+  // Fill out with B training sequences drawn from rng.
+  virtual void sample(std::mt19937_64& rng, int B, Batch& out) const = 0;
+  // The fixed validation set of n sequences: the same for the same seed (the synthetic tasks draw
+  // it from their generator with that seed; text takes windows of the validation split).
+  virtual void eval_set(int n, uint64_t seed, Batch& out) const;
+  // Accuracy of a model that guesses uniformly among the possible answers.
+  virtual double chance() const = 0;
+  virtual bool synthetic() const { return true; }
+};
+
+// Byte alphabets of the recall task: keys, values and the filler are disjoint.
+constexpr int kRecallKeyBase = 0x80, kRecallValueBase = 0xC0, kRecallAlphabet = 64;
+constexpr int kFiller = '.';
+
+class RecallTask : public Task {
+ public:
+  // T: sequence length (>= 4 * pairs); pairs: key-value pairs; w: the model's window, used only to
+  // mix gap lengths so that about in_window_frac of the queries have d <= w (see gap_for()).
+  RecallTask(int T, int pairs, int w, double in_window_frac);
+  std::string name() const override { return "recall"; }
+  int seq_len() const override { return T_; }
+  void sample(std::mt19937_64& rng, int B, Batch& out) const override;
+  double chance() const override { return 1.0 / kRecallAlphabet; }
+
+  // Expected fraction of queries with d <= w for a sequence with this gap (queries in random order).
+  double in_window_fraction(int gap) const;
+  // Expected fraction of queries with d <= w over the gap mixture this task draws from.
+  double expected_in_window() const { return expected_in_window_; }
+  int max_gap() const { return T_ - 4 * pairs_; }
+
+ private:
+  int gap_for(std::mt19937_64& rng) const;
+  int T_, pairs_, w_;
+  double p_near_ = 0;          // probability of drawing from the near gaps
+  std::vector<int> near_gaps_; // gaps whose queries are mostly (>= half) in the window
+  std::vector<int> far_gaps_;  // the other gaps
+  double expected_in_window_ = 0;
+};
+
+class PasskeyTask : public Task {
+ public:
+  PasskeyTask(int T, int key_len);
+  std::string name() const override { return "passkey"; }
+  int seq_len() const override { return T_; }
+  void sample(std::mt19937_64& rng, int B, Batch& out) const override;
+  double chance() const override { return 1.0 / 26; }
+  // Fill one sequence with the key hidden at position `hide` (0 <= hide <= max_hide()).
+  void make(std::mt19937_64& rng, int hide, int* tokens, int* targets, int* dist) const;
+  int max_hide() const { return T_ - 2 * (key_len_ + 1); }
+
+ private:
+  int T_, key_len_;
+};
+
+class TextTask : public Task {
+ public:
+  // Reads the whole file; throws std::runtime_error with a clear message when it is missing,
+  // empty, or too short for one window of T+1 bytes in each split.
+  TextTask(const std::string& path, int T);
+  std::string name() const override { return "text"; }
+  int seq_len() const override { return T_; }
+  void sample(std::mt19937_64& rng, int B, Batch& out) const override;  // random training windows
+  void eval_set(int n, uint64_t seed, Batch& out) const override;        // evenly spaced val windows
+  double chance() const override { return 1.0 / 256; }
+  bool synthetic() const override { return false; }
+  size_t train_bytes() const { return split_; }
+  size_t val_bytes() const { return bytes_.size() - split_; }
+
+ private:
+  void window(size_t start, int* tokens, int* targets, int* dist) const;
+  std::vector<unsigned char> bytes_;
+  size_t split_;  // bytes_[0, split_) train, [split_, end) validation
+  int T_;
+};
+
+}  // namespace data

@@ -1,0 +1,147 @@
+// infer.cpp: run a trained checkpoint with the constant-memory decode (ref/decode.h).
+//
+//   bin/infer --ckpt runs/tiny.ckpt                   evaluate the checkpoint's task by decode, print
+//                                                     the accuracy by distance and the cache memory
+//   bin/infer --ckpt runs/text.ckpt --prompt "ROMEO:" --gen 200 --temperature 0.8
+//   bin/infer --ckpt runs/tiny.ckpt --mem-len 4096    cache memory at 4096 tokens vs full attention
+//
+// (a) --prompt: prefill the prompt, then generate --gen bytes one at a time.
+// (b) evaluation: the checkpoint's validation set (same seed, so the same sequences train_tiny
+//     scored), run token by token through the decode caches; its accuracy is printed next to the
+//     full-sequence forward's, which it must reproduce.
+// (c) memory: the bytes the decode caches hold after --mem-len tokens, per layer kind and in
+//     total, next to a full-attention model of the same shape (every layer keeps k and v of every
+//     token).
+// Exit status: 0 ok, 2 bad command line, 1 other errors (e.g. a bad checkpoint).
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "model/backend_cpu.h"
+#include "model/checkpoint.h"
+#include "model/cli.h"
+#include "model/eval.h"
+#include "model/generate.h"
+#include "model/trainer.h"
+
+namespace {
+
+struct InferConfig {
+  std::string ckpt = "runs/tiny.ckpt";
+  std::string prompt = "";
+  int gen = 200;
+  double temperature = 0.8;
+  long sample_seed = 1;
+  int eval = 1;           // 1: evaluate the task by decode
+  int eval_seqs = 256;
+  int compare_forward = 1;
+  long mem_len = 0;       // 0: the training sequence length
+  int threads = 0;
+  std::string device = "cpu";
+};
+
+std::string kind_name(const model::ModelConfig& m, int layer) {
+  if (m.is_global(layer)) return "global (full causal)";
+  std::string s = "local " + m.local_kind;
+  if (m.local_kind != "linear") s += " (w = " + std::to_string(m.window) + ")";
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return model::cli_main_guard("infer", [&]() -> int {
+    InferConfig ic;
+    model::FlagSet fs("infer");
+    fs.add_string("ckpt", &ic.ckpt, "checkpoint written by train_tiny");
+    fs.add_string("prompt", &ic.prompt, "generate text after this prompt");
+    fs.add_int("gen", &ic.gen, 1, 1 << 20, "bytes to generate after --prompt");
+    fs.add_real("temperature", &ic.temperature, 0.0, 100.0, "sampling temperature; 0 = greedy");
+    fs.add_long("sample-seed", &ic.sample_seed, 0, 1L << 62, "seed of the sampler");
+    fs.add_int("eval", &ic.eval, 0, 1, "1: evaluate the checkpoint's task with the decode");
+    fs.add_int("eval-seqs", &ic.eval_seqs, 1, 1 << 20, "validation sequences to evaluate");
+    fs.add_int("compare-forward", &ic.compare_forward, 0, 1, "1: also score the full forward, for comparison");
+    fs.add_long("mem-len", &ic.mem_len, 0, 1L << 24, "tokens for the cache-memory report; 0 = training T");
+    fs.add_int("threads", &ic.threads, 0, 1024, "OpenMP threads; 0 = OpenMP default");
+    fs.add_choice("device", &ic.device, {"cpu", "cuda"}, "where the model runs");
+    fs.parse(argc, argv);
+    if (fs.help_requested()) {
+      std::cout << fs.usage();
+      return 0;
+    }
+    if (ic.device == "cuda")
+      throw model::UsageError("--device cuda: the CUDA backend of the model is not available yet; use --device cpu");
+    if (ic.threads > 0) omp_set_num_threads(ic.threads);
+
+    const model::TrainState<float> st = model::load_checkpoint<float>(ic.ckpt);
+    const model::Config& c = st.config;
+    auto backend = model::make_backend<float>(ic.device);
+    const model::Model<float> net(c.model, *backend);
+    std::cout << "infer: " << ic.ckpt << " (step " << st.step << ")\n" << model::describe(c);
+
+    // (a) generation
+    if (!ic.prompt.empty()) {
+      std::vector<int> prompt(ic.prompt.begin(), ic.prompt.end());
+      for (int& b : prompt) b &= 0xFF;
+      const auto t0 = std::chrono::steady_clock::now();
+      const std::vector<int> out =
+          model::generate(net, st.params, prompt, ic.gen, ic.temperature, uint64_t(ic.sample_seed));
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::cout << "\n--- generated (" << ic.gen << " bytes, temperature " << ic.temperature << ", "
+                << (double(prompt.size() + out.size()) / s) << " tokens/s) ---\n"
+                << ic.prompt;
+      for (int b : out) std::cout << char(b);
+      std::cout << "\n---\n";
+    }
+
+    // (b) the task, by decode (and by the full forward for comparison)
+    if (ic.eval) {
+      std::unique_ptr<data::Task> task = model::make_task(c);
+      data::Batch eval;
+      task->eval_set(ic.eval_seqs, model::eval_seed(c), eval);
+      auto t0 = std::chrono::steady_clock::now();
+      const model::EvalResult dec = model::evaluate(net, st.params, eval, true);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("\nevaluation of %d %s sequences of T = %d by constant-memory decode (%.1f s, %.0f tokens/s)\n",
+                  eval.B, task->name().c_str(), eval.T, s, double(eval.B) * eval.T / s);
+      if (task->synthetic()) std::cout << model::bucket_table(dec, c.model.window, task->chance());
+      else std::printf("  loss %.4f (%.3f bits/byte), next-byte accuracy %.1f%%\n", dec.loss(),
+                       dec.loss() / std::log(2.0), 100 * dec.accuracy());
+      if (ic.compare_forward) {
+        const model::EvalResult fwd = model::evaluate(net, st.params, eval, false);
+        std::printf("full-sequence forward on the same sequences: accuracy %.1f%% (%ld / %ld), loss %.4f; "
+                    "decode %s it (%ld vs %ld correct)\n",
+                    100 * fwd.accuracy(), fwd.correct, fwd.scored, fwd.loss(),
+                    fwd.correct == dec.correct ? "reproduces" : "DIFFERS FROM", dec.correct, fwd.correct);
+      }
+    }
+
+    // (c) decode memory after mem_len tokens, per layer kind, vs full attention of the same shape
+    const long T = ic.mem_len > 0 ? ic.mem_len : c.train.seq_len;
+    model::DecodeState<float> ds = net.decode_init();
+    std::vector<int> filler(size_t(T), 'a');
+    net.prefill(st.params, ds, filler);
+    std::map<std::string, std::pair<int, size_t>> by_kind;  // kind -> (layers, bytes)
+    size_t total = 0, full = 0;
+    for (int l = 0; l < c.model.n_layers; ++l) {
+      auto& e = by_kind[kind_name(c.model, l)];
+      e.first += 1;
+      e.second += ds.caches[size_t(l)].bytes();
+      total += ds.caches[size_t(l)].bytes();
+      full += ref::full_attention_cache_bytes<float>(net.layer_attn(l), T);
+    }
+    std::printf("\ndecode cache after T = %ld tokens (float32):\n", T);
+    std::printf("  %-26s %6s %14s %14s\n", "layer kind", "layers", "bytes/layer", "bytes");
+    for (const auto& [kind, e] : by_kind)
+      std::printf("  %-26s %6d %14zu %14zu\n", kind.c_str(), e.first, e.second / size_t(e.first), e.second);
+    std::printf("  %-26s %6d %14s %14zu\n", "total", c.model.n_layers, "", total);
+    std::printf("  %-26s %6d %14zu %14zu   (k and v of every token in every layer)\n", "full attention, same shape",
+                c.model.n_layers, full / size_t(c.model.n_layers), full);
+    std::printf("  ratio: %.3f of full attention\n", double(total) / double(full));
+    return 0;
+  });
+}

@@ -1,0 +1,259 @@
+// model/checkpoint.cpp: writing and reading the checkpoint format documented in checkpoint.h.
+#include "model/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <vector>
+
+namespace model {
+
+static_assert(std::endian::native == std::endian::little,
+              "the checkpoint format is little-endian; this code writes native bytes");
+
+namespace {
+constexpr char kMagic[8] = {'R', 'A', 'T', 'T', 'N', 'C', 'K', 'P'};
+
+struct Writer {
+  std::vector<unsigned char> bytes;
+  void raw(const void* p, size_t n) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    bytes.insert(bytes.end(), c, c + n);
+  }
+  void u32(uint32_t x) { raw(&x, 4); }
+  void u64(uint64_t x) { raw(&x, 8); }
+  void str(const std::string& s) {
+    u32(uint32_t(s.size()));
+    raw(s.data(), s.size());
+  }
+};
+
+struct Reader {
+  const std::vector<unsigned char>& bytes;
+  size_t pos, end;  // end: where the checksum starts
+  const std::string& path;
+  void need(size_t n, const char* what) {
+    if (n > end - pos)
+      throw CheckpointError("checkpoint '" + path + "': truncated or corrupted: the file ends inside " + what +
+                            " (needs " + std::to_string(n) + " more bytes at offset " + std::to_string(pos) +
+                            ", file has " + std::to_string(bytes.size()) + " bytes)");
+  }
+  void raw(void* p, size_t n, const char* what) {
+    need(n, what);
+    std::memcpy(p, bytes.data() + pos, n);
+    pos += n;
+  }
+  uint32_t u32(const char* what) {
+    uint32_t x;
+    raw(&x, 4, what);
+    return x;
+  }
+  uint64_t u64(const char* what) {
+    uint64_t x;
+    raw(&x, 8, what);
+    return x;
+  }
+  std::string str(const char* what) {
+    const uint32_t n = u32(what);
+    need(n, what);
+    std::string s(reinterpret_cast<const char*>(bytes.data() + pos), n);
+    pos += n;
+    return s;
+  }
+};
+
+std::vector<unsigned char> read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw CheckpointError("checkpoint '" + path + "': cannot open (" + std::strerror(errno) + ")");
+  return std::vector<unsigned char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Check magic, version and scalar size; return a reader positioned after the fixed header.
+Reader open_checked(const std::vector<unsigned char>& bytes, const std::string& path, uint32_t want_scalar) {
+  const size_t header = 8 + 4 + 4 + 8;
+  if (bytes.size() < 8 || std::memcmp(bytes.data(), kMagic, 8) != 0)
+    throw CheckpointError("checkpoint '" + path + "': not a rattn checkpoint (bad magic; expected \"RATTNCKP\")");
+  if (bytes.size() < header + 8)
+    throw CheckpointError("checkpoint '" + path + "': truncated (" + std::to_string(bytes.size()) +
+                          " bytes, the header alone needs " + std::to_string(header + 8) + ")");
+  Reader r{bytes, 8, bytes.size() - 8, path};
+  const uint32_t version = r.u32("the version");
+  if (version != kCheckpointVersion)
+    throw CheckpointError("checkpoint '" + path + "': format version " + std::to_string(version) +
+                          " is not supported (this program reads version " + std::to_string(kCheckpointVersion) + ")");
+  const uint32_t scalar = r.u32("the scalar size");
+  if (want_scalar != 0 && scalar != want_scalar)
+    throw CheckpointError("checkpoint '" + path + "': holds float" + std::to_string(8 * scalar) +
+                          " tensors, this program needs float" + std::to_string(8 * want_scalar));
+  return r;
+}
+
+void verify_checksum(const std::vector<unsigned char>& bytes, const std::string& path) {
+  uint64_t stored;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
+  if (fnv1a64(bytes.data(), bytes.size() - 8) != stored)
+    throw CheckpointError("checkpoint '" + path + "': checksum mismatch (the file is corrupted)");
+}
+
+void write_atomically(const std::string& path, const std::vector<unsigned char>& bytes) {
+  const std::string tmp = path + ".tmp";
+  auto fail = [&](const char* what) {
+    const std::string msg = "checkpoint '" + path + "': " + what + " failed (" + std::strerror(errno) + ")";
+    ::unlink(tmp.c_str());
+    throw CheckpointError(msg);
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("creating the temporary file");
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      fail("write");
+    }
+    done += size_t(n);
+  }
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    fail("fsync");
+  }
+  if (::close(fd) != 0) fail("close");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename");
+  // Make the rename itself durable: fsync the folder that holds the file.
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+}  // namespace
+
+uint64_t fnv1a64(const unsigned char* p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+template <class S>
+void save_checkpoint(const std::string& path, const TrainState<S>& st_in) {
+  TrainState<S>& st = const_cast<TrainState<S>&>(st_in);  // named_tensors hands out pointers; read only
+  Writer w;
+  w.raw(kMagic, 8);
+  w.u32(kCheckpointVersion);
+  w.u32(uint32_t(sizeof(S)));
+  w.u64(uint64_t(st.step));
+  w.str(config_to_text(st.config));
+  w.str(st.data_rng);
+  auto P = named_tensors(st.config.model, st.params);
+  auto M = named_tensors(st.config.model, st.m);
+  auto V = named_tensors(st.config.model, st.v);
+  w.u32(uint32_t(P.size()));
+  for (size_t i = 0; i < P.size(); ++i) {
+    const Mat<S>& t = *P[i].t;
+    w.str(P[i].name);
+    w.u32(uint32_t(t.rows()));
+    w.u32(uint32_t(t.cols()));
+    for (const Mat<S>* x : {P[i].t, M[i].t, V[i].t}) {
+      if (x->rows() != t.rows() || x->cols() != t.cols())
+        throw CheckpointError("save_checkpoint: optimizer moment of " + P[i].name + " has the wrong shape");
+      w.raw(x->data(), sizeof(S) * size_t(x->size()));
+    }
+  }
+  w.u64(fnv1a64(w.bytes.data(), w.bytes.size()));
+  write_atomically(path, w.bytes);
+}
+
+template <class S>
+TrainState<S> load_checkpoint(const std::string& path) {
+  const std::vector<unsigned char> bytes = read_all(path);
+  Reader r = open_checked(bytes, path, uint32_t(sizeof(S)));
+  TrainState<S> st;
+  st.step = long(r.u64("the step"));
+  const std::string config_text = r.str("the config");
+  st.data_rng = r.str("the data generator state");
+  const uint32_t K = r.u32("the tensor count");
+  struct Entry {
+    std::string name;
+    uint32_t rows, cols;
+    size_t offset;
+  };
+  std::vector<Entry> entries;
+  for (uint32_t i = 0; i < K; ++i) {
+    Entry e;
+    e.name = r.str("a tensor name");
+    e.rows = r.u32("a tensor shape");
+    e.cols = r.u32("a tensor shape");
+    e.offset = r.pos;
+    const size_t n = size_t(e.rows) * size_t(e.cols) * sizeof(S);
+    r.need(n, ("tensor " + e.name).c_str());
+    r.pos += n;
+    r.need(2 * n, ("the optimizer state of " + e.name).c_str());
+    r.pos += 2 * n;
+    entries.push_back(e);
+  }
+  if (r.pos != r.end)
+    throw CheckpointError("checkpoint '" + path + "': corrupted (" + std::to_string(r.end - r.pos) +
+                          " unexpected bytes after the last tensor)");
+  verify_checksum(bytes, path);
+
+  try {
+    st.config = config_from_text(config_text);
+    validate(st.config);
+  } catch (const UsageError& e) {
+    throw CheckpointError("checkpoint '" + path + "': bad config block: " + e.what());
+  }
+  st.params = params_filled<S>(st.config.model, S(1));
+  st.m = params_filled<S>(st.config.model, S(0));
+  st.v = params_filled<S>(st.config.model, S(0));
+  auto P = named_tensors(st.config.model, st.params);
+  auto M = named_tensors(st.config.model, st.m);
+  auto V = named_tensors(st.config.model, st.v);
+  if (P.size() != entries.size())
+    throw CheckpointError("checkpoint '" + path + "': holds " + std::to_string(entries.size()) +
+                          " tensors, its config needs " + std::to_string(P.size()));
+  for (size_t i = 0; i < P.size(); ++i) {
+    const Entry& e = entries[i];
+    Mat<S>& t = *P[i].t;
+    if (e.name != P[i].name || long(e.rows) != t.rows() || long(e.cols) != t.cols())
+      throw CheckpointError("checkpoint '" + path + "': tensor " + std::to_string(i) + " is " + e.name + " (" +
+                            std::to_string(e.rows) + ", " + std::to_string(e.cols) + "), the config needs " +
+                            P[i].name + " (" + std::to_string(t.rows()) + ", " + std::to_string(t.cols()) + ")");
+    const size_t n = size_t(t.size()) * sizeof(S);
+    std::memcpy(P[i].t->data(), bytes.data() + e.offset, n);
+    std::memcpy(M[i].t->data(), bytes.data() + e.offset + n, n);
+    std::memcpy(V[i].t->data(), bytes.data() + e.offset + 2 * n, n);
+  }
+  return st;
+}
+
+Config read_checkpoint_config(const std::string& path) {
+  const std::vector<unsigned char> bytes = read_all(path);
+  Reader r = open_checked(bytes, path, 0);
+  r.u64("the step");
+  const std::string text = r.str("the config");
+  verify_checksum(bytes, path);
+  try {
+    return config_from_text(text);
+  } catch (const UsageError& e) {
+    throw CheckpointError("checkpoint '" + path + "': bad config block: " + e.what());
+  }
+}
+
+template void save_checkpoint<float>(const std::string&, const TrainState<float>&);
+template void save_checkpoint<double>(const std::string&, const TrainState<double>&);
+template TrainState<float> load_checkpoint<float>(const std::string&);
+template TrainState<double> load_checkpoint<double>(const std::string&);
+
+}  // namespace model

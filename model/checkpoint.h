@@ -1,0 +1,61 @@
+// model/checkpoint.h: the training checkpoint, a small documented binary format.
+//
+// Layout (all integers little-endian; scalars are IEEE float32 or float64 as the header says):
+//
+//   offset  size  field
+//   0       8     magic "RATTNCKP"
+//   8       4     u32 format version (kCheckpointVersion = 1)
+//   12      4     u32 scalar size in bytes: 4 (float32) or 8 (float64)
+//   16      8     u64 step: optimizer steps done (the next step is step + 1)
+//   24      4+n   u32 n, then n bytes: the config, "name=value\n" per model/train flag
+//                 (model/config.h: the full model shape and the training run, seed included)
+//           4+n   u32 n, then n bytes: the data generator's state (std::mt19937_64 text form)
+//           4     u32 number of tensors K
+//           K x   per tensor: u32 name length, the name (e.g. "block0.attn.Wq"),
+//                 u32 rows, u32 cols, then rows*cols scalars of the parameter, the same of the
+//                 AdamW first moment m, the same of the second moment v (row-major)
+//   end-8   8     u64 FNV-1a 64-bit hash of every byte before it
+//
+// The tensors are those of model::named_tensors(config), in that order; load checks every name and
+// shape against the config. Written atomically: the bytes go to "<path>.tmp", which is fsync'ed
+// and renamed over <path> (then the folder is fsync'ed), so a kill at any moment leaves either the
+// old or the new checkpoint, never a mix. Loading rejects, with a message naming the file: a
+// missing file, a wrong magic, another version or scalar size, a truncated file, a checksum
+// mismatch (corruption), and tensors that do not match the config.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "model/config.h"
+#include "model/params.h"
+
+namespace model {
+
+constexpr uint32_t kCheckpointVersion = 1;
+
+struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Everything a run needs to continue bit-exactly.
+template <class S>
+struct TrainState {
+  Config config;
+  ModelParams<S> params, m, v;  // parameters and the AdamW moments
+  long step = 0;                // optimizer steps done
+  std::string data_rng;         // std::mt19937_64 state, text form
+};
+
+template <class S>
+void save_checkpoint(const std::string& path, const TrainState<S>& st);
+template <class S>
+TrainState<S> load_checkpoint(const std::string& path);
+
+// Only the config block (to resolve --resume against the command line before loading).
+Config read_checkpoint_config(const std::string& path);
+
+// FNV-1a 64-bit (the checksum above).
+uint64_t fnv1a64(const unsigned char* p, size_t n);
+
+}  // namespace model

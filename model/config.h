@@ -1,0 +1,95 @@
+// model/config.h: the model's shape and the training run's settings.
+//
+// Every field is a command-line flag (bind_model_flags / bind_train_flags) and a line of the
+// checkpoint's config block (config_to_text / config_from_text), through one table in config.cpp.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "model/cli.h"
+
+namespace model {
+
+// The model: byte-level pre-norm Transformer (spec "Project decisions"):
+//   x = E[tokens];  per block l:  y = x + Attn_l(RMS(x));  x = y + SwiGLU(RMS(y))
+//   logits = RMS(x) W_out
+// Block l is global ('G': full causal attention, NoPE) or local ('L': swa | rattn | linear with
+// window w, RoPE on the SWA branch) by pattern[l % pattern.size()].
+struct ModelConfig {
+  int vocab = 256;        // bytes
+  int d_model = 64;       // C
+  int n_heads = 2;        // H
+  int n_kv_heads = 2;     // G (GQA: query head h uses kv head h / (H/G))
+  int head_dim = 32;      // D
+  int ffn_dim = 0;        // F of SwiGLU; 0 = automatic: 8/3 C rounded up to a multiple of 8
+  int n_layers = 2;
+  std::string pattern = "LLLG";   // repeated / cut to n_layers
+  int window = 16;                // w: keys to the LEFT of the query (SWA sees w+1 keys)
+  std::string local_kind = "rattn";  // swa | rattn | linear
+  std::string feature_map = "sm2";   // sm2 | relu2 | identity
+  int chunk = 32;                 // RLA chunk size C of the chunked training form
+  double rope_theta = 5e5;
+  double norm_eps = 1e-5;         // the block RMSNorms and the final norm
+  double branch_eps = 1e-8;       // the per-head branch norms (AttnConfig::eps, spec 2.5)
+
+  bool is_global(int layer) const { return pattern[size_t(layer) % pattern.size()] == 'G'; }
+  int ffn() const { return ffn_dim > 0 ? ffn_dim : ((8 * d_model / 3 + 7) / 8) * 8; }
+  std::string layer_string() const;  // e.g. "LLLG" for 4 layers of the default pattern
+};
+
+// The training run (and the evaluation data, which infer regenerates from these fields).
+struct TrainConfig {
+  std::string task = "recall";  // recall | passkey | text
+  std::string text_file = "";   // --text FILE (sets task = text)
+  int seq_len = 128;            // T
+  int batch = 32;               // B sequences per step
+  int pairs = 8;                // recall: key-value pairs per sequence
+  int passkey_len = 5;          // passkey: letters in the hidden key
+  double in_window_frac = 0.4;  // recall: target fraction of queries whose key is within w
+  double lr = 3e-3;
+  long warmup = 50;
+  int cosine = 1;               // 1: cosine decay to lr * lr_min_ratio after warmup; 0: constant
+  double lr_min_ratio = 0.1;
+  double weight_decay = 0.1;
+  double beta1 = 0.9, beta2 = 0.95;
+  double clip = 1.0;            // global gradient-norm clip; 0 = off
+  long steps = 1200;
+  long seed = 1;
+  double init_scale = 1.0;      // multiplies every initial weight's standard deviation
+};
+
+// The run's plumbing: never part of the model or of the data, so --resume may change them.
+struct RunConfig {
+  long eval_interval = 200;     // validation every this many steps (and at the end); 0 = end only
+  int eval_seqs = 256;          // sequences in the fixed validation set
+  std::string ckpt = "runs/tiny.ckpt";
+  long ckpt_interval = 200;     // checkpoint every this many steps (and at the end); 0 = end only
+  std::string resume = "";      // --resume FILE: continue that run bit-exactly
+  std::string device = "cpu";   // cpu | cuda
+  int threads = 0;              // OpenMP threads; 0 = the OpenMP default
+  int log_every = 1;            // a progress line every this many steps
+};
+
+struct Config {
+  ModelConfig model;
+  TrainConfig train;
+};
+
+// Flags. Model and train flags are saved in the checkpoint; run flags are not.
+void bind_model_flags(FlagSet& fs, ModelConfig& m);
+void bind_train_flags(FlagSet& fs, TrainConfig& t);
+void bind_run_flags(FlagSet& fs, RunConfig& r);
+
+// Checks across fields (heads divisible by kv heads, sequence long enough for the task, ...).
+// Throws UsageError naming the flag.
+void validate(const Config& c);
+
+// The config block of a checkpoint: "name=value\n" for every model and train flag, in table order.
+std::string config_to_text(const Config& c);
+// Parse it back (unknown keys or bad values: UsageError). Missing keys keep their defaults.
+Config config_from_text(const std::string& text);
+
+// Multi-line human-readable summary printed by the programs before they start.
+std::string describe(const Config& c);
+
+}  // namespace model

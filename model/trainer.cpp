@@ -1,0 +1,215 @@
+// model/trainer.cpp: the training loop (see trainer.h).
+#include "model/trainer.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cstdarg>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <ostream>
+#include <sstream>
+
+#include "model/backend_cpu.h"
+#include "model/generate.h"
+#include "model/model.h"
+
+namespace model {
+
+std::unique_ptr<data::Task> make_task(const Config& c) {
+  const TrainConfig& t = c.train;
+  if (t.task == "recall") return std::make_unique<data::RecallTask>(t.seq_len, t.pairs, c.model.window, t.in_window_frac);
+  if (t.task == "passkey") return std::make_unique<data::PasskeyTask>(t.seq_len, t.passkey_len);
+  if (t.task == "text") return std::make_unique<data::TextTask>(t.text_file, t.seq_len);
+  throw UsageError("--task: expected one of recall|passkey|text, got '" + t.task + "'");
+}
+
+uint64_t eval_seed(const Config& c) { return uint64_t(c.train.seed) ^ 0x5EED0FE7A15E7ULL; }
+
+Config resolve_resume(const Config& from_ckpt, const Config& from_cli, const std::vector<std::string>& cli_set) {
+  Config out = from_ckpt;
+  Config ck = from_ckpt, cl = from_cli;
+  FlagSet a("ckpt"), b("cli");
+  bind_model_flags(a, ck.model);
+  bind_train_flags(a, ck.train);
+  bind_model_flags(b, cl.model);
+  bind_train_flags(b, cl.train);
+  for (const std::string& name : cli_set) {
+    if (!a.has(name)) continue;  // a run flag (--ckpt, --eval-interval, ...): free to change
+    if (name == "steps") {
+      out.train.steps = from_cli.train.steps;
+      continue;
+    }
+    if (a.get(name) != b.get(name))
+      throw UsageError("--" + name + ": the checkpoint being resumed has " + name + "=" + a.get(name) + ", got " +
+                       b.get(name) + " (on --resume only --steps and the run flags may change)");
+  }
+  return out;
+}
+
+namespace {
+
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+
+std::string rng_to_text(const std::mt19937_64& rng) {
+  std::ostringstream os;
+  os << rng;
+  return os.str();
+}
+
+// The validation line (and, for text, a generated sample from the start of the validation split).
+void report_eval(std::ostream& out, const Model<float>& model, const ModelParams<float>& p, const data::Task& task,
+                 const data::Batch& eval, long step, const Config& c, EvalResult* keep) {
+  const auto t0 = std::chrono::steady_clock::now();
+  EvalResult r = evaluate(model, p, eval, false);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (task.synthetic()) {
+    out << fmt("val  step %6ld | loss %.4f | acc %5.1f%% | in-window (d<=%d) %5.1f%% | out-of-window %5.1f%% | "
+               "chance %.1f%% | %.0f ms\n",
+               step, r.loss(), 100 * r.accuracy(), c.model.window, 100 * r.in_accuracy(), 100 * r.out_accuracy(),
+               100 * task.chance(), ms);
+  } else {
+    out << fmt("val  step %6ld | loss %.4f | %.3f bits/byte | next-byte acc %5.1f%% | %.0f ms\n", step, r.loss(),
+               r.loss() / std::log(2.0), 100 * r.accuracy(), ms);
+    std::vector<int> prompt(eval.tokens.begin(), eval.tokens.begin() + std::min(32, eval.T));
+    std::vector<int> gen = generate(model, p, prompt, 96, 0.8, uint64_t(c.train.seed) + uint64_t(step));
+    out << "     sample: \"" << printable(prompt) << "|" << printable(gen) << "\"\n";
+  }
+  out.flush();
+  if (keep) *keep = r;
+}
+
+}  // namespace
+
+TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, const BeforeStepHook& hook) {
+  Config c = c_in;
+  if (!c.train.text_file.empty()) c.train.task = "text";
+  validate(c);
+  if (run.threads > 0) omp_set_num_threads(run.threads);
+  std::unique_ptr<Backend<float>> backend = make_backend<float>(run.device);
+  std::unique_ptr<data::Task> task = make_task(c);
+  const Model<float> model(c.model, *backend);
+
+  TrainState<float> st;
+  std::mt19937_64 data_rng;
+  if (!run.resume.empty()) {
+    st = load_checkpoint<float>(run.resume);
+    Config a = st.config;  // only --steps may differ from the checkpoint (see resolve_resume)
+    a.train.steps = c.train.steps;
+    if (config_to_text(a) != config_to_text(c))
+      throw UsageError("--resume: the config differs from the checkpoint's; only --steps may change");
+    st.config = c;
+    std::istringstream is(st.data_rng);
+    is >> data_rng;
+    if (!is) throw CheckpointError("checkpoint '" + run.resume + "': bad data generator state");
+  } else {
+    st.config = c;
+    st.params = init_params<float>(c.model, uint64_t(c.train.seed), c.train.init_scale);
+    st.m = params_filled<float>(c.model, 0.0f);
+    st.v = params_filled<float>(c.model, 0.0f);
+    st.step = 0;
+    data_rng.seed(uint64_t(c.train.seed) * 0x9E3779B97F4A7C15ULL + 1);
+  }
+
+  const int threads = omp_get_max_threads();
+  out << "train_tiny: " << (run.resume.empty() ? "new run" : "resuming " + run.resume + " at step " + std::to_string(st.step))
+      << ", device " << backend->name() << ", " << threads << " OpenMP thread" << (threads == 1 ? "" : "s") << "\n";
+  out << describe(c);
+  if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()))
+    out << fmt("data: recall gaps 0..%d mixed so that %.1f%% of the queries are expected within w = %d\n",
+               rt->max_gap(), 100 * rt->expected_in_window(), c.model.window);
+  if (auto* tt = dynamic_cast<const data::TextTask*>(task.get()))
+    out << "data: " << tt->train_bytes() << " train bytes, " << tt->val_bytes() << " validation bytes\n";
+  out << "checkpoint: " << run.ckpt << " every " << run.ckpt_interval << " steps and at the end\n";
+  out.flush();
+
+  data::Batch eval_batch, batch;
+  task->eval_set(run.eval_seqs, eval_seed(c), eval_batch);
+  BatchWorkspace<float> ws;
+  ModelParams<float> grad = params_filled<float>(c.model, 0.0f);
+  auto P = named_tensors(c.model, st.params);
+  auto G = named_tensors(c.model, grad);
+  auto M = named_tensors(c.model, st.m);
+  auto V = named_tensors(c.model, st.v);
+  std::vector<Mat<float>*> grad_ptrs;
+  for (auto& g : G) grad_ptrs.push_back(g.t);
+  ref::AdamW adamw{c.train.lr, c.train.beta1, c.train.beta2, 1e-8, c.train.weight_decay};
+  const double min_lr = c.train.cosine ? c.train.lr * c.train.lr_min_ratio : c.train.lr;
+
+  auto save = [&](long step) {
+    if (run.ckpt.empty()) return;
+    const std::filesystem::path dir = std::filesystem::path(run.ckpt).parent_path();
+    if (!dir.empty()) std::filesystem::create_directories(dir);
+    st.step = step;
+    st.data_rng = rng_to_text(data_rng);
+    save_checkpoint(run.ckpt, st);
+  };
+  long last_saved = run.resume.empty() ? -1 : st.step;
+  std::string last_saved_path = run.resume;
+
+  TrainOutcome res;
+  res.first_step = st.step + 1;
+  res.last_step = st.step;
+  const auto loop_start = std::chrono::steady_clock::now();
+  for (long step = st.step + 1; step <= c.train.steps; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (hook) hook(step, st.params);
+    task->sample(data_rng, c.train.batch, batch);
+    const double loss = batch_loss_and_grad(model, st.params, batch, ws, &grad);
+    const double gnorm = double(backend->clip_grad_norm(
+        grad_ptrs, c.train.clip > 0 ? float(c.train.clip) : std::numeric_limits<float>::infinity()));
+    if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
+      out << fmt("step %ld: the %s is %s; stopping before the update. ", step, std::isfinite(loss) ? "gradient norm" : "loss",
+                 std::isfinite(loss) ? (std::isnan(gnorm) ? "nan" : "inf") : (std::isnan(loss) ? "nan" : "inf"));
+      if (last_saved >= 0)
+        out << "The last good checkpoint, " << (last_saved_path.empty() ? run.ckpt : last_saved_path) << " (step "
+            << last_saved << "), is left untouched.\n";
+      else
+        out << "No checkpoint was written in this run.\n";
+      out << "(try a lower --lr, a --clip, or a longer --warmup)\n";
+      out.flush();
+      res.status = kStatusNonFinite;
+      break;
+    }
+    adamw.lr = ref::lr_at(step, c.train.lr, min_lr, c.train.warmup, c.train.steps);
+    for (size_t i = 0; i < P.size(); ++i)
+      backend->adamw_step(*P[i].t, *G[i].t, *M[i].t, *V[i].t, step, adamw, P[i].decay);
+    res.losses.push_back(loss);
+    res.last_step = step;
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (step % run.log_every == 0 || step == c.train.steps || step == res.first_step)
+      out << fmt("step %6ld/%ld | loss %.4f | lr %.2e | grad norm %7.3f | %7.1f ms | %7.0f tok/s\n", step,
+                 c.train.steps, loss, adamw.lr, gnorm, ms,
+                 double(c.train.batch) * c.train.seq_len / (ms / 1000.0));
+    const bool last = step == c.train.steps;
+    if (!last && run.eval_interval > 0 && step % run.eval_interval == 0)
+      report_eval(out, model, st.params, *task, eval_batch, step, c, nullptr);
+    if (last || (run.ckpt_interval > 0 && step % run.ckpt_interval == 0)) {
+      save(step);
+      last_saved = step;
+      last_saved_path = run.ckpt;
+    }
+  }
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
+  if (res.status != 0) return res;
+
+  out << fmt("trained %ld steps in %.1f s (%.1f ms/step)\n", res.last_step - res.first_step + 1, res.seconds,
+             res.losses.empty() ? 0.0 : 1000 * res.seconds / double(res.losses.size()));
+  report_eval(out, model, st.params, *task, eval_batch, res.last_step, c, &res.final_eval);
+  if (task->synthetic()) out << bucket_table(res.final_eval, c.model.window, task->chance());
+  if (!run.ckpt.empty()) out << "checkpoint: " << run.ckpt << " (step " << res.last_step << ")\n";
+  out.flush();
+  return res;
+}
+
+}  // namespace model
