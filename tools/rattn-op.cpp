@@ -1,0 +1,372 @@
+// tools/rattn-op.cpp: run one reference attention op on .npy tensors, to check anyone's kernel.
+//
+//   bin/rattn-op OP --in DIR --out DIR [--window W] [--chunk C] [--feature sm2|relu2|identity]
+//                [--rope-theta X] [--eps X] [--device cpu|cuda]
+//
+// OP (the math is in ref/; this file only moves tensors in and out and checks them):
+//   swa    o = SWA(q, k, v; w, scale 1/sqrt(D)), no RoPE           ref/attention.h swa_forward
+//   rla    o = RLA(q, k, v; w, phi) from h0 (default 0)            ref/rla.h rla_forward_chunked
+//   rattn  o = GRMS_swa(SWA(RoPE(q)/sqrt(D), RoPE(k), v; w)) + GRMS_rla(RLA(q, k, v; w))
+//          the attention core of a local RATTENTION layer        ref/rattention.h attn_core_forward
+// Inputs in --in (C order, float32 or float64, all the same dtype):
+//   q.npy (B, T, H, D), k.npy and v.npy (B, T, G, D), H % G == 0; query and key BEFORE RoPE and scaling
+//   rattn: gamma_swa.npy, gamma_rla.npy (H, D)
+//   rla:   optional h0.npy (B, G, Dp, D), Dp = 2D for sm2/relu2, D for identity (one state per kv head)
+//   optional do.npy (B, T, H, D): the gradient of the loss with respect to o; then the backward runs.
+// Outputs in --out: o.npy (B, T, H, D); with do.npy also dq.npy, dk.npy, dv.npy, and
+//   rattn: dgamma_swa.npy, dgamma_rla.npy (H, D), summed over the batch;  rla with h0.npy: dh0.npy.
+// Each sequence of the batch is computed on its own, in double whatever the input dtype; outputs are
+// written in the input dtype, all or nothing (temporary names, then renamed).
+//
+// Window (spec "Project decisions"): w = number of keys to the left; SWA at t sees [max(0, t-w), t],
+// RLA sees j <= t-w-1. --window -1 (the default for swa and rla) means global causal SWA, and RLA over
+// all of [0, t] with no shift. rattn needs --window W >= 0.
+//
+// Exit status: 0 done; 2 a bad flag or a bad input (one line on stderr names it, nothing is written);
+// 1 anything else (a failed write, an error inside the reference).
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "io/npy.h"
+#include "ref/attention.h"
+#include "ref/feature_map.h"
+#include "ref/rattention.h"
+#include "ref/rla.h"
+#include "ref/rope.h"
+
+namespace {
+
+using io::NpyArray;
+using ref::Mat;
+
+const char* kUsage =
+    "usage: rattn-op OP --in DIR --out DIR [--window W] [--chunk C] [--feature sm2|relu2|identity]\n"
+    "                [--rope-theta X] [--eps X] [--device cpu|cuda]\n"
+    "  OP: swa | rla | rattn   (see the README section \"Check your own kernel\")\n"
+    "  inputs in DIR:  q.npy (B,T,H,D), k.npy v.npy (B,T,G,D); rattn: gamma_swa.npy gamma_rla.npy (H,D);\n"
+    "                  rla: optional h0.npy (B,G,Dp,D); optional do.npy (B,T,H,D) to get gradients\n"
+    "  outputs:        o.npy; with do.npy: dq.npy dk.npy dv.npy (+ dgamma_swa.npy dgamma_rla.npy | dh0.npy)\n"
+    "  --window W      keys to the left of the query in the window, W >= -1 (-1: global; default -1 for\n"
+    "                  swa and rla; rattn needs W >= 0)\n"
+    "  --chunk C       RLA chunk size, C >= 1 (rla, rattn; default 64; the result does not depend on it)\n"
+    "  --feature F     RLA feature map phi (rla, rattn; default sm2)\n"
+    "  --rope-theta X  RoPE base of the SWA branch (rattn; default 500000)\n"
+    "  --eps X         group RMSNorm epsilon (rattn; default 1e-8)\n"
+    "  --device D      cpu (default) or cuda\n";
+
+// A bad flag or input: one line on stderr, exit status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Args {
+  std::string op, in, out;
+  int window = -1;
+  int chunk = 64;
+  ref::FeatureMap fm = ref::FeatureMap::sm2;
+  double rope_theta = ref::kDefaultRopeTheta;
+  double eps = 1e-8;
+  std::string device = "cpu";
+  std::set<std::string> given;  // the flags on the command line, e.g. "--window"
+};
+
+long parse_long(const std::string& flag, const std::string& s) {
+  long x = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size())
+    throw UsageError(flag + " expects an integer, got '" + s + "'");
+  if (x < -(1L << 30) || x > (1L << 30)) throw UsageError(flag + " " + s + " is out of range");
+  return x;
+}
+
+double parse_double(const std::string& flag, const std::string& s) {
+  double x = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || !std::isfinite(x))
+    throw UsageError(flag + " expects a finite number, got '" + s + "'");
+  return x;
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  std::vector<std::string> rest(argv + 1, argv + argc);
+  if (rest.empty()) throw UsageError("no OP given (swa, rla or rattn)");
+  a.op = rest[0];
+  if (a.op != "swa" && a.op != "rla" && a.op != "rattn")
+    throw UsageError("unknown OP '" + a.op + "' (expected swa, rla or rattn)");
+  // The flags each OP reads; any other flag is an error rather than silently ignored.
+  std::set<std::string> applies = {"--in", "--out", "--window", "--device"};
+  if (a.op != "swa") applies.insert({"--chunk", "--feature"});
+  if (a.op == "rattn") applies.insert({"--rope-theta", "--eps"});
+  const std::set<std::string> known = {"--in",      "--out",        "--window", "--chunk",
+                                       "--feature", "--rope-theta", "--eps",    "--device"};
+  for (size_t i = 1; i < rest.size(); ++i) {
+    std::string flag = rest[i], value;
+    bool inline_value = false;
+    if (auto eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = flag.substr(eq + 1), flag = flag.substr(0, eq), inline_value = true;
+    }
+    if (!known.count(flag)) throw UsageError("unknown flag '" + rest[i] + "'");
+    if (!applies.count(flag)) throw UsageError(flag + " does not apply to " + a.op);
+    if (a.given.count(flag)) throw UsageError(flag + " given twice");
+    a.given.insert(flag);
+    if (!inline_value) {
+      if (i + 1 >= rest.size()) throw UsageError(flag + " needs a value");
+      value = rest[++i];
+    }
+    if (flag == "--in") a.in = value;
+    else if (flag == "--out") a.out = value;
+    else if (flag == "--window") a.window = int(parse_long(flag, value));
+    else if (flag == "--chunk") a.chunk = int(parse_long(flag, value));
+    else if (flag == "--rope-theta") a.rope_theta = parse_double(flag, value);
+    else if (flag == "--eps") a.eps = parse_double(flag, value);
+    else if (flag == "--device") a.device = value;
+    else if (flag == "--feature") {
+      if (value != "sm2" && value != "relu2" && value != "identity")
+        throw UsageError("--feature must be sm2, relu2 or identity, got '" + value + "'");
+      a.fm = ref::parse_feature_map(value);
+    }
+  }
+  if (a.in.empty()) throw UsageError("--in DIR is required");
+  if (a.out.empty()) throw UsageError("--out DIR is required");
+  if (a.window < -1) throw UsageError("--window must be >= -1 (-1 = global), got " + std::to_string(a.window));
+  if (a.op == "rattn" && a.window < 0)
+    throw UsageError("rattn needs --window W >= 0 (the SWA branch sees [t-W, t], the RLA branch j <= t-W-1)");
+  if (a.chunk <= 0) throw UsageError("--chunk must be >= 1, got " + std::to_string(a.chunk));
+  if (a.rope_theta <= 0) throw UsageError("--rope-theta must be > 0");
+  if (a.eps < 0) throw UsageError("--eps must be >= 0");
+  if (a.device != "cpu" && a.device != "cuda")
+    throw UsageError("--device must be cpu or cuda, got '" + a.device + "'");
+  if (a.device == "cuda")
+    throw UsageError("--device cuda is not available in this build: rattn-op runs the CPU reference only "
+                     "(use --device cpu)");
+  return a;
+}
+
+// ---- inputs ---------------------------------------------------------------------------------------
+
+// "[0, 3, 1]": a flat C-order index as a multi-index of shape.
+std::string index_string(long flat, const std::vector<long>& shape) {
+  std::vector<long> idx(shape.size());
+  for (size_t i = shape.size(); i-- > 0;) {
+    idx[i] = flat % shape[i];
+    flat /= shape[i];
+  }
+  std::string s = "[";
+  for (size_t i = 0; i < idx.size(); ++i) s += (i ? ", " : "") + std::to_string(idx[i]);
+  return s + "]";
+}
+
+struct Inputs {
+  NpyArray q, k, v;
+  std::optional<NpyArray> gamma_swa, gamma_rla, h0, dout;
+  long B = 0, T = 0, H = 0, G = 0, D = 0, Dp = 0;
+};
+
+std::optional<NpyArray> load(const std::string& dir, const std::string& name, bool required) {
+  const std::string path = (std::filesystem::path(dir) / name).string();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    if (required) throw UsageError("missing input " + path);
+    return std::nullopt;
+  }
+  NpyArray a;
+  try {
+    a = io::read_npy(path);
+  } catch (const io::NpyError& e) {
+    throw UsageError(e.what());
+  }
+  for (long i = 0; i < long(a.data.size()); ++i)
+    if (!std::isfinite(a.data[i]))
+      throw UsageError(path + ": element " + index_string(i, a.shape) + " is " +
+                       (std::isnan(a.data[i]) ? "nan" : a.data[i] > 0 ? "inf" : "-inf") + " (inputs must be finite)");
+  return a;
+}
+
+void expect_dims(const std::string& name, const NpyArray& a, const std::vector<long>& want, const std::string& what) {
+  if (a.shape != want)
+    throw UsageError(name + " has shape " + io::shape_string(a.shape) + ", expected " + io::shape_string(want) + " " +
+                     what);
+}
+
+Inputs load_inputs(const Args& a) {
+  if (!std::filesystem::is_directory(a.in)) throw UsageError("--in " + a.in + ": no such folder");
+  Inputs in;
+  in.q = *load(a.in, "q.npy", true);
+  in.k = *load(a.in, "k.npy", true);
+  in.v = *load(a.in, "v.npy", true);
+  if (a.op == "rattn") {
+    in.gamma_swa = load(a.in, "gamma_swa.npy", true);
+    in.gamma_rla = load(a.in, "gamma_rla.npy", true);
+  }
+  in.h0 = load(a.in, "h0.npy", false);
+  if (in.h0 && a.op != "rla")
+    throw UsageError(a.in + "/h0.npy: an initial RLA state is only read by rla (" + a.op +
+                     " has none); remove it or use OP rla");
+  in.dout = load(a.in, "do.npy", false);
+
+  // Shapes: q (B, T, H, D); k, v (B, T, G, D).
+  if (in.q.shape.size() != 4)
+    throw UsageError("q.npy has shape " + io::shape_string(in.q.shape) + ", expected rank 4 (B, T, H, D)");
+  in.B = in.q.shape[0], in.T = in.q.shape[1], in.H = in.q.shape[2], in.D = in.q.shape[3];
+  if (in.B < 1 || in.T < 1 || in.H < 1 || in.D < 1)
+    throw UsageError("q.npy has shape " + io::shape_string(in.q.shape) + ": every dimension must be >= 1");
+  if (in.k.shape.size() != 4)
+    throw UsageError("k.npy has shape " + io::shape_string(in.k.shape) + ", expected rank 4 (B, T, G, D)");
+  in.G = in.k.shape[2];
+  if (in.G < 1) throw UsageError("k.npy has shape " + io::shape_string(in.k.shape) + ": G must be >= 1");
+  expect_dims("k.npy", in.k, {in.B, in.T, in.G, in.D}, "(B, T, G, D) with B, T, D from q.npy");
+  expect_dims("v.npy", in.v, in.k.shape, "(the shape of k.npy)");
+  if (in.H % in.G != 0)
+    throw UsageError("H = " + std::to_string(in.H) + " query heads (q.npy) is not a multiple of G = " +
+                     std::to_string(in.G) + " kv heads (k.npy)");
+  in.Dp = ref::feature_dim(a.fm, int(in.D));
+  if (a.op == "rattn") {
+    if (in.D % 2 != 0) throw UsageError("rattn applies RoPE, which needs an even head dim D, got " + std::to_string(in.D));
+    expect_dims("gamma_swa.npy", *in.gamma_swa, {in.H, in.D}, "(H, D)");
+    expect_dims("gamma_rla.npy", *in.gamma_rla, {in.H, in.D}, "(H, D)");
+  }
+  if (in.h0)
+    expect_dims("h0.npy", *in.h0, {in.B, in.G, in.Dp, in.D},
+                std::string("(B, G, Dp, D) with Dp = ") + std::to_string(in.Dp) + " for --feature " +
+                    ref::to_string(a.fm));
+  if (in.dout) expect_dims("do.npy", *in.dout, in.q.shape, "(the shape of q.npy)");
+
+  // One dtype for all inputs: it is the dtype of the outputs.
+  auto same_dtype = [&](const std::string& name, const std::optional<NpyArray>& x) {
+    if (x && x->dtype != in.q.dtype)
+      throw UsageError(name + " is " + io::to_string(x->dtype) + " but q.npy is " + io::to_string(in.q.dtype) +
+                       ": give every input the same dtype");
+  };
+  same_dtype("k.npy", in.k), same_dtype("v.npy", in.v), same_dtype("gamma_swa.npy", in.gamma_swa);
+  same_dtype("gamma_rla.npy", in.gamma_rla), same_dtype("h0.npy", in.h0), same_dtype("do.npy", in.dout);
+  return in;
+}
+
+// ---- the batch loop --------------------------------------------------------------------------------
+
+// Sequence b of a (B, d1, d2, ...) array as a row-major (rows, cols) matrix: in C order it is the
+// contiguous block [b * rows * cols, (b + 1) * rows * cols).
+Mat<double> slice(const NpyArray& a, long b, long rows, long cols) {
+  Mat<double> m(rows, cols);
+  std::copy_n(a.data.begin() + b * rows * cols, rows * cols, m.data());
+  return m;
+}
+void put(NpyArray& a, long b, const Mat<double>& m) {
+  std::copy_n(m.data(), m.size(), a.data.begin() + b * m.size());
+}
+NpyArray empty_like(io::DType dt, const std::vector<long>& shape) {
+  NpyArray a;
+  a.dtype = dt;
+  a.shape = shape;
+  a.data.assign(size_t(a.numel()), 0.0);
+  return a;
+}
+
+// Runs OP on every sequence; returns (name, array) for every output file.
+std::vector<std::pair<std::string, NpyArray>> run(const Args& a, const Inputs& in) {
+  const io::DType dt = in.q.dtype;
+  const long B = in.B, T = in.T, H = in.H, G = in.G, D = in.D;
+  const int iH = int(H), iG = int(G);
+  const bool grads = bool(in.dout);
+  NpyArray o = empty_like(dt, in.q.shape);
+  NpyArray dq = empty_like(dt, in.q.shape), dk = empty_like(dt, in.k.shape), dv = empty_like(dt, in.k.shape);
+  NpyArray dgamma_swa = empty_like(dt, {H, D}), dgamma_rla = empty_like(dt, {H, D});
+  NpyArray dh0 = empty_like(dt, {B, G, in.Dp, D});
+
+  for (long b = 0; b < B; ++b) {
+    const Mat<double> q = slice(in.q, b, T, H * D), k = slice(in.k, b, T, G * D), v = slice(in.v, b, T, G * D);
+    const Mat<double> dout = grads ? slice(*in.dout, b, T, H * D) : Mat<double>();
+    if (a.op == "swa") {
+      const double scale = 1.0 / std::sqrt(double(D));
+      put(o, b, ref::swa_forward(q, k, v, iH, iG, a.window, scale));
+      if (grads) {
+        Mat<double> gq, gk, gv;
+        ref::swa_backward(q, k, v, dout, iH, iG, a.window, scale, gq, gk, gv);
+        put(dq, b, gq), put(dk, b, gk), put(dv, b, gv);
+      }
+    } else if (a.op == "rla") {
+      ref::RlaState<double> h0;
+      if (in.h0)
+        for (long g = 0; g < G; ++g) h0.push_back(slice(*in.h0, b * G + g, in.Dp, D));
+      const ref::RlaState<double>* h0p = in.h0 ? &h0 : nullptr;
+      put(o, b, ref::rla_forward_chunked(q, k, v, iH, iG, a.window, a.fm, a.chunk, h0p));
+      if (grads) {
+        ref::RlaGrads<double> r = ref::rla_backward_chunked(q, k, v, dout, iH, iG, a.window, a.fm, a.chunk, h0p);
+        put(dq, b, r.dq), put(dk, b, r.dk), put(dv, b, r.dv);
+        for (long g = 0; g < G; ++g) put(dh0, b * G + g, r.dh0[size_t(g)]);
+      }
+    } else {  // rattn
+      ref::AttnConfig cfg;
+      cfg.H = iH, cfg.G = iG, cfg.D = int(D), cfg.w = a.window, cfg.global = false;
+      cfg.kind = ref::LocalKind::rattn, cfg.fm = a.fm, cfg.chunk = a.chunk;
+      cfg.rope_theta = a.rope_theta, cfg.eps = a.eps;
+      const Mat<double> gs = slice(*in.gamma_swa, 0, H, D), gr = slice(*in.gamma_rla, 0, H, D);
+      ref::CoreCache<double> cache;
+      put(o, b, ref::attn_core_forward(cfg, q, k, v, gs, gr, &cache));
+      if (grads) {
+        ref::CoreGrads<double> g = ref::attn_core_backward(cfg, q, k, v, gs, gr, dout, &cache);
+        put(dq, b, g.dq), put(dk, b, g.dk), put(dv, b, g.dv);
+        // The gammas are shared by every sequence of the batch: their gradients add up.
+        for (long i = 0; i < H * D; ++i) {
+          dgamma_swa.data[i] += g.dgamma_swa.data()[i];
+          dgamma_rla.data[i] += g.dgamma_rla.data()[i];
+        }
+      }
+    }
+  }
+  std::vector<std::pair<std::string, NpyArray>> out = {{"o", std::move(o)}};
+  if (grads) {
+    out.emplace_back("dq", std::move(dq));
+    out.emplace_back("dk", std::move(dk));
+    out.emplace_back("dv", std::move(dv));
+    if (a.op == "rattn") {
+      out.emplace_back("dgamma_swa", std::move(dgamma_swa));
+      out.emplace_back("dgamma_rla", std::move(dgamma_rla));
+    }
+    if (a.op == "rla" && in.h0) out.emplace_back("dh0", std::move(dh0));
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  Args args;
+  Inputs in;
+  try {
+    args = parse_args(argc, argv);
+    in = load_inputs(args);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "rattn-op: %s\n", e.what());
+    return 2;
+  }
+  try {
+    auto outputs = run(args, in);
+    io::write_npy_files(args.out, outputs);
+    std::string names;
+    for (auto& [name, arr] : outputs) names += " " + name + ".npy";
+    std::printf("rattn-op %s: B=%ld T=%ld H=%ld G=%ld D=%ld %s w=%d", args.op.c_str(), in.B, in.T, in.H, in.G, in.D,
+                io::to_string(in.q.dtype), args.window);
+    if (args.op != "swa") std::printf(" chunk=%d feature=%s", args.chunk, ref::to_string(args.fm));
+    if (args.op == "rla") std::printf(" h0=%s", in.h0 ? "h0.npy" : "zero");
+    if (args.op == "rattn") std::printf(" rope_theta=%g eps=%g", args.rope_theta, args.eps);
+    std::printf(" -> %s:%s\n", args.out.c_str(), names.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rattn-op: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
