@@ -1,0 +1,254 @@
+// ref/rattention.h: the RATTENTION attention layer (spec section 2, paper sections 2-3).
+//
+// One attention layer of the local-global stack, on one sequence (rows = tokens):
+//
+//   q = x W_Q   (T, H*D);   k = x W_K,  v = x W_V   (T, G*D)                  spec 2.1, shared by both branches
+//   local layer, kind:
+//     swa     c = GRMS_swa( SWA(RoPE(q), RoPE(k), v; w, scale 1/sqrt(D)) )     the baseline
+//     rattn   c = GRMS_swa( SWA(...) ) + GRMS_rla( RLA(q, k, v; w) )           the paper (spec 2.5)
+//     linear  c = GRMS_rla( RLA(q, k, v; w = -1) )                              the "-SWA" ablation
+//   global layer: c = causal softmax attention over [0, t], scale 1/sqrt(D), NO RoPE (NoPE, spec 1.3),
+//                 no branch norm
+//   y = c W_O   (T, C)
+//
+// The window boundary (spec 2.3): for query t, SWA sees keys [max(0,t-w), t] and RLA sees j <= t-w-1;
+// the two sets partition the causal prefix [0, t]. RoPE is applied on the SWA branch only; the RLA
+// branch reads the raw q, k through phi (ref/feature_map.h). GRMS is the per-head group RMSNorm with
+// scales gamma (H, D), eps 1e-8 (ref/norm.h).
+//
+// The "attention core" (attn_core_*) is everything between the projections: (q, k, v) -> c. The
+// "layer" (attention_layer_*) adds W_Q, W_K, W_V and W_O.
+#pragma once
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "ref/attention.h"
+#include "ref/feature_map.h"
+#include "ref/linear.h"
+#include "ref/norm.h"
+#include "ref/rla.h"
+#include "ref/rope.h"
+#include "ref/tensor.h"
+
+namespace ref {
+
+// The three local-layer kinds of the spec's "Project decisions" table.
+enum class LocalKind { swa, rattn, linear };
+
+inline LocalKind parse_local_kind(const std::string& s) {
+  if (s == "swa") return LocalKind::swa;
+  if (s == "rattn") return LocalKind::rattn;
+  if (s == "linear") return LocalKind::linear;
+  throw std::invalid_argument("unknown local kind '" + s + "' (expected swa, rattn or linear)");
+}
+
+inline const char* to_string(LocalKind kind) {
+  switch (kind) {
+    case LocalKind::swa: return "swa";
+    case LocalKind::rattn: return "rattn";
+    case LocalKind::linear: return "linear";
+  }
+  return "?";
+}
+
+// One attention layer's configuration.
+//   H query heads, G kv heads (GQA, H % G == 0), head dim D (even on RoPE'd layers).
+//   w: keys to the left of the query in the SWA window (swa, rattn; rattn needs w >= 0).
+//   global: full causal attention, no RoPE, no branch norm (kind, w, fm, chunk are then unused).
+//   fm: RLA feature map; chunk: RLA chunk size C of the chunked form used for training.
+struct AttnConfig {
+  int H = 1, G = 1, D = 2;
+  int w = 0;
+  bool global = false;
+  LocalKind kind = LocalKind::rattn;
+  FeatureMap fm = FeatureMap::sm2;
+  int chunk = 16;
+  double rope_theta = kDefaultRopeTheta;
+  double eps = 1e-8;
+};
+
+// Does this layer have the SWA branch (RoPE'd softmax attention + GRMS_swa) / the RLA branch?
+inline bool has_swa_branch(const AttnConfig& cfg) { return !cfg.global && cfg.kind != LocalKind::linear; }
+inline bool has_rla_branch(const AttnConfig& cfg) { return !cfg.global && cfg.kind != LocalKind::swa; }
+// The RLA window: w for rattn, -1 (inclusive, no shift: all of [0, t]) for linear.
+inline int rla_window(const AttnConfig& cfg) { return cfg.kind == LocalKind::linear ? -1 : cfg.w; }
+
+inline void validate(const AttnConfig& cfg) {
+  if (cfg.H <= 0 || cfg.G <= 0 || cfg.H % cfg.G != 0)
+    throw std::invalid_argument("AttnConfig: H=" + std::to_string(cfg.H) + " must be a positive multiple of G=" +
+                                std::to_string(cfg.G));
+  if (cfg.D <= 0) throw std::invalid_argument("AttnConfig: D must be positive");
+  if (has_swa_branch(cfg) && cfg.D % 2 != 0)
+    throw std::invalid_argument("AttnConfig: RoPE needs an even head dim D, got " + std::to_string(cfg.D));
+  if (has_rla_branch(cfg) && cfg.chunk <= 0) throw std::invalid_argument("AttnConfig: chunk must be positive");
+  if (!cfg.global && cfg.kind == LocalKind::rattn && cfg.w < 0)
+    throw std::invalid_argument("AttnConfig: rattn needs a window w >= 0 (w = -1, pure linear attention "
+                                "over [0, t], is LocalKind::linear)");
+}
+
+// What attn_core_forward keeps for the backward: the RoPE'd q, k of the SWA branch and the two
+// branch outputs before their norms. Fields of absent branches stay empty.
+template <class S>
+struct CoreCache {
+  Mat<S> q_rope, k_rope;  // (T, H*D), (T, G*D)   SWA branch inputs (local swa/rattn)
+  Mat<S> o_swa;           // (T, H*D)  SWA output (softmax attention output on a global layer)
+  Mat<S> o_rla;           // (T, H*D)  RLA output (rattn, linear)
+};
+
+// The attention core: (q, k, v) -> c, everything between the projections.
+// q: (T, H*D), k, v: (T, G*D), gamma_swa, gamma_rla: (H, D) -> c: (T, H*D)
+template <class S>
+Mat<S> attn_core_forward(const AttnConfig& cfg, const Mat<S>& q, const Mat<S>& k, const Mat<S>& v,
+                         const Mat<S>& gamma_swa, const Mat<S>& gamma_rla, CoreCache<S>* cache = nullptr) {
+  validate(cfg);
+  const long T = q.rows();
+  expect_shape("q", q, T, long(cfg.H) * cfg.D);
+  expect_shape("k", k, T, long(cfg.G) * cfg.D);
+  expect_shape("v", v, T, long(cfg.G) * cfg.D);
+  const S scale = S(1.0 / std::sqrt(double(cfg.D)));
+  const S eps = S(cfg.eps);
+  CoreCache<S> local;
+  CoreCache<S>& cc = cache ? *cache : local;
+
+  if (cfg.global) {
+    // global layer: o = softmax(q k^T / sqrt(D) + causal mask) v, no RoPE, no branch norm
+    cc.o_swa = swa_forward(q, k, v, cfg.H, cfg.G, -1, scale);
+    return cc.o_swa;
+  }
+  Mat<S> c = Mat<S>::Zero(T, q.cols());
+  if (has_swa_branch(cfg)) {
+    expect_shape("gamma_swa", gamma_swa, cfg.H, cfg.D);
+    // SWA branch: RoPE at positions 0..T-1, scale 1/sqrt(D), window [max(0,t-w), t]  (spec 2.2)
+    cc.q_rope = rope_forward(q, cfg.H, cfg.rope_theta);
+    cc.k_rope = rope_forward(k, cfg.G, cfg.rope_theta);
+    cc.o_swa = swa_forward(cc.q_rope, cc.k_rope, v, cfg.H, cfg.G, cfg.w, scale);
+    c += group_rmsnorm_forward(cc.o_swa, gamma_swa, eps);
+  }
+  if (has_rla_branch(cfg)) {
+    expect_shape("gamma_rla", gamma_rla, cfg.H, cfg.D);
+    // RLA branch on raw q, k: o_rla[t] = phi(q_t) S_{t-w-1}  (spec 2.3), chunked form (spec 3.2)
+    cc.o_rla = rla_forward_chunked(q, k, v, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk);
+    c += group_rmsnorm_forward(cc.o_rla, gamma_rla, eps);
+  }
+  return c;
+}
+
+template <class S>
+struct CoreGrads {
+  Mat<S> dq, dk, dv;              // (T, H*D), (T, G*D), (T, G*D)
+  Mat<S> dgamma_swa, dgamma_rla;  // (H, D) each; zero for a branch the layer does not have
+};
+
+// Backward of the attention core. Recomputes the forward unless the forward's cache is passed
+// (an addition to the contract's signature, so the layer backward does not run the core twice).
+// q: (T, H*D), k, v: (T, G*D), gammas: (H, D), dout: (T, H*D) -> CoreGrads
+template <class S>
+CoreGrads<S> attn_core_backward(const AttnConfig& cfg, const Mat<S>& q, const Mat<S>& k, const Mat<S>& v,
+                                const Mat<S>& gamma_swa, const Mat<S>& gamma_rla, const Mat<S>& dout,
+                                const CoreCache<S>* cache = nullptr) {
+  CoreCache<S> local;
+  if (!cache) {
+    attn_core_forward(cfg, q, k, v, gamma_swa, gamma_rla, &local);
+    cache = &local;
+  }
+  const long T = q.rows();
+  expect_shape("dout", dout, T, long(cfg.H) * cfg.D);
+  const S scale = S(1.0 / std::sqrt(double(cfg.D)));
+  const S eps = S(cfg.eps);
+  CoreGrads<S> g;
+  g.dq = Mat<S>::Zero(T, q.cols());
+  g.dk = Mat<S>::Zero(T, k.cols());
+  g.dv = Mat<S>::Zero(T, v.cols());
+  g.dgamma_swa = Mat<S>::Zero(cfg.H, cfg.D);
+  g.dgamma_rla = Mat<S>::Zero(cfg.H, cfg.D);
+
+  if (cfg.global) {
+    // In the forward pass this was: o = swa_forward(q, k, v, H, G, -1, scale); c = o
+    swa_backward(q, k, v, dout, cfg.H, cfg.G, -1, scale, g.dq, g.dk, g.dv);
+    return g;
+  }
+  // In the forward pass this was: c = GRMS_swa(o_swa) + GRMS_rla(o_rla), so dout reaches both
+  // branches unchanged.
+  if (has_swa_branch(cfg)) {
+    // In the forward pass this was: c += group_rmsnorm_forward(o_swa, gamma_swa, eps)
+    Mat<S> do_swa = group_rmsnorm_backward(cache->o_swa, gamma_swa, eps, dout, g.dgamma_swa);
+    // In the forward pass this was: o_swa = swa_forward(q_rope, k_rope, v, H, G, w, scale)
+    Mat<S> dq_rope, dk_rope, dv_swa;
+    swa_backward(cache->q_rope, cache->k_rope, v, do_swa, cfg.H, cfg.G, cfg.w, scale, dq_rope, dk_rope, dv_swa);
+    // In the forward pass this was: q_rope = rope_forward(q, H, theta); k_rope = rope_forward(k, G, theta)
+    g.dq += rope_backward(dq_rope, cfg.H, cfg.rope_theta);
+    g.dk += rope_backward(dk_rope, cfg.G, cfg.rope_theta);
+    g.dv += dv_swa;
+  }
+  if (has_rla_branch(cfg)) {
+    // In the forward pass this was: c += group_rmsnorm_forward(o_rla, gamma_rla, eps)
+    Mat<S> do_rla = group_rmsnorm_backward(cache->o_rla, gamma_rla, eps, dout, g.dgamma_rla);
+    // In the forward pass this was: o_rla = rla_forward_chunked(q, k, v, H, G, w_rla, fm, chunk)
+    RlaGrads<S> r = rla_backward_chunked(q, k, v, do_rla, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk);
+    g.dq += r.dq;
+    g.dk += r.dk;
+    g.dv += r.dv;
+  }
+  return g;
+}
+
+// The layer's parameters. C = d_model. gamma_swa / gamma_rla are unused by layers without that
+// branch (their gradients stay zero).
+template <class S>
+struct AttnParams {
+  Mat<S> Wq;         // (C, H*D)
+  Mat<S> Wk, Wv;     // (C, G*D)
+  Mat<S> Wo;         // (H*D, C)
+  Mat<S> gamma_swa;  // (H, D), initialised to 1
+  Mat<S> gamma_rla;  // (H, D), initialised to 1
+};
+
+// Parameters of the given shapes, all set to zero (a gradient accumulator for attention_layer_backward).
+template <class S>
+AttnParams<S> attn_params_zero(const AttnConfig& cfg, int C) {
+  AttnParams<S> p;
+  p.Wq = Mat<S>::Zero(C, long(cfg.H) * cfg.D);
+  p.Wk = Mat<S>::Zero(C, long(cfg.G) * cfg.D);
+  p.Wv = Mat<S>::Zero(C, long(cfg.G) * cfg.D);
+  p.Wo = Mat<S>::Zero(long(cfg.H) * cfg.D, C);
+  p.gamma_swa = Mat<S>::Zero(cfg.H, cfg.D);
+  p.gamma_rla = Mat<S>::Zero(cfg.H, cfg.D);
+  return p;
+}
+
+// The full attention layer.
+// x: (T, C) -> y: (T, C)
+template <class S>
+Mat<S> attention_layer_forward(const AttnConfig& cfg, const AttnParams<S>& p, const Mat<S>& x) {
+  // q = x W_Q, k = x W_K, v = x W_V   (spec 2.1)
+  const Mat<S> q = linear_forward(x, p.Wq), k = linear_forward(x, p.Wk), v = linear_forward(x, p.Wv);
+  const Mat<S> c = attn_core_forward(cfg, q, k, v, p.gamma_swa, p.gamma_rla);
+  // y = c W_O
+  return linear_forward(c, p.Wo);
+}
+
+// x: (T, C), dy: (T, C) -> dx: (T, C); every gradient in dp accumulated (+=).
+template <class S>
+Mat<S> attention_layer_backward(const AttnConfig& cfg, const AttnParams<S>& p, const Mat<S>& x,
+                                const Mat<S>& dy, AttnParams<S>& dp) {
+  // Recompute the forward, keeping the core's cache.
+  const Mat<S> q = linear_forward(x, p.Wq), k = linear_forward(x, p.Wk), v = linear_forward(x, p.Wv);
+  CoreCache<S> cache;
+  const Mat<S> c = attn_core_forward(cfg, q, k, v, p.gamma_swa, p.gamma_rla, &cache);
+  // In the forward pass this was: y = c W_O
+  const Mat<S> dc = linear_backward(c, p.Wo, dy, dp.Wo);
+  // In the forward pass this was: c = attn_core_forward(cfg, q, k, v, gamma_swa, gamma_rla)
+  CoreGrads<S> g = attn_core_backward(cfg, q, k, v, p.gamma_swa, p.gamma_rla, dc, &cache);
+  expect_shape("dgamma_swa", dp.gamma_swa, cfg.H, cfg.D);
+  expect_shape("dgamma_rla", dp.gamma_rla, cfg.H, cfg.D);
+  dp.gamma_swa += g.dgamma_swa;
+  dp.gamma_rla += g.dgamma_rla;
+  // In the forward pass this was: q = x W_Q, k = x W_K, v = x W_V  (x feeds all three)
+  Mat<S> dx = linear_backward(x, p.Wq, g.dq, dp.Wq);
+  dx += linear_backward(x, p.Wk, g.dk, dp.Wk);
+  dx += linear_backward(x, p.Wv, g.dv, dp.Wv);
+  return dx;
+}
+
+}  // namespace ref

@@ -1,0 +1,259 @@
+// The RATTENTION attention core and layer (ref/rattention.h): the window partition between the SWA
+// and RLA branches, the limits (w >= T-1, linear = RLA over [0,t]), and every gradient of the core
+// and of the full layer against central finite differences in double, for every kind.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "ref/attention.h"
+#include "ref/norm.h"
+#include "ref/rattention.h"
+#include "ref/rla.h"
+#include "ref/rope.h"
+#include "tests/check.h"
+
+using ref::AttnConfig;
+using ref::AttnParams;
+using ref::FeatureMap;
+using ref::LocalKind;
+using ref::Mat;
+using namespace rattn_test;
+
+namespace {
+
+double dot_all(const Mat<double>& W, const Mat<double>& y) { return (W.array() * y.array()).sum(); }
+
+AttnConfig make_cfg(int H, int G, int D, int w, bool global, LocalKind kind, FeatureMap fm = FeatureMap::sm2,
+                    int chunk = 4) {
+  AttnConfig cfg;
+  cfg.H = H;
+  cfg.G = G;
+  cfg.D = D;
+  cfg.w = w;
+  cfg.global = global;
+  cfg.kind = kind;
+  cfg.fm = fm;
+  cfg.chunk = chunk;
+  cfg.rope_theta = 100.0;  // small theta: large angles, so RoPE visibly matters at T ~ 10
+  return cfg;
+}
+
+// The four layer flavours: local swa, rattn, linear, and global.
+struct Flavour {
+  const char* name;
+  bool global;
+  LocalKind kind;
+};
+const Flavour kFlavours[] = {{"swa", false, LocalKind::swa},
+                             {"rattn", false, LocalKind::rattn},
+                             {"linear", false, LocalKind::linear},
+                             {"global", true, LocalKind::swa}};
+
+// gamma near 1 but not 1, so dgamma and the per-head scaling are really tested.
+Mat<double> rand_gamma(int H, int D, std::mt19937_64& rng) {
+  return (Mat<double>::Ones(H, D) + randn<Mat<double>>(H, D, rng, 0.3)).eval();
+}
+
+}  // namespace
+
+TEST_CASE("LocalKind parses and prints") {
+  for (LocalKind k : {LocalKind::swa, LocalKind::rattn, LocalKind::linear})
+    CHECK(ref::parse_local_kind(ref::to_string(k)) == k);
+  CHECK_THROWS_AS(ref::parse_local_kind("gla"), std::invalid_argument);
+}
+
+TEST_CASE("window partition: for query t, SWA keys and RLA keys are disjoint and cover [0, t]") {
+  // Through the layer's own functions: perturb v[j] and see which branch output of query t moves.
+  const int T = 13, H = 4, G = 2, D = 4;
+  for (int w : {0, 1, 3, 7}) {
+    CAPTURE(w);
+    AttnConfig cfg = make_cfg(H, G, D, w, false, LocalKind::rattn);
+    std::mt19937_64 rng(40 + w);
+    Mat<double> q = randn<Mat<double>>(T, H * D, rng), k = randn<Mat<double>>(T, G * D, rng),
+                v = randn<Mat<double>>(T, G * D, rng);
+    Mat<double> gs = rand_gamma(H, D, rng), gr = rand_gamma(H, D, rng);
+    ref::CoreCache<double> base;
+    ref::attn_core_forward(cfg, q, k, v, gs, gr, &base);
+    for (int j = 0; j < T; ++j) {
+      Mat<double> v2 = v;
+      v2.row(j).array() += 0.5;
+      ref::CoreCache<double> pert;
+      ref::attn_core_forward(cfg, q, k, v2, gs, gr, &pert);
+      for (int t = 0; t < T; ++t) {
+        CAPTURE(t);
+        CAPTURE(j);
+        const bool swa_sees = (pert.o_swa.row(t) - base.o_swa.row(t)).norm() > 0;
+        const bool rla_sees = (pert.o_rla.row(t) - base.o_rla.row(t)).norm() > 0;
+        CHECK(swa_sees == (j <= t && j >= t - w));  // [t-w, t]
+        CHECK(rla_sees == (j <= t - w - 1));         // [0, t-w-1]
+        CHECK(!(swa_sees && rla_sees));              // disjoint
+        CHECK((swa_sees || rla_sees) == (j <= t));   // union = [0, t]
+      }
+    }
+  }
+}
+
+TEST_CASE("RATTENTION with w >= T-1 equals GRMS(SWA) and its RLA output is exactly 0") {
+  const int T = 9, H = 4, G = 2, D = 6;
+  std::mt19937_64 rng(41);
+  Mat<double> q = randn<Mat<double>>(T, H * D, rng), k = randn<Mat<double>>(T, G * D, rng),
+              v = randn<Mat<double>>(T, G * D, rng);
+  Mat<double> gs = rand_gamma(H, D, rng), gr = rand_gamma(H, D, rng);
+  for (int w : {T - 1, T, 2 * T}) {
+    CAPTURE(w);
+    ref::CoreCache<double> cache;
+    Mat<double> c_rattn = ref::attn_core_forward(make_cfg(H, G, D, w, false, LocalKind::rattn), q, k, v, gs, gr, &cache);
+    Mat<double> c_swa = ref::attn_core_forward(make_cfg(H, G, D, w, false, LocalKind::swa), q, k, v, gs, gr);
+    CHECK(cache.o_rla.isZero(0.0));
+    check_close("rattn(w >= T-1) vs GRMS(SWA)", c_rattn, c_swa, 0.0);
+    // and GRMS(SWA) with w >= T-1 is GRMS of global causal attention on the RoPE'd q, k
+    Mat<double> qr = ref::rope_forward(q, H, 100.0), kr = ref::rope_forward(k, G, 100.0);
+    Mat<double> want = ref::group_rmsnorm_forward(ref::swa_forward(qr, kr, v, H, G, -1, 1.0 / std::sqrt(double(D))), gs, 1e-8);
+    check_close("swa kind (w >= T-1) vs GRMS(global causal of RoPE'd q, k)", c_swa, want, 1e-15);
+  }
+  // With w < T-1 the RLA branch contributes (the test above can fail).
+  Mat<double> c_rattn = ref::attn_core_forward(make_cfg(H, G, D, T - 2, false, LocalKind::rattn), q, k, v, gs, gr);
+  Mat<double> c_swa = ref::attn_core_forward(make_cfg(H, G, D, T - 2, false, LocalKind::swa), q, k, v, gs, gr);
+  CHECK(compare(c_rattn, c_swa).rel_rms > 1e-3);
+}
+
+TEST_CASE("core pieces: the branches are the named ops (RoPE on SWA only, raw q/k on RLA)") {
+  const int T = 11, H = 4, G = 2, D = 4, w = 2;
+  std::mt19937_64 rng(42);
+  Mat<double> q = randn<Mat<double>>(T, H * D, rng), k = randn<Mat<double>>(T, G * D, rng),
+              v = randn<Mat<double>>(T, G * D, rng);
+  Mat<double> gs = rand_gamma(H, D, rng), gr = rand_gamma(H, D, rng);
+  const double scale = 1.0 / std::sqrt(double(D));
+  Mat<double> qr = ref::rope_forward(q, H, 100.0), kr = ref::rope_forward(k, G, 100.0);
+  // rattn = GRMS_swa(SWA(RoPE q, RoPE k)) + GRMS_rla(RLA masked form on raw q, k)
+  Mat<double> want = ref::group_rmsnorm_forward(ref::swa_forward(qr, kr, v, H, G, w, scale), gs, 1e-8) +
+                     ref::group_rmsnorm_forward(ref::rla_forward_masked(q, k, v, H, G, w, FeatureMap::sm2), gr, 1e-8);
+  check_close("rattn core vs its definition", ref::attn_core_forward(make_cfg(H, G, D, w, false, LocalKind::rattn), q, k, v, gs, gr), want, 1e-13);
+  // linear = GRMS_rla(RLA over [0, t], w = -1); the config's w is ignored
+  Mat<double> want_lin = ref::group_rmsnorm_forward(ref::rla_forward_masked(q, k, v, H, G, -1, FeatureMap::sm2), gr, 1e-8);
+  check_close("linear core vs its definition", ref::attn_core_forward(make_cfg(H, G, D, w, false, LocalKind::linear), q, k, v, gs, gr), want_lin, 1e-13);
+  // global = plain causal softmax attention, no RoPE, no norm
+  check_close("global core vs its definition", ref::attn_core_forward(make_cfg(H, G, D, w, true, LocalKind::rattn), q, k, v, gs, gr),
+              ref::swa_forward(q, k, v, H, G, -1, scale), 0.0);
+}
+
+TEST_CASE("attention core backward against finite differences, every kind (dq, dk, dv, dgamma_swa, dgamma_rla)") {
+  const int H = 4, G = 2;
+  for (const Flavour& fl : kFlavours)
+    for (int T : {1, 5, 13})
+      for (int D : {4, 6})
+        for (int w : {0, 2, 12}) {
+          CAPTURE(std::string(fl.name));
+          CAPTURE(T);
+          CAPTURE(D);
+          CAPTURE(w);
+          AttnConfig cfg = make_cfg(H, G, D, w, fl.global, fl.kind, FeatureMap::sm2, 4);
+          std::mt19937_64 rng(700 + 13 * T + D + 5 * w + int(fl.kind) * 101 + (fl.global ? 1000 : 0));
+          Mat<double> q = randn<Mat<double>>(T, H * D, rng), k = randn<Mat<double>>(T, G * D, rng),
+                      v = randn<Mat<double>>(T, G * D, rng), W = randn<Mat<double>>(T, H * D, rng);
+          Mat<double> gs = rand_gamma(H, D, rng), gr = rand_gamma(H, D, rng);
+          ref::CoreGrads<double> g = ref::attn_core_backward(cfg, q, k, v, gs, gr, W);
+          auto f = [&] { return dot_all(W, ref::attn_core_forward(cfg, q, k, v, gs, gr)); };
+          if (!fl.global && fl.kind == LocalKind::linear && T == 1) {
+            // One token, one RLA key: o_rla = (phi(q).phi(k)) v is a scalar times v, and GRMS removes
+            // the scalar, so q and k get a gradient of order eps only (finite differences of it are
+            // noise). Check that it is that small instead.
+            CHECK(g.dq.norm() < 1e-5 * g.dv.norm());
+            CHECK(g.dk.norm() < 1e-5 * g.dv.norm());
+          } else {
+            CHECK(grad_check("q (core)", f, q, g.dq));
+            CHECK(grad_check("k (core)", f, k, g.dk));
+          }
+          CHECK(grad_check("v (core)", f, v, g.dv));
+          CHECK(grad_check("gamma_swa (core)", f, gs, g.dgamma_swa));
+          CHECK(grad_check("gamma_rla (core)", f, gr, g.dgamma_rla));
+        }
+}
+
+TEST_CASE("attention core backward with the other feature maps (relu2, identity)") {
+  const int H = 4, G = 2, D = 4, T = 9, w = 2;
+  for (FeatureMap fm : {FeatureMap::relu2, FeatureMap::identity})
+    for (LocalKind kind : {LocalKind::rattn, LocalKind::linear}) {
+      CAPTURE(std::string(ref::to_string(fm)));
+      CAPTURE(std::string(ref::to_string(kind)));
+      AttnConfig cfg = make_cfg(H, G, D, w, false, kind, fm, 3);
+      std::mt19937_64 rng(800 + int(fm) * 7 + int(kind));
+      Mat<double> q = randn<Mat<double>>(T, H * D, rng), k = randn<Mat<double>>(T, G * D, rng),
+                  v = randn<Mat<double>>(T, G * D, rng), W = randn<Mat<double>>(T, H * D, rng);
+      Mat<double> gs = rand_gamma(H, D, rng), gr = rand_gamma(H, D, rng);
+      ref::CoreGrads<double> g = ref::attn_core_backward(cfg, q, k, v, gs, gr, W);
+      auto f = [&] { return dot_all(W, ref::attn_core_forward(cfg, q, k, v, gs, gr)); };
+      CHECK(grad_check("q (core)", f, q, g.dq));
+      CHECK(grad_check("k (core)", f, k, g.dk));
+      CHECK(grad_check("v (core)", f, v, g.dv));
+      CHECK(grad_check("gamma_rla (core)", f, gr, g.dgamma_rla));
+    }
+}
+
+TEST_CASE("attention layer backward against finite differences: every parameter and x, every kind") {
+  const int H = 4, G = 2, C = 8;
+  struct Shape {
+    int T, D, w;
+  };
+  for (const Flavour& fl : kFlavours)
+    for (Shape s : {Shape{13, 4, 3}, Shape{5, 6, 0}, Shape{6, 4, 7}}) {
+      CAPTURE(std::string(fl.name));
+      CAPTURE(s.T);
+      CAPTURE(s.D);
+      CAPTURE(s.w);
+      AttnConfig cfg = make_cfg(H, G, s.D, s.w, fl.global, fl.kind, FeatureMap::sm2, 4);
+      std::mt19937_64 rng(900 + s.T + s.D + int(fl.kind) * 31 + (fl.global ? 500 : 0));
+      AttnParams<double> p;
+      const double init = 1.0 / std::sqrt(double(C));
+      p.Wq = randn<Mat<double>>(C, H * s.D, rng, init);
+      p.Wk = randn<Mat<double>>(C, G * s.D, rng, init);
+      p.Wv = randn<Mat<double>>(C, G * s.D, rng, init);
+      p.Wo = randn<Mat<double>>(H * s.D, C, rng, init);
+      p.gamma_swa = rand_gamma(H, s.D, rng);
+      p.gamma_rla = rand_gamma(H, s.D, rng);
+      Mat<double> x = randn<Mat<double>>(s.T, C, rng), W = randn<Mat<double>>(s.T, C, rng);
+      AttnParams<double> dp = ref::attn_params_zero<double>(cfg, C);
+      dp.Wq.array() += 1.0;  // parameter gradients accumulate: start from a known non-zero value
+      Mat<double> dx = ref::attention_layer_backward(cfg, p, x, W, dp);
+      dp.Wq.array() -= 1.0;
+      auto f = [&] { return dot_all(W, ref::attention_layer_forward(cfg, p, x)); };
+      CHECK(grad_check("x (layer)", f, x, dx));
+      CHECK(grad_check("Wq (layer)", f, p.Wq, dp.Wq));
+      CHECK(grad_check("Wk (layer)", f, p.Wk, dp.Wk));
+      CHECK(grad_check("Wv (layer)", f, p.Wv, dp.Wv));
+      CHECK(grad_check("Wo (layer)", f, p.Wo, dp.Wo));
+      CHECK(grad_check("gamma_swa (layer)", f, p.gamma_swa, dp.gamma_swa));
+      CHECK(grad_check("gamma_rla (layer)", f, p.gamma_rla, dp.gamma_rla));
+    }
+}
+
+TEST_CASE("attention layer: float forward agrees with double") {
+  const int H = 4, G = 2, C = 8, D = 4, T = 17;
+  for (const Flavour& fl : kFlavours) {
+    CAPTURE(std::string(fl.name));
+    AttnConfig cfg = make_cfg(H, G, D, 3, fl.global, fl.kind);
+    std::mt19937_64 rng(950);
+    AttnParams<double> p;
+    p.Wq = randn<Mat<double>>(C, H * D, rng, 0.35);
+    p.Wk = randn<Mat<double>>(C, G * D, rng, 0.35);
+    p.Wv = randn<Mat<double>>(C, G * D, rng, 0.35);
+    p.Wo = randn<Mat<double>>(H * D, C, rng, 0.35);
+    p.gamma_swa = rand_gamma(H, D, rng);
+    p.gamma_rla = rand_gamma(H, D, rng);
+    AttnParams<float> pf{p.Wq.cast<float>(), p.Wk.cast<float>(), p.Wv.cast<float>(), p.Wo.cast<float>(),
+                         p.gamma_swa.cast<float>(), p.gamma_rla.cast<float>()};
+    Mat<double> x = randn<Mat<double>>(T, C, rng);
+    Mat<float> xf = x.cast<float>();
+    check_close("layer float vs double", ref::attention_layer_forward(cfg, pf, xf), ref::attention_layer_forward(cfg, p, x), 1e-5);
+  }
+}
+
+TEST_CASE("AttnConfig validation") {
+  CHECK_THROWS(ref::validate(make_cfg(3, 2, 4, 1, false, LocalKind::swa)));     // H % G != 0
+  CHECK_THROWS(ref::validate(make_cfg(2, 1, 5, 1, false, LocalKind::rattn)));   // odd D with RoPE
+  CHECK_THROWS(ref::validate(make_cfg(2, 1, 4, -1, false, LocalKind::rattn)));  // rattn needs w >= 0
+  CHECK_NOTHROW(ref::validate(make_cfg(2, 1, 5, 1, true, LocalKind::rattn)));   // global: no RoPE
+  CHECK_NOTHROW(ref::validate(make_cfg(2, 1, 5, -1, false, LocalKind::linear)));
+}
