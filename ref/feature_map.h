@@ -10,6 +10,8 @@
 //
 // The work is done by two row kernels (detail::phi_row, detail::phi_row_backward) on raw pointers;
 // the public functions loop over rows, or over (row, head) blocks for the (T, n*D) layout of q/k.
+// The backward kernel reads the forward output phi(x) rather than x (every map's derivative is a
+// function of its output), so callers that keep phi(x), like the RLA backward, skip the exps.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -73,38 +75,28 @@ void phi_row(FeatureMap fm, const S* x, S* y, int D) {
   }
 }
 
-// Backward of phi_row. x: (D), dy: (Dp) -> dx: (D)   (dx assigned)
+// Backward of phi_row, written in terms of the forward OUTPUT y = phi(x), which the RLA code has
+// at hand (Q~, K~), so no exp is recomputed. y, dy: (Dp) -> dx: (D)   (dx assigned)
 template <class S>
-void phi_row_backward(FeatureMap fm, const S* x, const S* dy, S* dx, int D) {
+void phi_row_backward(FeatureMap fm, const S* y, const S* dy, S* dx, int D) {
   switch (fm) {
     case FeatureMap::sm2: {
       // In the forward pass this was:  y1 = softmax(x),  y2 = softmax(-x),  phi = [y1, y2]
       // so now (softmax backward, the second half with the sign of -x):
       //   dx = y1 * (g1 - <g1, y1>) - y2 * (g2 - <g2, y2>),   [g1, g2] = dy   (spec 2.4)
-      // y1, y2 are recomputed here from x rather than stored.
-      S mx = x[0], mn = x[0];
-      for (int i = 1; i < D; ++i) mx = std::max(mx, x[i]), mn = std::min(mn, x[i]);
-      S z1 = 0, z2 = 0, dot1 = 0, dot2 = 0;
-      for (int i = 0; i < D; ++i) {
-        const S e1 = std::exp(x[i] - mx), e2 = std::exp(mn - x[i]);
-        z1 += e1;
-        z2 += e2;
-        dot1 += dy[i] * e1;
-        dot2 += dy[D + i] * e2;
-      }
-      dot1 /= z1;
-      dot2 /= z2;
-      for (int i = 0; i < D; ++i) {
-        const S y1 = std::exp(x[i] - mx) / z1, y2 = std::exp(mn - x[i]) / z2;
-        dx[i] = y1 * (dy[i] - dot1) - y2 * (dy[D + i] - dot2);
-      }
+      const S* y1 = y;
+      const S* y2 = y + D;
+      S dot1 = 0, dot2 = 0;
+      for (int i = 0; i < D; ++i) dot1 += dy[i] * y1[i], dot2 += dy[D + i] * y2[i];
+      for (int i = 0; i < D; ++i) dx[i] = y1[i] * (dy[i] - dot1) - y2[i] * (dy[D + i] - dot2);
       return;
     }
     case FeatureMap::relu2:
       // In the forward pass this was:  phi = [max(x, 0), max(-x, 0)]
-      // so now:  dx = dy1 * [x > 0] - dy2 * [x < 0]   (0 at x = 0, a subgradient)
+      // so now:  dx = dy1 * [x > 0] - dy2 * [x < 0]   (0 at x = 0, a subgradient);
+      // x > 0 iff y1 > 0 and x < 0 iff y2 > 0.
       for (int i = 0; i < D; ++i)
-        dx[i] = (x[i] > S(0) ? dy[i] : S(0)) - (x[i] < S(0) ? dy[D + i] : S(0));
+        dx[i] = (y[i] > S(0) ? dy[i] : S(0)) - (y[D + i] > S(0) ? dy[D + i] : S(0));
       return;
     case FeatureMap::identity:
       // In the forward pass this was:  phi = x,  so now:  dx = dy
@@ -130,21 +122,34 @@ Mat<S> phi_forward_heads(FeatureMap fm, const Mat<S>& x, int n_heads) {
   return y;
 }
 
-// x: (N, n_heads*D), dphi: (N, n_heads*Dp) -> dx: (N, n_heads*D)
+// Backward from the saved forward output phi = phi_forward_heads(fm, x, n_heads) (the cheap path:
+// no exp). phi, dphi: (N, n_heads*Dp) -> dx: (N, n_heads*D)
 // In the forward pass this was: phi = phi_forward_heads(fm, x, n_heads)  (see detail::phi_row_backward).
+template <class S>
+Mat<S> phi_backward_heads_from_phi(FeatureMap fm, const Mat<S>& phi, const Mat<S>& dphi, int n_heads) {
+  const int Dp = n_heads > 0 ? int(phi.cols() / n_heads) : 0;
+  if (n_heads <= 0 || phi.cols() == 0 || phi.cols() % n_heads != 0 || (fm != FeatureMap::identity && Dp % 2))
+    throw std::invalid_argument("phi_backward_heads_from_phi: phi width is not n_heads*Dp");
+  const int D = fm == FeatureMap::identity ? Dp : Dp / 2;
+  expect_shape("phi_backward dphi", dphi, phi.rows(), phi.cols());
+  Mat<S> dx(phi.rows(), long(n_heads) * D);
+  for (long t = 0; t < phi.rows(); ++t)
+    for (int h = 0; h < n_heads; ++h)
+      detail::phi_row_backward(fm, phi.data() + t * phi.cols() + long(h) * Dp,
+                               dphi.data() + t * dphi.cols() + long(h) * Dp,
+                               dx.data() + t * dx.cols() + long(h) * D, D);
+  return dx;
+}
+
+// x: (N, n_heads*D), dphi: (N, n_heads*Dp) -> dx: (N, n_heads*D)   (recomputes phi(x) first)
+// In the forward pass this was: phi = phi_forward_heads(fm, x, n_heads)
 template <class S>
 Mat<S> phi_backward_heads(FeatureMap fm, const Mat<S>& x, const Mat<S>& dphi, int n_heads) {
   if (n_heads <= 0 || x.cols() == 0 || x.cols() % n_heads != 0)
     throw std::invalid_argument("phi_backward_heads: columns not divisible by the number of heads");
   const int D = int(x.cols() / n_heads), Dp = feature_dim(fm, D);
   expect_shape("phi_backward dphi", dphi, x.rows(), long(n_heads) * Dp);
-  Mat<S> dx(x.rows(), x.cols());
-  for (long t = 0; t < x.rows(); ++t)
-    for (int h = 0; h < n_heads; ++h)
-      detail::phi_row_backward(fm, x.data() + t * x.cols() + long(h) * D,
-                               dphi.data() + t * dphi.cols() + long(h) * Dp,
-                               dx.data() + t * dx.cols() + long(h) * D, D);
-  return dx;
+  return phi_backward_heads_from_phi(fm, phi_forward_heads(fm, x, n_heads), dphi, n_heads);
 }
 
 // phi row-wise over a single head. x: (N, D) -> (N, Dp)

@@ -169,8 +169,8 @@ RlaGrads<S> rla_backward_masked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& 
     grads.dv.middleCols(g * d.D, d.D).noalias() += P.transpose() * dOh;
     grads.dh0[size_t(g)].noalias() += Qh.transpose() * dOh;
   }
-  grads.dq = phi_backward_heads(fm, q, dQf, H);
-  grads.dk = phi_backward_heads(fm, k, dKf, G);
+  grads.dq = phi_backward_heads_from_phi(fm, Qf, dQf, H);
+  grads.dk = phi_backward_heads_from_phi(fm, Kf, dKf, G);
   return grads;
 }
 
@@ -441,8 +441,8 @@ RlaGrads<S> rla_backward_chunked(const Mat<S>& q, const Mat<S>& k, const Mat<S>&
     }
     grads.dh0[size_t(g)] = dS;
   }
-  grads.dq = phi_backward_heads(fm, q, dQf, H);
-  grads.dk = phi_backward_heads(fm, k, dKf, G);
+  grads.dq = phi_backward_heads_from_phi(fm, Qf, dQf, H);
+  grads.dk = phi_backward_heads_from_phi(fm, Kf, dKf, G);
   return grads;
 }
 
