@@ -41,7 +41,7 @@ endif
 # ---- sources ----------------------------------------------------------------------------------
 LIB_SRCS   := $(wildcard model/*.cpp data/*.cpp io/*.cpp)
 LIB_OBJS   := $(patsubst %.cpp,$(BUILD)/%.o,$(LIB_SRCS))
-CUDA_SRCS  := $(wildcard cuda/*.cu)
+CUDA_SRCS  := $(wildcard cuda/*.cu tests/cuda/*.cu)  # tests/cuda/*.cu: kernels only tests use
 EMU_OBJS   := $(patsubst %.cu,$(BUILD)/emu/%.o,$(CUDA_SRCS))
 GPU_OBJS   := $(patsubst %.cu,$(BUILD)/gpu/%.o,$(CUDA_SRCS))
 PROGRAMS   := $(patsubst %.cpp,$(BIN)/%,$(wildcard *.cpp) $(notdir $(wildcard tools/*.cpp)))

@@ -140,6 +140,8 @@ inline void describe_address(const void* p, char* out, size_t cap) {
   std::snprintf(out, cap, "not near any device allocation");
 }
 
+inline void ensure_segv_reporter();  // scheduler.h: SIGSEGVs are reported with the CUDA thread
+
 inline thread_local cudaError_t last_error = cudaSuccess;
 inline cudaError_t fail(cudaError_t e) {
   last_error = e;
@@ -154,6 +156,7 @@ inline cudaError_t cudaMalloc(void** p, size_t bytes) {
   using namespace emu::detail;
   if (!p) return fail(cudaErrorInvalidValue);
   std::lock_guard<std::recursive_mutex> lock(memory().mu);
+  ensure_segv_reporter();
   size_t pg = page_size();
   size_t data_pages = (bytes + 15) / 16 * 16;
   data_pages = (data_pages + pg - 1) / pg * pg;

@@ -219,7 +219,7 @@ inline void fiber_entry(void* arg) {
 #endif
   try {
     w.launch->run_kernel(w.launch->params);
-  } catch (const Error& e) {
+  } catch (const Error&) {
     if (!w.fiber_error) w.fiber_error = std::current_exception();
   } catch (const std::exception& e) {
     if (!w.fiber_error) w.fiber_error = std::make_exception_ptr(Error(who(t) + ": exception in the kernel: " + e.what()));
@@ -245,10 +245,11 @@ inline int shuffle_source(const Thread& t) {
     case Op::shfl: src = seg | (t.arg & (w - 1)); break;
     case Op::shfl_up: src = lane - t.arg; if (src < seg) return -1; break;
     case Op::shfl_down: src = lane + t.arg; if (src >= seg + w) return -1; break;
-    case Op::shfl_xor: src = lane ^ t.arg; if ((src & ~(w - 1)) != seg) return -1; break;
+    // xor may read an earlier segment but not a later one (CUDA Programming Guide, __shfl_xor_sync).
+    case Op::shfl_xor: src = lane ^ t.arg; if (src >= seg + w) return -1; break;
     default: return -1;
   }
-  return src;
+  return src < 0 || src > 31 ? -1 : src;
 }
 
 // If the warp op thread t waits in can complete now (every lane of its mask waits in the same op
@@ -259,6 +260,17 @@ inline bool try_complete_warp_op(Worker& w, Thread& t) {
     if (!(t.mask >> l & 1u)) continue;
     const Thread& u = base[l];
     if (u.state != State::waiting || u.op != t.op || u.mask != t.mask) return false;
+  }
+  // Every lane of the mask is here. A lane outside the mask waiting in the same call with a mask
+  // that includes some of these lanes disagrees about who takes part: report it rather than let
+  // this group go on and leave that lane waiting for lanes that have moved on.
+  for (unsigned l = 0; l < 32 && t.warp * 32 + l < w.threads.size(); ++l) {
+    const Thread& u = base[l];
+    if (!(t.mask >> l & 1u) && u.state == State::waiting && u.op == t.op && u.line == t.line &&
+        (u.mask & t.mask) && std::strcmp(u.file, t.file) == 0)
+      throw Error("lanes of warp " + std::to_string(t.warp) + " in block " + fmt3(blockIdx) + " disagree on the mask of " +
+                  where(t) + ": thread " + fmt3(t.idx) + " passes " + hex(t.mask) + ", thread " + fmt3(u.idx) +
+                  " passes " + hex(u.mask) + ". Every lane named in the mask must pass the same mask.");
   }
   unsigned votes = 0;
   for (unsigned l = 0; l < 32; ++l)
@@ -433,16 +445,18 @@ inline void segv_handler(int sig, siginfo_t* info, void*) {
   (void)unused;
   sigaction(sig, &previous_segv_action, nullptr);
 }
-inline void install_segv_reporter() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = &segv_handler;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &previous_segv_action);
-  });
+// Called at every cudaMalloc and launch: (re)install the reporter when something else (a test
+// framework's crash handler) has replaced it since; that handler then runs after ours.
+inline void ensure_segv_reporter() {
+  struct sigaction cur;
+  sigaction(SIGSEGV, nullptr, &cur);
+  if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == &segv_handler) return;
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = &segv_handler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &previous_segv_action);
 }
 
 // A worker thread: take blocks from the launch until none are left (or one failed).
@@ -541,7 +555,7 @@ inline void run_grid(const void* kernel, LaunchState& L) {
   const long n_blocks = long(g.x) * g.y * g.z;
   long n_workers = std::clamp(std::atol(env_or("EMU_HOST_THREADS", "1").c_str()), 1L, n_blocks);
 
-  install_segv_reporter();
+  ensure_segv_reporter();
   OpenDeviceMemory open;  // device memory is accessible to kernels only
   // Fresh worker threads for every launch: static __shared__ variables (thread_local) start at
   // zero in every launch instead of holding the previous launch's values, which could hide a race.
