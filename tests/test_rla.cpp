@@ -308,37 +308,46 @@ TEST_CASE("RLA split-and-resume equals one run (rla_step and rla_forward_chunked
       for (bool with_h0 : {false, true}) {
         Inputs<double> in = make_inputs(T, H, G, D, fm, rng);
         const RlaState<double>* h0 = with_h0 ? &in.h0 : nullptr;
+        // Token t through the decode step, or rows [first, first+count) through the chunked resume.
+        auto step = [&](ref::RlaCarry<double>& c, int t) {
+          return ref::rla_step(c, Mat<double>(in.q.row(t)), Mat<double>(in.k.row(t)),
+                               Mat<double>(in.v.row(t)), H, G, w, fm);
+        };
+        auto chunk = [&](ref::RlaCarry<double>& c, int first, int count, int C) {
+          return ref::rla_forward_chunked_resume(
+              Mat<double>(in.q.middleRows(first, count)), Mat<double>(in.k.middleRows(first, count)),
+              Mat<double>(in.v.middleRows(first, count)), H, G, w, fm, C, c);
+        };
+        auto record = [&](const char* what, const Mat<double>& got, const Mat<double>& want) {
+          check_close(what, got, want, 1e-12);
+          worst = std::max(worst, compare(got, want).rel_rms);
+        };
         const Mat<double> whole = ref::rla_forward_masked(in.q, in.k, in.v, H, G, w, fm, h0);
-        // The state after the whole sequence, from its definition: h0 + sum_{j <= T-w-2} phi(k_j)^T v_j.
+        // The state after the whole sequence, from its definition: h0 + sum_{j <= T-w-2} phi(k_j)^T v_j,
+        // and the rows still pending: the last min(w+1, T) raw k, v rows.
         RlaState<double> S_end = with_h0 ? in.h0 : ref::rla_zero_state<double>(G, D, fm);
-        for (int j = 0; j <= T - w - 2; ++j) ref::rla_fold(S_end, Mat<double>(in.k.row(j)), Mat<double>(in.v.row(j)), G, fm);
+        for (int j = 0; j <= T - w - 2; ++j)
+          ref::rla_fold(S_end, Mat<double>(in.k.row(j)), Mat<double>(in.v.row(j)), G, fm);
         const int keep = std::min(w + 1, T);
         for (int T1 : {0, 1, 3, 6, 12, 13}) {
           CAPTURE(ref::to_string(fm));
           CAPTURE(w);
           CAPTURE(with_h0);
           CAPTURE(T1);
-          const int T2 = T - T1;
           // (a) recurrent: token by token with rla_step, the carry copied between the two parts
           ref::RlaCarry<double> c1 = ref::rla_carry_init<double>(G, D, fm, h0);
           Mat<double> o_rec(T, H * D);
-          for (int t = 0; t < T1; ++t)
-            o_rec.row(t) = ref::rla_step(c1, Mat<double>(in.q.row(t)), Mat<double>(in.k.row(t)), Mat<double>(in.v.row(t)), H, G, w, fm);
+          for (int t = 0; t < T1; ++t) o_rec.row(t) = step(c1, t);
           ref::RlaCarry<double> c2 = c1;  // what a decode cache would carry between the parts
           CHECK(c2.k_pending.rows() == std::min(w + 1, T1));
-          for (int t = T1; t < T; ++t)
-            o_rec.row(t) = ref::rla_step(c2, Mat<double>(in.q.row(t)), Mat<double>(in.k.row(t)), Mat<double>(in.v.row(t)), H, G, w, fm);
-          check_close("split-and-resume recurrent vs one run", o_rec, whole, 1e-12);
-          worst = std::max(worst, compare(o_rec, whole).rel_rms);
+          for (int t = T1; t < T; ++t) o_rec.row(t) = step(c2, t);
+          record("split-and-resume recurrent vs one run", o_rec, whole);
           // (b) chunked: part one, then part two resumed from the carry, with different chunk sizes
           ref::RlaCarry<double> cc = ref::rla_carry_init<double>(G, D, fm, h0);
           Mat<double> o_chk(T, H * D);
-          o_chk.topRows(T1) = ref::rla_forward_chunked_resume(Mat<double>(in.q.topRows(T1)), Mat<double>(in.k.topRows(T1)),
-                                                              Mat<double>(in.v.topRows(T1)), H, G, w, fm, 4, cc);
-          o_chk.bottomRows(T2) = ref::rla_forward_chunked_resume(Mat<double>(in.q.bottomRows(T2)), Mat<double>(in.k.bottomRows(T2)),
-                                                                 Mat<double>(in.v.bottomRows(T2)), H, G, w, fm, 3, cc);
-          check_close("split-and-resume chunked vs one run", o_chk, whole, 1e-12);
-          worst = std::max(worst, compare(o_chk, whole).rel_rms);
+          o_chk.topRows(T1) = chunk(cc, 0, T1, 4);
+          o_chk.bottomRows(T - T1) = chunk(cc, T1, T - T1, 3);
+          record("split-and-resume chunked vs one run", o_chk, whole);
           // Both carries end in the same place: S_end and the last min(w+1, T) raw rows.
           for (const ref::RlaCarry<double>* c : {&c2, &cc}) {
             CHECK(c->n == T);
@@ -347,17 +356,13 @@ TEST_CASE("RLA split-and-resume equals one run (rla_step and rla_forward_chunked
             check_close("pending v rows", c->v_pending, Mat<double>(in.v.bottomRows(keep)), 0.0);
           }
         }
-        // (c) mixed: chunked prefill of 6, three decode steps, chunked rest.
+        // (c) mixed: chunked prefill of 6 tokens, three decode steps, the remaining 4 chunked.
         ref::RlaCarry<double> cm = ref::rla_carry_init<double>(G, D, fm, h0);
         Mat<double> o_mix(T, H * D);
-        o_mix.topRows(6) = ref::rla_forward_chunked_resume(Mat<double>(in.q.topRows(6)), Mat<double>(in.k.topRows(6)),
-                                                           Mat<double>(in.v.topRows(6)), H, G, w, fm, 16, cm);
-        for (int t = 6; t < 9; ++t)
-          o_mix.row(t) = ref::rla_step(cm, Mat<double>(in.q.row(t)), Mat<double>(in.k.row(t)), Mat<double>(in.v.row(t)), H, G, w, fm);
-        o_mix.bottomRows(4) = ref::rla_forward_chunked_resume(Mat<double>(in.q.bottomRows(4)), Mat<double>(in.k.bottomRows(4)),
-                                                              Mat<double>(in.v.bottomRows(4)), H, G, w, fm, 2, cm);
-        check_close("chunked prefill + steps + chunked vs one run", o_mix, whole, 1e-12);
-        worst = std::max(worst, compare(o_mix, whole).rel_rms);
+        o_mix.topRows(6) = chunk(cm, 0, 6, 16);
+        for (int t = 6; t < 9; ++t) o_mix.row(t) = step(cm, t);
+        o_mix.bottomRows(4) = chunk(cm, 9, 4, 2);
+        record("chunked prefill + steps + chunked vs one run", o_mix, whole);
       }
   std::printf("RLA split-and-resume vs one run: worst rel RMS %.2e\n", worst);
 }
@@ -370,21 +375,23 @@ TEST_CASE("RLA float agrees with double (forward forms and backward)") {
       CAPTURE(ref::to_string(fm));
       CAPTURE(w);
       Inputs<double> in = make_inputs(T, H, G, D, fm, rng);
-      Mat<double> dout = randn<Mat<double>>(T, H * D, rng);
-      Mat<float> qf = in.q.cast<float>(), kf = in.k.cast<float>(), vf = in.v.cast<float>(), doutf = dout.cast<float>();
-      RlaState<float> h0f = cast_state<float>(in.h0);
+      const Mat<double> dout = randn<Mat<double>>(T, H * D, rng);
+      const Mat<float> q = in.q.cast<float>(), k = in.k.cast<float>(), v = in.v.cast<float>();
+      const Mat<float> doutf = dout.cast<float>();
+      const RlaState<float> h0 = cast_state<float>(in.h0);
       const Mat<double> o64 = ref::rla_forward_masked(in.q, in.k, in.v, H, G, w, fm, &in.h0);
-      const double e_m = compare(ref::rla_forward_masked(qf, kf, vf, H, G, w, fm, &h0f), o64).rel_rms;
-      const double e_r = compare(ref::rla_forward_recurrent(qf, kf, vf, H, G, w, fm, &h0f), o64).rel_rms;
-      const double e_c = compare(ref::rla_forward_chunked(qf, kf, vf, H, G, w, fm, C, &h0f), o64).rel_rms;
-      const ref::RlaGrads<double> g64 = ref::rla_backward_chunked(in.q, in.k, in.v, dout, H, G, w, fm, C, &in.h0);
-      const ref::RlaGrads<float> g32 = ref::rla_backward_chunked(qf, kf, vf, doutf, H, G, w, fm, C, &h0f);
-      const ref::RlaGrads<float> g32m = ref::rla_backward_masked(qf, kf, vf, doutf, H, G, w, fm, &h0f);
+      const double e_m = compare(ref::rla_forward_masked(q, k, v, H, G, w, fm, &h0), o64).rel_rms;
+      const double e_r = compare(ref::rla_forward_recurrent(q, k, v, H, G, w, fm, &h0), o64).rel_rms;
+      const double e_c = compare(ref::rla_forward_chunked(q, k, v, H, G, w, fm, C, &h0), o64).rel_rms;
+      const ref::RlaGrads<double> g64 =
+          ref::rla_backward_chunked(in.q, in.k, in.v, dout, H, G, w, fm, C, &in.h0);
+      const ref::RlaGrads<float> g32c = ref::rla_backward_chunked(q, k, v, doutf, H, G, w, fm, C, &h0);
+      const ref::RlaGrads<float> g32m = ref::rla_backward_masked(q, k, v, doutf, H, G, w, fm, &h0);
       double e_b = 0;
-      for (const ref::RlaGrads<float>* g : {&g32, &g32m}) {
+      for (const ref::RlaGrads<float>* g : {&g32c, &g32m}) {
         e_b = std::max({e_b, compare(g->dq, g64.dq).rel_rms, compare(g->dk, g64.dk).rel_rms,
                         compare(g->dv, g64.dv).rel_rms});
-        for (int h = 0; h < G; ++h) e_b = std::max(e_b, compare(g->dh0[h], g64.dh0[h]).rel_rms);
+        for (int i = 0; i < G; ++i) e_b = std::max(e_b, compare(g->dh0[i], g64.dh0[i]).rel_rms);
       }
       std::printf("RLA %-8s w=%2d float vs double: forward masked %.2e recurrent %.2e chunked %.2e; "
                   "backward worst %.2e\n", ref::to_string(fm), w, e_m, e_r, e_c, e_b);
@@ -397,16 +404,19 @@ TEST_CASE("RLA float agrees with double (forward forms and backward)") {
 
 TEST_CASE("RLA rejects bad shapes and arguments") {
   std::mt19937_64 rng(29);
-  Inputs<double> in = make_inputs(5, 4, 2, 4, FeatureMap::sm2, rng);
-  CHECK_THROWS_AS(ref::rla_forward_masked(in.q, in.k, in.v, 4, 3, 0, FeatureMap::sm2), std::invalid_argument);
-  CHECK_THROWS_AS(ref::rla_forward_chunked(in.q, in.k, in.v, 4, 2, -2, FeatureMap::sm2, 4), std::invalid_argument);
-  CHECK_THROWS_AS(ref::rla_forward_chunked(in.q, in.k, in.v, 4, 2, 0, FeatureMap::sm2, 0), std::invalid_argument);
+  const FeatureMap fm = FeatureMap::sm2;
+  Inputs<double> in = make_inputs(5, 4, 2, 4, fm, rng);
+  CHECK_THROWS_AS(ref::rla_forward_masked(in.q, in.k, in.v, 4, 3, 0, fm), std::invalid_argument);
+  CHECK_THROWS_AS(ref::rla_forward_chunked(in.q, in.k, in.v, 4, 2, -2, fm, 4), std::invalid_argument);
+  CHECK_THROWS_AS(ref::rla_forward_chunked(in.q, in.k, in.v, 4, 2, 0, fm, 0), std::invalid_argument);
   Mat<double> k_short = in.k.topRows(4);
-  CHECK_THROWS_AS(ref::rla_forward_recurrent(in.q, k_short, in.v, 4, 2, 0, FeatureMap::sm2), std::invalid_argument);
-  RlaState<double> bad_h0 = ref::rla_zero_state<double>(2, 4, FeatureMap::identity);  // (4, 4), sm2 needs (8, 4)
-  CHECK_THROWS_AS(ref::rla_forward_masked(in.q, in.k, in.v, 4, 2, 0, FeatureMap::sm2, &bad_h0), std::invalid_argument);
-  ref::RlaCarry<double> c = ref::rla_carry_init<double>(2, 4, FeatureMap::sm2);
+  CHECK_THROWS_AS(ref::rla_forward_recurrent(in.q, k_short, in.v, 4, 2, 0, fm), std::invalid_argument);
+  // (4, 4) states, but sm2 needs (8, 4)
+  RlaState<double> bad_h0 = ref::rla_zero_state<double>(2, 4, FeatureMap::identity);
+  CHECK_THROWS_AS(ref::rla_forward_masked(in.q, in.k, in.v, 4, 2, 0, fm, &bad_h0), std::invalid_argument);
+  ref::RlaCarry<double> c = ref::rla_carry_init<double>(2, 4, fm);
   c.k_pending = in.k.topRows(3);
   c.v_pending = in.v.topRows(3);  // 3 pending rows, but w = 1 keeps at most 2
-  CHECK_THROWS_AS(ref::rla_forward_chunked_resume(in.q, in.k, in.v, 4, 2, 1, FeatureMap::sm2, 4, c), std::invalid_argument);
+  CHECK_THROWS_AS(ref::rla_forward_chunked_resume(in.q, in.k, in.v, 4, 2, 1, fm, 4, c),
+                  std::invalid_argument);
 }
