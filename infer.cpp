@@ -12,6 +12,9 @@
 // (c) memory: the bytes the decode caches hold after --mem-len tokens, per layer kind and in
 //     total, next to a full-attention model of the same shape (every layer keeps k and v of every
 //     token).
+//   bin/infer --export DIR CHECKPOINT                 every parameter as DIR/NAME.npy + DIR/config.json
+//   bin/infer --logits CHECKPOINT --prompt TEXT [--out FILE.npy]   the forward's logits (T, V)
+//     (these two modes live in io/export.cpp; see io/export.h)
 // Exit status: 0 ok, 2 bad command line, 1 other errors (e.g. a bad checkpoint).
 #include <omp.h>
 
@@ -21,6 +24,7 @@
 #include <iostream>
 #include <map>
 
+#include "io/export.h"
 #include "model/backend_cpu.h"
 #include "model/checkpoint.h"
 #include "model/cli.h"
@@ -54,6 +58,9 @@ std::string kind_name(const model::ModelConfig& m, int layer) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --export / --logits: export for NumPy/PyTorch (issue 5), handled in io/export.cpp.
+  if (io::is_export_command(argc, argv))
+    return model::cli_main_guard("infer", [&]() -> int { return io::infer_export_main(argc, argv); });
   return model::cli_main_guard("infer", [&]() -> int {
     InferConfig ic;
     model::FlagSet fs("infer");
