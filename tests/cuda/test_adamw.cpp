@@ -13,7 +13,7 @@ TEST_CASE("adamw_step against ref64 over several steps") {
   std::mt19937_64 rng(11);
   const ref::AdamW rcfg{3e-2, 0.9, 0.95, 1e-8, 0.1};
   const cu::AdamW cfg{3e-2, 0.9, 0.95, 1e-8, 0.1};
-  for (long n : {1L, 5L, 1000L, 1027L})
+  for (long n : {1L, 5L, 1000L, 1027L, 4099L})
     for (bool decay : {false, true}) {
       MatF p0 = rattn_test::randn<MatF>(1, n, rng);
       std::vector<MatF> grads;
