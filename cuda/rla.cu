@@ -508,12 +508,15 @@ size_t bwd_smem_floats(int Dp, int C, int BV) {
   return 2 * (size_t)Dp * (BV + 1) + 3 * (size_t)C * (Dp + 1) + 3 * (size_t)C * BV + 2 * (size_t)C * C;
 }
 
-// The value-tile width: as wide as D (at most 64) while the backward's shared memory fits the budget.
-int pick_bv(int D, int Dp, int C) {
+// The value-tile width: as wide as D (at most 64) while the kernel's shared memory fits the budget.
+// (sm2 with D = 128: the forward fits C <= 64, the backward C <= 32; the emulator applies the same rule.)
+int pick_bv(int D, int Dp, int C, bool backward) {
+  auto bytes = [&](int bv) { return (backward ? bwd_smem_floats(Dp, C, bv) : fwd_smem_floats(Dp, C, bv)) * sizeof(float); };
   int BV = D < 64 ? D : 64;
-  while (BV > 8 && bwd_smem_floats(Dp, C, BV) * sizeof(float) > kSmemBudget) BV = (BV + 1) / 2;
-  if (bwd_smem_floats(Dp, C, BV) * sizeof(float) > kSmemBudget)
-    throw std::invalid_argument("cu::rla: chunk size " + std::to_string(C) + " with D = " + std::to_string(D) +
+  while (BV > 8 && bytes(BV) > kSmemBudget) BV = (BV + 1) / 2;
+  if (bytes(BV) > kSmemBudget)
+    throw std::invalid_argument(std::string(backward ? "cu::rla_backward" : "cu::rla_forward") + ": chunk size " +
+                                std::to_string(C) + " with D = " + std::to_string(D) +
                                 " needs more shared memory than the kernel allows; use a smaller C");
   return BV;
 }
@@ -542,7 +545,7 @@ void rla_forward(const float* q, const float* k, const float* v, const float* h0
            ifm);
     return;
   }
-  int BV = pick_bv(D, Dp, C);
+  int BV = pick_bv(D, Dp, C, false);
   size_t smem = fwd_smem_floats(Dp, C, BV) * sizeof(float);
   allow_smem(rla_forward_v2_kernel, smem);
   launch(rla_forward_v2_kernel, dim3(ceil_div(D, BV), G, B), dim3(kThreads), smem, q, k, v, h0, o, states, T, H,
@@ -570,7 +573,7 @@ void rla_backward(const float* q, const float* k, const float* v, const float* h
   check(cudaMemset(dq, 0, sizeof(float) * (size_t)B * T * H * D), "cudaMemset(dq)");
   check(cudaMemset(dk, 0, sizeof(float) * (size_t)B * T * G * D), "cudaMemset(dk)");
   check(cudaMemset(dv, 0, sizeof(float) * (size_t)B * T * G * D), "cudaMemset(dv)");
-  int BV = pick_bv(D, Dp, C);
+  int BV = pick_bv(D, Dp, C, true);
   size_t smem = bwd_smem_floats(Dp, C, BV) * sizeof(float);
   allow_smem(rla_backward_v2_kernel, smem);
   launch(rla_backward_v2_kernel, dim3(ceil_div(D, BV), G, B), dim3(kThreads), smem, q, k, v, states, dout, dq, dk,

@@ -1,6 +1,6 @@
 // tests/cuda/test_rla.cpp: cu::rla_forward / cu::rla_backward (every kernel version) against ref/rla.h
 // (masked form) in double. o, dq, dk, dv and dh0 are each checked separately, over T in
-// {1, 7, 63, 64, 65, 257}, D in {16, 32, 64}, w in {0, 1, 5, T-1, >= T, -1}, the three feature maps,
+// {1, 7, 63, 64, 65, 257}, D in {16, 32, 64, 128}, w in {0, 1, 5, T-1, >= T, -1}, the three feature maps,
 // chunk sizes C that do and do not divide T, save intervals m in {1, 2, 3}, GQA, B*H > 1, with and
 // without an initial state h0. Outputs are NaN-filled before every launch and guard bands checked after.
 #include <cmath>
@@ -125,6 +125,7 @@ using FM = cu::FeatureMap;
 
 TEST_CASE("rla: every version matches ref/rla.h over T, D, w, phi, C, m, GQA, batch and h0") {
   REQUIRE_DEVICE();
+  Eigen::setNbThreads(1);  // the references are small: OpenMP threads would only spin (2-core CI)
   std::mt19937_64 rng(2506);
   std::vector<Shape> shapes = {
       // B  T   H  G  D   w    phi            C   m  h0
@@ -150,6 +151,7 @@ TEST_CASE("rla: every version matches ref/rla.h over T, D, w, phi, C, m, GQA, ba
       {1, 257, 2, 1, 32, 40, FM::sm2, 32, 2, true},
       {1, 257, 2, 1, 32, -1, FM::relu2, 64, 1, false},
       {1, 257, 2, 2, 64, 5, FM::sm2, 32, 3, true},
+      {1, 40, 2, 1, 128, 3, FM::sm2, 32, 2, true},     // the paper's D = 128: 4 value tiles in the backward
   };
   if (small_run()) shapes = {{1, 7, 2, 1, 16, 1, FM::sm2, 3, 2, true}, {2, 63, 4, 2, 32, 5, FM::sm2, 16, 2, false}};
   for (const Shape& s : shapes) run_case(s, rng);
@@ -159,6 +161,7 @@ TEST_CASE("rla: saving the state every m chunks and recomputing in between gives
   // The backward recomputes the states between saved ones with the forward's own arithmetic, so on the
   // CPU layer (deterministic, no FMA contraction differences) m = 1 and m = 4 agree bit for bit.
   REQUIRE_DEVICE();
+  Eigen::setNbThreads(1);  // the references are small: OpenMP threads would only spin (2-core CI)
   std::mt19937_64 rng(99);
   Shape s1{2, 100, 2, 1, 32, 9, FM::sm2, 8, 1, true};
   Inputs in = make_inputs(s1, rng);
@@ -180,6 +183,7 @@ TEST_CASE("rla: saving the state every m chunks and recomputing in between gives
 TEST_CASE("rla: the shift is exact: key t-w-1 reaches query t, key t-w does not") {
   // Independent of ref/: with w = 3, o at t = 10 changes when k[6] changes and not when k[7] changes.
   REQUIRE_DEVICE();
+  Eigen::setNbThreads(1);  // the references are small: OpenMP threads would only spin (2-core CI)
   const int T = 12, D = 16, w = 3, t = 10;
   std::mt19937_64 rng(5);
   MatF q = rattn_test::randn<MatF>(T, D, rng), k = rattn_test::randn<MatF>(T, D, rng),

@@ -1,6 +1,6 @@
 // tests/cuda/test_swa.cpp: cu::swa_forward / cu::swa_backward (every kernel version) against
 // ref/attention.h in double. o, the saved lse, dq, dk and dv are each checked separately, over
-// T in {1, 7, 63, 64, 65, 257}, D in {16, 32, 64}, windows w in {0, 1, 5, T-1, >= T, -1 (global)},
+// T in {1, 7, 63, 64, 65, 257}, D in {16, 32, 64, 128}, windows w in {0, 1, 5, T-1, >= T, -1 (global)},
 // GQA and B*H > 1. Outputs are NaN-filled before every launch and guard bands checked after.
 #include <cmath>
 #include <random>
@@ -104,6 +104,7 @@ void run_case(const Shape& s, std::mt19937_64& rng) {
 
 TEST_CASE("swa: every version matches ref/attention.h over T, D, w, GQA and batch") {
   REQUIRE_DEVICE();
+  Eigen::setNbThreads(1);  // the references are small: OpenMP threads would only spin (2-core CI)
   std::mt19937_64 rng(20250618);
   std::vector<Shape> shapes = {
       // B  T   H  G  D   w
@@ -115,7 +116,7 @@ TEST_CASE("swa: every version matches ref/attention.h over T, D, w, GQA and batc
       {1, 64, 2, 2, 64, 1},   {1, 64, 2, 2, 64, 31}, {1, 64, 2, 2, 64, 63}, {1, 64, 2, 2, 64, -1},
       {1, 65, 3, 1, 16, 5},   {1, 65, 3, 1, 16, 32}, {1, 65, 3, 1, 16, 64}, {1, 65, 3, 1, 16, -1},
       {1, 257, 2, 1, 32, 1},  {1, 257, 2, 1, 32, 40}, {1, 257, 2, 1, 32, 256}, {1, 257, 2, 1, 32, -1},
-      {1, 257, 2, 2, 64, 5},
+      {1, 257, 2, 2, 64, 5},  {2, 70, 2, 1, 128, 33},  // the paper's head dim
   };
   if (small_run()) shapes = {{1, 7, 2, 1, 16, 1}, {2, 63, 4, 2, 32, 5}, {1, 65, 3, 1, 16, -1}};
   for (const Shape& s : shapes) run_case(s, rng);
@@ -125,6 +126,7 @@ TEST_CASE("swa: the window boundary is [t-w, t]: a key one step outside changes 
   // A direct check of the convention, independent of ref/: with w = 3, query t = 10 must not move when
   // key 6 = t-w-1 changes, and must move when key 7 = t-w changes (spec 2.2).
   REQUIRE_DEVICE();
+  Eigen::setNbThreads(1);  // the references are small: OpenMP threads would only spin (2-core CI)
   const int B = 1, T = 12, H = 1, G = 1, D = 16, w = 3, t = 10;
   std::mt19937_64 rng(7);
   MatF q = rattn_test::randn<MatF>(T, D, rng), k = rattn_test::randn<MatF>(T, D, rng),
