@@ -53,7 +53,7 @@ struct RlaGrads {
                       // i.e. the gradient with respect to a zero initial state)
 };
 
-// All-zero state. -> G x (Dp, D)
+// All-zero state S_{-1} = 0 (spec 2.3; "initial state zero" in the project decisions). -> G x (Dp, D)
 template <class S>
 RlaState<S> rla_zero_state(int G, int D, FeatureMap fm) {
   return RlaState<S>(size_t(G), Mat<S>::Zero(feature_dim(fm, D), D));
@@ -211,8 +211,9 @@ Mat<S> rla_read(const RlaState<S>& St, const Mat<S>& q_row, int H, int G, Featur
   return o;
 }
 
-// Recurrent form over a whole sequence: at step t, fold the token j = t-w-1 that has just left
-// the window (if j >= 0), then read. For w = -1 that is token t itself: inclusive.
+// Recurrent form over a whole sequence (spec 3.1, paper eq. 4): at step t, fold the token
+// j = t-w-1 that has just left the window (if j >= 0), then read. For w = -1 that is token t
+// itself: inclusive.
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null -> o: (T, H*D)
 template <class S>
 Mat<S> rla_forward_recurrent(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G, int w,
@@ -244,7 +245,7 @@ struct RlaCarry {
   long n = 0;  // tokens processed so far (informative: positions are not used by RLA)
 };
 
-// Start of a sequence. -> RlaCarry with St = h0 (or zeros) and nothing pending.
+// Start of a sequence (spec 3.1): St = S_{-1} = h0 (or zeros), nothing pending. -> RlaCarry
 template <class S>
 RlaCarry<S> rla_carry_init(int G, int D, FeatureMap fm, const RlaState<S>* h0 = nullptr) {
   RlaCarry<S> c;
@@ -291,7 +292,7 @@ Mat<S> rla_step(RlaCarry<S>& c, const Mat<S>& q_row, const Mat<S>& k_row, const 
 
 namespace detail {
 
-// The chunked forward over queries q and keys/values kk, vv that start P rows EARLIER than q:
+// The chunked forward (spec 3.2) over queries q and keys/values kk, vv that start P rows EARLIER than q:
 // query row t is token P+t of kk. The first P rows of kk are pending rows of a previous call
 // (see RlaCarry), so query t reads kk rows i <= t + P - s, beyond what St already holds.
 // q: (T, H*D), kk, vv: (P+T, G*D), St: G x (Dp, D) = S_[0], updated to the final state
@@ -330,6 +331,7 @@ Mat<S> rla_chunked_core(const Mat<S>& q, const Mat<S>& kk, const Mat<S>& vv, int
 
 }  // namespace detail
 
+// Chunked forward (spec 3.2, paper eqs. 2-3 corrected), see the block comment above.
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null, C >= 1 -> o: (T, H*D)
 template <class S>
 Mat<S> rla_forward_chunked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G, int w,
@@ -340,7 +342,7 @@ Mat<S> rla_forward_chunked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, in
   return detail::rla_chunked_core(q, k, v, 0, H, G, w, fm, C, St);
 }
 
-// The chunked form continuing from an RlaCarry: the carried S plays the role of h0 and the
+// The chunked form (spec 3.2) continuing from an RlaCarry: the carried S plays the role of h0 and the
 // carried pending rows are prepended to k and v as keys (never as queries). On return `carry`
 // describes the whole sequence so far, ready for the next call or for rla_step.
 // q: (T, H*D), k, v: (T, G*D) -> o: (T, H*D), the outputs of these T new tokens
