@@ -133,12 +133,14 @@ struct Case {
   DType dt = DType::f64;
   bool with_do = false, with_h0 = false;
   uint64_t seed = 1;
+  std::string device = "cpu";
 };
 
 // Writes the inputs of case c, runs the program, and compares every output with ref/ called directly.
 void check_case(const Case& c) {
   const std::string what = "op " + c.op + " " + io::to_string(c.dt) + (c.with_do ? " with do.npy" : "") +
-                           (c.with_h0 ? " with h0" : "") + " w=" + std::to_string(c.w) + " fm=" + ref::to_string(c.fm);
+                           (c.with_h0 ? " with h0" : "") + " w=" + std::to_string(c.w) + " fm=" + ref::to_string(c.fm) +
+                           " device=" + c.device;
   INFO(what);
   TempDir dir;
   std::mt19937_64 rng(c.seed);
@@ -155,6 +157,7 @@ void check_case(const Case& c) {
 
   std::string args = c.op + " --in " + dir.in() + " --out " + dir.out() + " --window " + std::to_string(c.w);
   if (c.op != "swa") args += std::string(" --chunk ") + std::to_string(c.chunk) + " --feature " + ref::to_string(c.fm);
+  args += " --device " + c.device;
   RunResult r = run_op(dir, args);
   INFO("stderr: " << r.err);
   REQUIRE(r.status == 0);
@@ -213,7 +216,8 @@ void check_case(const Case& c) {
   CHECK(files_in(dir.out()) == want_names);
   // float64 inputs: the same double computation, so only summation-order differences are allowed;
   // float32: the program computes in double too and rounds once on output (relative 2^-24 per element).
-  const double tol = c.dt == DType::f64 ? 1e-13 : 1e-7;
+  // --device cuda: fp32 kernels against the double reference (relative RMS, as tests/cuda/ use).
+  const double tol = c.device == "cuda" ? 2e-5 : c.dt == DType::f64 ? 1e-13 : 1e-7;
   for (auto& [name, w] : want) {
     NpyArray got = io::read_npy(dir.out() + "/" + name);
     CHECK_MESSAGE(got.dtype == c.dt, name << " is " << io::to_string(got.dtype));
@@ -271,6 +275,19 @@ TEST_CASE("rattn-op rattn matches ref::attn_core_forward/backward (dgamma summed
               .fm = ref::FeatureMap::relu2, .with_do = true, .seed = 7});
 }
 
+TEST_CASE("rattn-op --device cuda: the fp32 kernels of cuda/ agree with the double reference") {
+  // In the default build the kernels run on the CPU execution layer: small shapes only.
+  check_case({.op = "swa", .with_do = true, .seed = 21, .device = "cuda"});
+  check_case({.op = "swa", .T = 9, .H = 3, .G = 1, .D = 6, .w = -1, .dt = DType::f32, .with_do = true, .seed = 22,
+              .device = "cuda"});
+  check_case({.op = "rla", .with_do = true, .with_h0 = true, .seed = 23, .device = "cuda"});
+  check_case({.op = "rla", .T = 11, .w = -1, .chunk = 4, .fm = ref::FeatureMap::identity, .dt = DType::f32,
+              .with_do = true, .seed = 24, .device = "cuda"});
+  check_case({.op = "rattn", .with_do = true, .seed = 25, .device = "cuda"});
+  check_case({.op = "rattn", .B = 1, .T = 10, .H = 2, .G = 1, .D = 6, .w = 1, .chunk = 3, .fm = ref::FeatureMap::relu2,
+              .seed = 26, .device = "cuda"});
+}
+
 TEST_CASE("rattn-op reads the layout (B, T, heads, D): swa with w = 0 returns v of each head's kv head") {
   // With one key in the window the softmax is 1: o[b, t, h, :] = v[b, t, h / (H/G), :]. This checks
   // the program's slicing of the files without going through the same code as the comparison above.
@@ -315,7 +332,6 @@ TEST_CASE("rattn-op refuses bad flags with exit status 2 and one line naming the
   expect_refused(dir, "rattn" + io_, "rattn needs --window W >= 0");
   expect_refused(dir, "swa" + io_ + " --chunk 4", "--chunk does not apply to swa");
   expect_refused(dir, "swa" + io_ + " --device tpu", "--device must be cpu or cuda");
-  expect_refused(dir, "swa" + io_ + " --device cuda", "--device cuda is not available in this build");
   expect_refused(dir, "swa --out " + dir.out(), "--in DIR is required");
   expect_refused(dir, "swa --in " + dir.in(), "--out DIR is required");
   expect_refused(dir, "swa --in " + dir.in() + "/nowhere --out " + dir.out(), "no such folder");
@@ -367,7 +383,7 @@ TEST_CASE("rattn-op refuses bad inputs with exit status 2 and one line naming th
   {
     auto d = with("h0", randn({1, 2, 4, 4}, DType::f32, rng));  // sm2 needs Dp = 8
     expect_refused(*d, args(*d, "rla"), "h0.npy has shape (1, 2, 4, 4), expected (1, 2, 8, 4)");
-    expect_refused(*d, args(*d, "rattn"), "h0.npy: an initial RLA state is only read by rla");
+    expect_refused(*d, args(*d, "rattn"), "h0.npy: rattn takes no initial RLA state");
   }
   {
     auto d = with("v", randn({1, 6, 2, 4}, DType::f64, rng));

@@ -13,6 +13,7 @@
 //   rattn: gamma_swa.npy, gamma_rla.npy (H, D)
 //   rla:   optional h0.npy (B, G, Dp, D), Dp = 2D for sm2/relu2, D for identity (one state per kv head)
 //   optional do.npy (B, T, H, D): the gradient of the loss with respect to o; then the backward runs.
+//   Files an OP does not read are ignored, except h0.npy with rattn (refused: rattn's RLA starts at 0).
 // Outputs in --out: o.npy (B, T, H, D); with do.npy also dq.npy, dk.npy, dv.npy, and
 //   rattn: dgamma_swa.npy, dgamma_rla.npy (H, D), summed over the batch;  rla with h0.npy: dh0.npy.
 // Each sequence of the batch is computed on its own, in double whatever the input dtype; outputs are
@@ -21,6 +22,11 @@
 // Window (spec "Project decisions"): w = number of keys to the left; SWA at t sees [max(0, t-w), t],
 // RLA sees j <= t-w-1. --window -1 (the default for swa and rla) means global causal SWA, and RLA over
 // all of [0, t] with no shift. rattn needs --window W >= 0.
+//
+// --device cuda: the same op through the fp32 CUDA kernels of cuda/ (swa: cu::swa_*, rla: cu::rla_*,
+// rattn: cu::rope_* + cu::swa_* + cu::rla_* + cu::rattn_merge_*), on float32 copies of the inputs. In the
+// default build (bin/rattn-op) the kernels run on the CPU execution layer (cuda/emu: slow, for small
+// shapes); built against the CUDA runtime (-DRATTN_CUDA_RUNTIME, libcuda_gpu.a) they run on the GPU.
 //
 // Exit status: 0 done; 2 a bad flag or a bad input (one line on stderr names it, nothing is written);
 // 1 anything else (a failed write, an error inside the reference).
@@ -34,6 +40,11 @@
 #include <string>
 #include <vector>
 
+#include "cuda/buffer.h"
+#include "cuda/rattn_merge.h"
+#include "cuda/rla.h"
+#include "cuda/rope.h"
+#include "cuda/swa.h"
 #include "io/npy.h"
 #include "ref/attention.h"
 #include "ref/feature_map.h"
@@ -59,7 +70,7 @@ const char* kUsage =
     "  --feature F     RLA feature map phi (rla, rattn; default sm2)\n"
     "  --rope-theta X  RoPE base of the SWA branch (rattn; default 500000)\n"
     "  --eps X         group RMSNorm epsilon (rattn; default 1e-8)\n"
-    "  --device D      cpu (default) or cuda\n";
+    "  --device D      cpu (default: ref/ in double) or cuda (the fp32 kernels of cuda/)\n";
 
 // A bad flag or input: one line on stderr, exit status 2.
 struct UsageError : std::runtime_error {
@@ -144,9 +155,6 @@ Args parse_args(int argc, char** argv) {
   if (a.eps < 0) throw UsageError("--eps must be >= 0");
   if (a.device != "cpu" && a.device != "cuda")
     throw UsageError("--device must be cpu or cuda, got '" + a.device + "'");
-  if (a.device == "cuda")
-    throw UsageError("--device cuda is not available in this build: rattn-op runs the CPU reference only "
-                     "(use --device cpu)");
   return a;
 }
 
@@ -206,10 +214,13 @@ Inputs load_inputs(const Args& a) {
     in.gamma_swa = load(a.in, "gamma_swa.npy", true);
     in.gamma_rla = load(a.in, "gamma_rla.npy", true);
   }
-  in.h0 = load(a.in, "h0.npy", false);
-  if (in.h0 && a.op != "rla")
-    throw UsageError(a.in + "/h0.npy: an initial RLA state is only read by rla (" + a.op +
-                     " has none); remove it or use OP rla");
+  // Files an OP does not read are ignored (gamma_*.npy and h0.npy for swa, gamma_*.npy for rla), except that
+  // rattn refuses h0.npy: it has an RLA branch, which always starts from a zero state here, and
+  // silently ignoring the file would mislead.
+  if (a.op == "rla") in.h0 = load(a.in, "h0.npy", false);
+  if (a.op == "rattn" && std::filesystem::exists(std::filesystem::path(a.in) / "h0.npy"))
+    throw UsageError(a.in + "/h0.npy: rattn takes no initial RLA state (its RLA branch starts from zero); "
+                     "remove the file, or use OP rla to test a state");
   in.dout = load(a.in, "do.npy", false);
 
   // Shapes: q (B, T, H, D); k, v (B, T, G, D).
@@ -247,6 +258,10 @@ Inputs load_inputs(const Args& a) {
   };
   same_dtype("k.npy", in.k), same_dtype("v.npy", in.v), same_dtype("gamma_swa.npy", in.gamma_swa);
   same_dtype("gamma_rla.npy", in.gamma_rla), same_dtype("h0.npy", in.h0), same_dtype("do.npy", in.dout);
+  if (a.device == "cuda") {
+    if (!cu::device_available()) throw UsageError("--device cuda: no CUDA device is available");
+    if (in.D > 128) throw UsageError("--device cuda: the kernels support head dim D <= 128, got " + std::to_string(in.D));
+  }
   return in;
 }
 
@@ -336,6 +351,131 @@ std::vector<std::pair<std::string, NpyArray>> run(const Args& a, const Inputs& i
   return out;
 }
 
+// ---- --device cuda ---------------------------------------------------------------------------------
+// The same ops through the CUDA kernels. The whole batch goes to each kernel at once (the kernels
+// take (B, T, heads, D)); only RoPE, whose positions restart at every sequence, runs per sequence.
+
+using Buf = cu::DeviceBuffer<float>;
+
+Buf to_device(const NpyArray& a) {
+  std::vector<float> f(a.data.begin(), a.data.end());  // float32 copy: the kernels' precision
+  Buf b(f.size());
+  b.upload(f);
+  return b;
+}
+NpyArray from_device(const Buf& b, io::DType dt, const std::vector<long>& shape) {
+  std::vector<float> f = b.download();
+  NpyArray a;
+  a.dtype = dt;
+  a.shape = shape;
+  a.data.assign(f.begin(), f.end());
+  return a;
+}
+cu::FeatureMap to_cu(ref::FeatureMap fm) {
+  return fm == ref::FeatureMap::sm2 ? cu::FeatureMap::sm2
+         : fm == ref::FeatureMap::relu2 ? cu::FeatureMap::relu2 : cu::FeatureMap::identity;
+}
+// x: (B, T, n, D) -> RoPE (forward, or backward R^T) of each sequence, positions 0..T-1.
+Buf rope_each(const Buf& x, long B, long T, long n, long D, double theta, bool backward) {
+  Buf y(x.size());
+  for (long b = 0; b < B; ++b) {
+    const float* xb = x.data() + b * T * n * D;
+    float* yb = y.data() + b * T * n * D;
+    if (backward) cu::rope_backward(xb, yb, int(T), int(n), int(D), theta);
+    else cu::rope_forward(xb, yb, int(T), int(n), int(D), theta);
+  }
+  return y;
+}
+NpyArray add(NpyArray x, const NpyArray& y) {
+  for (size_t i = 0; i < x.data.size(); ++i) x.data[i] += y.data[i];
+  return x;
+}
+
+std::vector<std::pair<std::string, NpyArray>> run_cuda(const Args& a, const Inputs& in) {
+  const io::DType dt = in.q.dtype;
+  const int B = int(in.B), T = int(in.T), H = int(in.H), G = int(in.G), D = int(in.D), Dp = int(in.Dp);
+  const bool grads = bool(in.dout);
+  const float scale = float(1.0 / std::sqrt(double(D)));
+  const std::vector<long> qs = in.q.shape, ks = in.k.shape;
+  const Buf q = to_device(in.q), k = to_device(in.k), v = to_device(in.v);
+  const Buf dout = grads ? to_device(*in.dout) : Buf(0);
+  const size_t nq = in.q.data.size(), nk = in.k.data.size();
+  std::vector<std::pair<std::string, NpyArray>> out;
+
+  if (a.op == "swa") {
+    Buf o(nq), lse(size_t(B) * H * T);
+    cu::swa_forward(q.data(), k.data(), v.data(), o.data(), lse.data(), B, T, H, G, D, a.window, scale);
+    out.emplace_back("o", from_device(o, dt, qs));
+    if (grads) {
+      Buf dq(nq), dk(nk), dv(nk), delta(size_t(B) * H * T);
+      cu::swa_backward(q.data(), k.data(), v.data(), o.data(), lse.data(), dout.data(), dq.data(), dk.data(),
+                       dv.data(), delta.data(), B, T, H, G, D, a.window, scale);
+      out.emplace_back("dq", from_device(dq, dt, qs));
+      out.emplace_back("dk", from_device(dk, dt, ks));
+      out.emplace_back("dv", from_device(dv, dt, ks));
+    }
+  } else if (a.op == "rla") {
+    const int m = 1;  // save the state at every chunk
+    const Buf h0 = in.h0 ? to_device(*in.h0) : Buf(0);
+    const float* h0p = in.h0 ? h0.data() : nullptr;
+    Buf o(nq), states(cu::rla_states_size(B, T, G, D, to_cu(a.fm), a.chunk, m));
+    cu::rla_forward(q.data(), k.data(), v.data(), h0p, o.data(), states.data(), B, T, H, G, D, a.window, to_cu(a.fm),
+                    a.chunk, m);
+    out.emplace_back("o", from_device(o, dt, qs));
+    if (grads) {
+      Buf dq(nq), dk(nk), dv(nk), dh0(size_t(B) * G * Dp * D);
+      cu::rla_backward(q.data(), k.data(), v.data(), h0p, states.data(), dout.data(), dq.data(), dk.data(), dv.data(),
+                       in.h0 ? dh0.data() : nullptr, B, T, H, G, D, a.window, to_cu(a.fm), a.chunk, m);
+      out.emplace_back("dq", from_device(dq, dt, qs));
+      out.emplace_back("dk", from_device(dk, dt, ks));
+      out.emplace_back("dv", from_device(dv, dt, ks));
+      if (in.h0) out.emplace_back("dh0", from_device(dh0, dt, in.h0->shape));
+    }
+  } else {  // rattn: the composition of ref/rattention.h attn_core_forward, kernel by kernel
+    const int m = 1;
+    const float eps = float(a.eps);
+    const Buf gs = to_device(*in.gamma_swa), gr = to_device(*in.gamma_rla);
+    // SWA branch: o_swa = SWA(RoPE(q), RoPE(k), v; w, 1/sqrt(D))
+    const Buf q_rope = rope_each(q, B, T, H, D, a.rope_theta, false), k_rope = rope_each(k, B, T, G, D, a.rope_theta, false);
+    Buf o_swa(nq), lse(size_t(B) * H * T);
+    cu::swa_forward(q_rope.data(), k_rope.data(), v.data(), o_swa.data(), lse.data(), B, T, H, G, D, a.window, scale);
+    // RLA branch on the raw q, k: o_rla = RLA(q, k, v; w, phi)
+    Buf o_rla(nq), states(cu::rla_states_size(B, T, G, D, to_cu(a.fm), a.chunk, m));
+    cu::rla_forward(q.data(), k.data(), v.data(), nullptr, o_rla.data(), states.data(), B, T, H, G, D, a.window,
+                    to_cu(a.fm), a.chunk, m);
+    // o = GRMS_swa(o_swa) + GRMS_rla(o_rla)
+    Buf o(nq);
+    cu::rattn_merge_forward(o_swa.data(), o_rla.data(), gs.data(), gr.data(), o.data(), B, T, H, D, eps);
+    out.emplace_back("o", from_device(o, dt, qs));
+    if (grads) {
+      // In the forward pass this was: o = GRMS_swa(o_swa) + GRMS_rla(o_rla)
+      Buf do_swa(nq), do_rla(nq), dgs(size_t(H) * D), dgr(size_t(H) * D);
+      const std::vector<float> zero(size_t(H) * D, 0.0f);  // the merge accumulates dgamma (+=)
+      dgs.upload(zero), dgr.upload(zero);
+      cu::rattn_merge_backward(o_swa.data(), o_rla.data(), gs.data(), gr.data(), dout.data(), do_swa.data(),
+                               do_rla.data(), dgs.data(), dgr.data(), B, T, H, D, eps);
+      // In the forward pass this was: o_swa = SWA(q_rope, k_rope, v)
+      Buf dq_rope(nq), dk_rope(nk), dv_swa(nk), delta(size_t(B) * H * T);
+      cu::swa_backward(q_rope.data(), k_rope.data(), v.data(), o_swa.data(), lse.data(), do_swa.data(), dq_rope.data(),
+                       dk_rope.data(), dv_swa.data(), delta.data(), B, T, H, G, D, a.window, scale);
+      // In the forward pass this was: q_rope = RoPE(q), k_rope = RoPE(k)
+      const Buf dq_swa = rope_each(dq_rope, B, T, H, D, a.rope_theta, true);
+      const Buf dk_swa = rope_each(dk_rope, B, T, G, D, a.rope_theta, true);
+      // In the forward pass this was: o_rla = RLA(q, k, v)
+      Buf dq_rla(nq), dk_rla(nk), dv_rla(nk);
+      cu::rla_backward(q.data(), k.data(), v.data(), nullptr, states.data(), do_rla.data(), dq_rla.data(), dk_rla.data(),
+                       dv_rla.data(), nullptr, B, T, H, G, D, a.window, to_cu(a.fm), a.chunk, m);
+      // q, k, v feed both branches: their gradients add.
+      out.emplace_back("dq", add(from_device(dq_swa, dt, qs), from_device(dq_rla, dt, qs)));
+      out.emplace_back("dk", add(from_device(dk_swa, dt, ks), from_device(dk_rla, dt, ks)));
+      out.emplace_back("dv", add(from_device(dv_swa, dt, ks), from_device(dv_rla, dt, ks)));
+      out.emplace_back("dgamma_swa", from_device(dgs, dt, {in.H, in.D}));
+      out.emplace_back("dgamma_rla", from_device(dgr, dt, {in.H, in.D}));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -354,7 +494,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    auto outputs = run(args, in);
+    std::vector<std::pair<std::string, NpyArray>> outputs;
+    try {
+      outputs = args.device == "cuda" ? run_cuda(args, in) : run(args, in);
+    } catch (const std::invalid_argument& e) {  // a kernel's limit (e.g. shared memory for this chunk size)
+      std::fprintf(stderr, "rattn-op: %s\n", e.what());
+      return 2;
+    }
     io::write_npy_files(args.out, outputs);
     std::string names;
     for (auto& [name, arr] : outputs) names += " " + name + ".npy";
@@ -363,6 +509,8 @@ int main(int argc, char** argv) {
     if (args.op != "swa") std::printf(" chunk=%d feature=%s", args.chunk, ref::to_string(args.fm));
     if (args.op == "rla") std::printf(" h0=%s", in.h0 ? "h0.npy" : "zero");
     if (args.op == "rattn") std::printf(" rope_theta=%g eps=%g", args.rope_theta, args.eps);
+    if (args.device == "cuda")
+      std::printf(" device=cuda (fp32 kernels%s)", cu::on_cpu_layer() ? " on the CPU execution layer" : "");
     std::printf(" -> %s:%s\n", args.out.c_str(), names.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rattn-op: error: %s\n", e.what());
