@@ -33,6 +33,7 @@
 #define EMU_TSAN 1
 #endif
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
 #define EMU_ASAN 1
 #endif
 #if defined(__x86_64__) && !defined(EMU_TSAN) && !defined(EMU_ASAN) && !defined(EMU_UCONTEXT)
@@ -152,10 +153,24 @@ struct Context {
 #if EMU_TSAN
   void* tsan_fiber = nullptr;
 #endif
+#if EMU_ASAN
+  const void* asan_bottom = nullptr;  // the stack ASan must switch to (null: the worker's own)
+  size_t asan_size = 0;
+#endif
 };
+
+#if EMU_ASAN
+// ASan must be told about every stack switch (or exceptions thrown on a fiber confuse it). The
+// worker's own stack bounds are learnt when the first fiber starts.
+inline thread_local const void* asan_worker_bottom = nullptr;
+inline thread_local size_t asan_worker_size = 0;
+#endif
 
 #if !EMU_FAST_SWITCH
 inline void ucontext_entry(unsigned e_hi, unsigned e_lo, unsigned a_hi, unsigned a_lo) {
+#if EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &asan_worker_bottom, &asan_worker_size);
+#endif
   auto entry = reinterpret_cast<void (*)(void*)>((uintptr_t(e_hi) << 32) | e_lo);
   void* arg = reinterpret_cast<void*>((uintptr_t(a_hi) << 32) | a_lo);
   entry(arg);
@@ -189,6 +204,10 @@ inline void fiber_init(Context& ctx, const Stack& s, void (*entry)(void*), void*
   ctx.uc.uc_stack.ss_sp = s.lo();
   ctx.uc.uc_stack.ss_size = s.bytes();
   ctx.uc.uc_link = nullptr;
+#if EMU_ASAN
+  ctx.asan_bottom = s.lo();
+  ctx.asan_size = s.bytes();
+#endif
   // makecontext passes int arguments only: split the pointers into two 32-bit halves.
   auto bits = [](void* p) { return reinterpret_cast<uintptr_t>(p); };
   makecontext(&ctx.uc, reinterpret_cast<void (*)()>(&ucontext_entry), 4, unsigned(bits((void*)entry) >> 32),
@@ -209,7 +228,15 @@ inline void context_of_this_thread(Context& ctx) {
 }
 
 // Save the running fiber into `from`, resume `to`. Returns when something switches back to `from`.
-inline void switch_to(Context& from, Context& to) {
+// last: `from` is a fiber that will never run again.
+inline void switch_to(Context& from, Context& to, bool last = false) {
+#if EMU_ASAN
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(last ? nullptr : &fake_stack, to.asan_bottom ? to.asan_bottom : asan_worker_bottom,
+                                 to.asan_bottom ? to.asan_size : asan_worker_size);
+#else
+  (void)last;
+#endif
 #if EMU_TSAN
   // no_sync: a switch itself orders nothing, so TSan sees two CUDA threads that touch the same
   // shared memory between two barriers as the data race it is. Barriers add the ordering
@@ -220,6 +247,9 @@ inline void switch_to(Context& from, Context& to) {
   emu_switch(&from.sp, to.sp);
 #else
   swapcontext(&from.uc, &to.uc);
+#endif
+#if EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #endif
 }
 

@@ -94,7 +94,7 @@ inline int __all_sync(unsigned mask, int pred, const char* file = __builtin_FILE
   return int(emu::detail::wait_in(emu::detail::Op::all, mask, pred != 0, 0, 32, file, line));
 }
 // The lanes of this warp that have not exited (not a synchronising operation; prefer explicit masks).
-inline unsigned __activemask(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+EMU_INTERNAL inline unsigned __activemask(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   auto& w = emu::detail::worker_or_throw("__activemask", file, line);
   unsigned m = 0, warp = w.current->warp;
   for (unsigned l = 0; l < 32 && warp * 32 + l < w.threads.size(); ++l)

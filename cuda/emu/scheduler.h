@@ -53,6 +53,15 @@
 #include "cuda/emu/memory.h"
 #include "cuda/emu/types.h"
 
+// The CPU layer's own bookkeeping is invisible to ThreadSanitizer: fibers hand data to the scheduler
+// without TSan-visible synchronisation (a switch must not order memory, or races between CUDA
+// threads would be hidden), so only the kernel's own memory accesses are checked.
+#if EMU_TSAN
+#define EMU_INTERNAL __attribute__((no_sanitize("thread")))
+#else
+#define EMU_INTERNAL
+#endif
+
 namespace emu {
 
 // Every misuse the CPU layer detects. A std::runtime_error, so cu::launch's contract holds.
@@ -68,8 +77,8 @@ enum class Op : uint8_t {
   syncthreads, syncthreads_count, syncthreads_and, syncthreads_or,  // block-wide
   syncwarp, shfl, shfl_up, shfl_down, shfl_xor, ballot, any, all,   // warp-wide
 };
-inline bool is_block_op(Op o) { return o >= Op::syncthreads && o <= Op::syncthreads_or; }
-inline const char* op_name(Op o) {
+EMU_INTERNAL inline bool is_block_op(Op o) { return o >= Op::syncthreads && o <= Op::syncthreads_or; }
+EMU_INTERNAL inline const char* op_name(Op o) {
   switch (o) {
     case Op::none: return "(running)";
     case Op::syncthreads: return "__syncthreads";
@@ -106,6 +115,10 @@ struct Thread {
   int arg = 0;         // srcLane / delta / laneMask
   int width = 32;
   uint64_t result = 0;  // what the operation returns to it
+#if EMU_TSAN
+  char warp_arrive[2] = {0, 0};               // __syncwarp arrivals, by generation parity
+  unsigned syncwarp_gen = 0, completed_gen = 0;
+#endif
 };
 
 enum class Order { forward, reverse, random };
@@ -135,42 +148,47 @@ struct Worker {
   uint64_t round = 0;
   unsigned char* dyn_smem = nullptr;
 #if EMU_TSAN
-  char barrier_sync = 0, block_sync = 0;  // addresses TSan uses as synchronisation objects
-  std::vector<char> warp_sync;
+  // Addresses TSan uses as synchronisation objects: barriers; the worker's setup before a block's
+  // threads start (block_start); each thread's exit before the worker goes on (block_end).
+  // Barrier generation g collects its arrivals in barrier_sync[g % 2]: a thread resuming from g
+  // must not acquire the arrivals of g + 1 (fast threads may already be there), or TSan would see
+  // order where there is none.
+  char barrier_sync[2] = {0, 0}, block_start = 0, block_end = 0, error_sync = 0;
+  unsigned barrier_gen = 0;
 #endif
 };
 inline thread_local Worker* tls_worker = nullptr;
 
-inline std::string fmt3(uint3 v) {
+EMU_INTERNAL inline std::string fmt3(uint3 v) {
   return "(" + std::to_string(v.x) + "," + std::to_string(v.y) + "," + std::to_string(v.z) + ")";
 }
-inline std::string hex(unsigned m) {
+EMU_INTERNAL inline std::string hex(unsigned m) {
   char b[16];
   std::snprintf(b, sizeof b, "0x%08x", m);
   return b;
 }
-inline std::string where(const Thread& t) {
+EMU_INTERNAL inline std::string where(const Thread& t) {
   return std::string(op_name(t.op)) + " at " + t.file + ":" + std::to_string(t.line);
 }
-inline std::string who(const Thread& t) {
+EMU_INTERNAL inline std::string who(const Thread& t) {
   return "thread " + fmt3(t.idx) + " of block " + fmt3(blockIdx);
 }
 
-inline Worker& worker_or_throw(const char* what, const char* file, int line) {
+EMU_INTERNAL inline Worker& worker_or_throw(const char* what, const char* file, int line) {
   if (!tls_worker || !tls_worker->current)
     throw Error(std::string(what) + " called outside a kernel at " + file + ":" + std::to_string(line));
   return *tls_worker;
 }
 
 // The lanes that exist in warp `warp` of this block (the last warp may be partial).
-inline unsigned lanes_present(const Worker& w, unsigned warp) {
+EMU_INTERNAL inline unsigned lanes_present(const Worker& w, unsigned warp) {
   unsigned n = unsigned(w.threads.size()) - warp * 32;
   return n >= 32 ? 0xffffffffu : ((1u << n) - 1);
 }
 
 // Wait in a synchronising operation: record it, let the scheduler run the others, return the
 // operation's result once the scheduler has released it. Called on the fiber's own stack.
-inline uint64_t wait_in(Op op, unsigned mask, uint64_t value, int arg, int width, const char* file, int line) {
+EMU_INTERNAL inline uint64_t wait_in(Op op, unsigned mask, uint64_t value, int arg, int width, const char* file, int line) {
   Worker& w = worker_or_throw(op_name(op), file, line);
   Thread& t = *w.current;
   t.op = op;
@@ -198,27 +216,26 @@ inline uint64_t wait_in(Op op, unsigned mask, uint64_t value, int arg, int width
 #if EMU_TSAN
   // Barriers order memory (everything before the barrier happens before everything after it, in
   // every thread it releases); shuffles and votes do not.
-  if (is_block_op(op)) __tsan_release(&w.barrier_sync);
-  if (op == Op::syncwarp) __tsan_release(&w.warp_sync[t.warp]);
+  if (is_block_op(op)) __tsan_release(&w.barrier_sync[w.barrier_gen & 1]);
+  if (op == Op::syncwarp) __tsan_release(&t.warp_arrive[++t.syncwarp_gen & 1]);
 #endif
   switch_to(t.ctx, w.scheduler);
 #if EMU_TSAN
-  if (is_block_op(op)) __tsan_acquire(&w.barrier_sync);
-  if (op == Op::syncwarp) __tsan_acquire(&w.warp_sync[t.warp]);
+  if (is_block_op(op)) __tsan_acquire(&w.barrier_sync[(w.barrier_gen - 1) & 1]);
+  if (op == Op::syncwarp) {  // the arrivals of the lanes of this __syncwarp, not of later ones
+    const Thread* base = &w.threads[t.warp * 32];
+    for (unsigned l = 0; l < 32; ++l)
+      if (mask >> l & 1u) __tsan_acquire(const_cast<char*>(&base[l].warp_arrive[base[l].completed_gen & 1]));
+  }
 #endif
   t.op = Op::none;
   return t.result;
 }
 
-// Where a fiber starts: run the kernel for this CUDA thread, then switch away for good.
-inline void fiber_entry(void* arg) {
-  Thread& t = *static_cast<Thread*>(arg);
-  Worker& w = *tls_worker;
-#if EMU_TSAN
-  __tsan_acquire(&w.block_sync);
-#endif
+// Keep the first exception a fiber throws, as an emu::Error that names the thread.
+EMU_INTERNAL inline void record_fiber_error(Worker& w, const Thread& t) {
   try {
-    w.launch->run_kernel(w.launch->params);
+    throw;
   } catch (const Error&) {
     if (!w.fiber_error) w.fiber_error = std::current_exception();
   } catch (const std::exception& e) {
@@ -226,19 +243,36 @@ inline void fiber_entry(void* arg) {
   } catch (...) {
     if (!w.fiber_error) w.fiber_error = std::make_exception_ptr(Error(who(t) + ": unknown exception in the kernel"));
   }
+}
+
+// Where a fiber starts: run the kernel for this CUDA thread, then switch away for good.
+EMU_INTERNAL inline void fiber_entry(void* arg) {
+  Thread& t = *static_cast<Thread*>(arg);
+  Worker& w = *tls_worker;
 #if EMU_TSAN
-  __tsan_release(&w.block_sync);
+  __tsan_acquire(&w.block_start);
+#endif
+  try {
+    w.launch->run_kernel(w.launch->params);
+  } catch (...) {
+#if EMU_TSAN
+    __tsan_acquire(&w.error_sync);  // the worker's earlier reads of fiber_error happen before this write
+#endif
+    record_fiber_error(w, t);
+  }
+#if EMU_TSAN
+  __tsan_release(&w.block_end);
 #endif
   t.state = State::exited;
   t.op = Op::none;
-  switch_to(t.ctx, w.scheduler);  // the scheduler never switches back to an exited thread
+  switch_to(t.ctx, w.scheduler, true);  // the scheduler never switches back to an exited thread
   std::abort();
 }
 
 // ---- releasing operations ------------------------------------------------------------------------
 
 // The source lane lane `t` reads in its shuffle, or -1 when it keeps its own value.
-inline int shuffle_source(const Thread& t) {
+EMU_INTERNAL inline int shuffle_source(const Thread& t) {
   int lane = int(t.lane), w = t.width, seg = lane & ~(w - 1);
   int src = lane;
   switch (t.op) {
@@ -254,7 +288,7 @@ inline int shuffle_source(const Thread& t) {
 
 // If the warp op thread t waits in can complete now (every lane of its mask waits in the same op
 // with the same mask), complete it: compute every participant's result, make them runnable.
-inline bool try_complete_warp_op(Worker& w, Thread& t) {
+EMU_INTERNAL inline bool try_complete_warp_op(Worker& w, Thread& t) {
   Thread* base = &w.threads[t.warp * 32];
   for (unsigned l = 0; l < 32; ++l) {
     if (!(t.mask >> l & 1u)) continue;
@@ -294,12 +328,17 @@ inline bool try_complete_warp_op(Worker& w, Thread& t) {
     }
   }
   for (unsigned l = 0; l < 32; ++l)
-    if (t.mask >> l & 1u) base[l].state = State::runnable;
+    if (t.mask >> l & 1u) {
+      base[l].state = State::runnable;
+#if EMU_TSAN
+      base[l].completed_gen = base[l].syncwarp_gen;
+#endif
+    }
   return true;
 }
 
 // Why can't thread t's warp op complete? Names the first lane of the mask that is not there.
-inline std::string explain_warp_op(const Worker& w, const Thread& t) {
+EMU_INTERNAL inline std::string explain_warp_op(const Worker& w, const Thread& t) {
   const Thread* base = &w.threads[t.warp * 32];
   std::string head = who(t) + " waits in " + where(t) + " with mask " + hex(t.mask) + ", but ";
   const char* rule = ". Every lane named in the mask must call the same warp intrinsic with the same mask "
@@ -317,7 +356,7 @@ inline std::string explain_warp_op(const Worker& w, const Thread& t) {
 
 // After a round: release every warp op that can complete; if none, the block barrier if every
 // live thread is at the same one. Throws emu::Error when nothing can go on.
-inline void release(Worker& w) {
+EMU_INTERNAL inline void release(Worker& w) {
   bool progress = false;
   for (Thread& t : w.threads)
     if (t.state == State::waiting && !is_block_op(t.op)) progress |= try_complete_warp_op(w, t);
@@ -364,12 +403,15 @@ inline void release(Worker& w) {
     t.result = result;
     t.state = State::runnable;
   }
+#if EMU_TSAN
+  ++w.barrier_gen;
+#endif
 }
 
 // ---- running blocks -------------------------------------------------------------------------------
 
 // The order in which this round visits the fibers.
-inline void round_order(Worker& w, std::vector<unsigned>& order) {
+EMU_INTERNAL inline void round_order(Worker& w, std::vector<unsigned>& order) {
   order.resize(w.threads.size());
   std::iota(order.begin(), order.end(), 0u);
   switch (w.launch->order) {
@@ -384,7 +426,7 @@ inline void round_order(Worker& w, std::vector<unsigned>& order) {
   }
 }
 
-inline void run_block(Worker& w, long b) {
+EMU_INTERNAL inline void run_block(Worker& w, long b) {
   const LaunchState& L = *w.launch;
   w.block_linear = b;
   blockIdx = uint3{unsigned(b % L.grid.x), unsigned(b / L.grid.x % L.grid.y), unsigned(b / L.grid.x / L.grid.y)};
@@ -392,7 +434,7 @@ inline void run_block(Worker& w, long b) {
   gridDim = L.grid;
   if (L.smem_bytes) std::memset(w.dyn_smem, 0xFF, L.smem_bytes);  // poison: NaN for floats
 #if EMU_TSAN
-  __tsan_release(&w.block_sync);  // what the worker did so far happens before the block's threads
+  __tsan_release(&w.block_start);  // what the worker did so far happens before the block's threads
 #endif
   for (Thread& t : w.threads) {
     t.state = State::runnable;
@@ -410,7 +452,13 @@ inline void run_block(Worker& w, long b) {
       threadIdx = t.idx;
       switch_to(w.scheduler, t.ctx);
       w.current = nullptr;
+#if EMU_TSAN
+      if (t.state == State::exited) __tsan_acquire(&w.block_end);  // its last writes (fiber_error too)
+#endif
       if (w.fiber_error) std::rethrow_exception(w.fiber_error);
+#if EMU_TSAN
+      __tsan_release(&w.error_sync);
+#endif
       live |= t.state != State::exited;
     }
     if (!live && std::all_of(w.threads.begin(), w.threads.end(), [](const Thread& t) { return t.state == State::exited; }))
@@ -418,14 +466,14 @@ inline void run_block(Worker& w, long b) {
     release(w);
   }
 #if EMU_TSAN
-  __tsan_acquire(&w.block_sync);  // the block's threads happen before what the worker does next
+  __tsan_acquire(&w.block_end);  // the block's threads happen before what the worker does next
 #endif
 }
 
 // Report a SIGSEGV with the CUDA thread that caused it, then let the previous handler (default:
 // core dump; ASan: its report) deal with it: the faulting instruction runs again on return.
 inline struct sigaction previous_segv_action;
-inline void segv_handler(int sig, siginfo_t* info, void*) {
+EMU_INTERNAL inline void segv_handler(int sig, siginfo_t* info, void*) {
   char where_s[256];
   describe_address(info->si_addr, where_s, sizeof where_s);
   char msg[768];
@@ -447,7 +495,7 @@ inline void segv_handler(int sig, siginfo_t* info, void*) {
 }
 // Called at every cudaMalloc and launch: (re)install the reporter when something else (a test
 // framework's crash handler) has replaced it since; that handler then runs after ours.
-inline void ensure_segv_reporter() {
+EMU_INTERNAL inline void ensure_segv_reporter() {
   struct sigaction cur;
   sigaction(SIGSEGV, nullptr, &cur);
   if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == &segv_handler) return;
@@ -460,7 +508,7 @@ inline void ensure_segv_reporter() {
 }
 
 // A worker thread: take blocks from the launch until none are left (or one failed).
-inline void worker_main(LaunchState* L) {
+EMU_INTERNAL inline void worker_main(LaunchState* L) {
   Worker w;
   w.launch = L;
   tls_worker = &w;
@@ -472,9 +520,6 @@ inline void worker_main(LaunchState* L) {
   sigaltstack(&ss, nullptr);
   unsigned n = L->block.x * L->block.y * L->block.z;
   w.threads.resize(n);
-#if EMU_TSAN
-  w.warp_sync.resize((n + 31) / 32);
-#endif
   for (unsigned i = 0; i < n; ++i) {
     Thread& t = w.threads[i];
     t.linear = i;
@@ -483,8 +528,8 @@ inline void worker_main(LaunchState* L) {
     t.lane = i % 32;
     t.stack = stack_acquire();
   }
-  std::unique_ptr<unsigned char[]> smem(new (std::align_val_t(16)) unsigned char[L->smem_bytes + 16]);
-  w.dyn_smem = smem.get();
+  std::vector<float4> smem(L->smem_bytes / sizeof(float4) + 1);  // 16-byte aligned, as on the GPU
+  w.dyn_smem = reinterpret_cast<unsigned char*>(smem.data());
   context_of_this_thread(w.scheduler);
   const long n_blocks = long(L->grid.x) * L->grid.y * L->grid.z;
   try {
@@ -493,6 +538,16 @@ inline void worker_main(LaunchState* L) {
     std::lock_guard<std::mutex> lock(L->error_mu);
     if (!L->error) L->error = std::current_exception();
     L->failed = true;
+#if EMU_TSAN
+    // The fibers left waiting after an error never release block_end: tell TSan their accesses
+    // happen before what follows (a synchronising switch to each and back; nothing runs on them).
+    __tsan_acquire(&w.block_end);
+    for (Thread& t : w.threads)
+      if (t.state != State::exited) {
+        __tsan_switch_to_fiber(t.ctx.tsan_fiber, 0);
+        __tsan_switch_to_fiber(w.scheduler.tsan_fiber, 0);
+      }
+#endif
   }
   // Stacks of fibers abandoned after an error are reused as they are: their frames are never
   // unwound (kernels should not own resources anyway).
@@ -510,20 +565,20 @@ struct KernelAttributes {
   std::mutex mu;
   std::map<const void*, int> max_dynamic_smem;
 };
-inline KernelAttributes& kernel_attributes() {
+EMU_INTERNAL inline KernelAttributes& kernel_attributes() {
   static KernelAttributes a;
   return a;
 }
 constexpr size_t kDefaultMaxDynamicSmem = 48 * 1024;  // without cudaFuncSetAttribute
 constexpr size_t kMaxDynamicSmem = 227 * 1024;        // sm_90 (H100/H200) opt-in limit per block
 
-inline std::string env_or(const char* name, const char* fallback) {
+EMU_INTERNAL inline std::string env_or(const char* name, const char* fallback) {
   const char* s = std::getenv(name);
   return s && *s ? s : fallback;
 }
 
 // Check the launch configuration as the GPU would, then run the grid.
-inline void run_grid(const void* kernel, LaunchState& L) {
+EMU_INTERNAL inline void run_grid(const void* kernel, LaunchState& L) {
   const dim3 g = L.grid, b = L.block;
   std::string config = "grid " + fmt3(g) + " block " + fmt3(b);
   if (!g.x || !g.y || !g.z || !b.x || !b.y || !b.z) throw Error("invalid launch configuration (zero size): " + config);
@@ -613,7 +668,7 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A&&.
 
 // DYNAMIC_SHARED's pointer: the running block's dynamic shared memory.
 template <class T>
-T* dynamic_shared() {
+EMU_INTERNAL T* dynamic_shared() {
   detail::Worker& w = detail::worker_or_throw("DYNAMIC_SHARED", __builtin_FILE(), __builtin_LINE());
   return reinterpret_cast<T*>(w.dyn_smem);
 }

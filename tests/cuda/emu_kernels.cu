@@ -83,17 +83,19 @@ __global__ void atomics_kernel(int* i, float* f, double* d, unsigned long long* 
   atomicMax(&i[1], gid);
   atomicMin(&i[2], -gid);
   atomicExch(&i[3], 7);
-  int old = i[4], seen;
+  int old = 0, seen;  // a CAS loop starts from a guess; a failed CAS returns the current value
   while ((seen = atomicCAS(&i[4], old, old + 1)) != old) old = seen;
   atomicAdd(&u[0], 3ull);
   atomicSub(&i[5], 2);
 }
 
-__global__ void neighbour_shift_kernel(const float* __restrict__ in, float* __restrict__ out, bool barrier) {
+// kBarrier = false is the bug: s[t - 1] may not be written yet when thread t reads it.
+template <bool kBarrier>
+__global__ void neighbour_shift_kernel(const float* __restrict__ in, float* __restrict__ out) {
   __shared__ float s[256];
   const int t = threadIdx.x;
   s[t] = in[t];
-  if (barrier) __syncthreads();  // uniform: a kernel argument. Without it, s[t - 1] may not be written yet.
+  if (kBarrier) __syncthreads();
   out[t] = t > 0 ? s[t - 1] : 0.0f;
 }
 
@@ -202,7 +204,8 @@ void atomics(int* i, float* f, double* d, unsigned long long* u, int blocks, int
   cu::launch(atomics_kernel, dim3(blocks), dim3(threads), 0, i, f, d, u);
 }
 void neighbour_shift(const float* in, float* out, int n, bool barrier) {
-  cu::launch(neighbour_shift_kernel, dim3(1), dim3(n), 0, in, out, barrier);
+  if (barrier) cu::launch(neighbour_shift_kernel<true>, dim3(1), dim3(n), 0, in, out);
+  else cu::launch(neighbour_shift_kernel<false>, dim3(1), dim3(n), 0, in, out);
 }
 void static_shared_per_block(int* out, int blocks) {
   cu::launch(static_shared_kernel, dim3(blocks), dim3(64), 0, out);
