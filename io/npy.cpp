@@ -305,7 +305,7 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
   a.data.resize(size_t(numel));
   const char* p = b.data() + data_start;
   if (a.dtype == DType::f64) {
-    std::memcpy(a.data.data(), p, want);
+    if (want > 0) std::memcpy(a.data.data(), p, want);  // an empty array's data() may be null
   } else {
     for (long i = 0; i < numel; ++i) {
       float x;
