@@ -3,6 +3,11 @@
 # As root it installs what is missing with apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 missing=()
+# Optional, only for `make fuzz` (scripts/fuzz.sh): clang++ and libFuzzer. `make test` never needs clang.
+if [ "${1:-}" = fuzz ]; then
+  command -v clang++ >/dev/null || missing+=(clang)
+  ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || missing+=(libclang-rt-14-dev)
+fi
 [ -f /usr/include/eigen3/Eigen/Dense ] || missing+=(libeigen3-dev)
 [ -f /usr/include/doctest/doctest.h ] || missing+=(doctest-dev)
 command -v g++ >/dev/null || missing+=(g++)

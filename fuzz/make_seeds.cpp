@@ -1,0 +1,96 @@
+// fuzz/make_seeds.cpp: writes the seed corpus fuzz/corpus/<target>/ (run by scripts/fuzz.sh --seeds).
+//
+// Small valid files (and a few near-valid ones) that give the fuzzers a start inside each format:
+//   npy:        float32/float64 arrays of ranks 0..4, format 2.0, an empty array
+//   checkpoint: mode byte 1 (checksum recomputed, see fuzz_checkpoint.cpp) in front of a real
+//               checkpoint of the smallest model, and of its header + config alone
+//   text:       a T byte then a few hundred bytes of text
+// The seeds are committed; rerun this only when a format changes.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "io/npy.h"
+#include "model/checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+void put(const fs::path& dir, const std::string& name, const std::string& bytes) {
+  fs::create_directories(dir);
+  std::ofstream(dir / name, std::ios::binary) << bytes;
+}
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  const fs::path root = argc > 1 ? argv[1] : "fuzz/corpus";
+  // ---- npy
+  {
+    const fs::path d = root / "npy";
+    std::vector<double> x(24);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = 0.5 * double(i) - 3.0;
+    std::vector<float> xf(x.begin(), x.end());
+    put(d, "f32_2x3.npy", io::format_npy(io::make_npy({2, 3}, xf.data())));
+    put(d, "f64_2x3x4.npy", io::format_npy(io::make_npy({2, 3, 4}, x.data())));
+    put(d, "f32_1x2x3x4.npy", io::format_npy(io::make_npy({1, 2, 3, 4}, xf.data())));
+    put(d, "f64_scalar.npy", io::format_npy(io::make_npy({}, x.data())));
+    put(d, "f32_empty.npy", io::format_npy(io::make_npy({0, 5}, xf.data())));
+    std::string v2 = io::format_npy(io::make_npy({3}, x.data()));  // rewrite as format 2.0 (4-byte length)
+    const uint32_t hl = uint32_t(v2[8] & 0xFF) | (uint32_t(v2[9] & 0xFF) << 8);
+    std::string len4(4, '\0');
+    for (int i = 0; i < 4; ++i) len4[size_t(i)] = char((hl >> (8 * i)) & 0xFF);
+    v2 = v2.substr(0, 6) + std::string("\x02\x00", 2) + len4 + v2.substr(10);
+    put(d, "f64_v2.npy", v2);
+  }
+  // ---- checkpoint: the smallest model the flags allow
+  {
+    const fs::path d = root / "checkpoint";
+    model::TrainState<float> st;
+    st.config.model.d_model = 8;
+    st.config.model.n_heads = 1;
+    st.config.model.n_kv_heads = 1;
+    st.config.model.head_dim = 2;
+    st.config.model.ffn_dim = 8;
+    st.config.model.n_layers = 1;
+    st.config.model.pattern = "L";
+    st.config.model.window = 2;
+    st.config.train.seq_len = 8;
+    st.config.train.pairs = 2;
+    st.config.train.warmup = 1;
+    st.config.train.steps = 2;
+    st.params = model::params_filled<float>(st.config.model, 0.25f);
+    st.m = model::params_filled<float>(st.config.model, 0.0f);
+    st.v = model::params_filled<float>(st.config.model, 0.0f);
+    st.step = 1;
+    st.data_rng = "1 2 3";
+    const std::string tmp = (fs::temp_directory_path() / "rattn_make_seeds.ckpt").string();
+    model::save_checkpoint(tmp, st);
+    const std::string full = slurp(tmp);
+    fs::remove(tmp);
+    const std::string body = full.substr(0, full.size() - 8);  // without the checksum
+    put(d, "full_fixsum", std::string(1, '\1') + body);
+    // Header + config + rng state + tensor count 0: small, and reaches the config parser.
+    const std::string cfg = model::config_to_text(st.config);
+    std::string head = body.substr(0, 24);
+    auto u32 = [](uint32_t x) { return std::string(reinterpret_cast<const char*>(&x), 4); };
+    head += u32(uint32_t(cfg.size())) + cfg + u32(5) + "1 2 3" + u32(0);
+    put(d, "config_only_fixsum", std::string(1, '\1') + head);
+  }
+  // ---- text
+  {
+    const fs::path d = root / "text";
+    std::string t;
+    for (int i = 0; i < 12; ++i) t += "the grass is green. the sky is blue. ";
+    put(d, "T8_text", std::string(1, char(7)) + t);
+    put(d, "T1_short", std::string(1, char(0)) + "abcdefghijklmnopqrst");
+    put(d, "T64_binary", std::string(1, char(63)) + std::string("\x00\xff\x80\x7f", 4) + t + t);
+  }
+  std::cout << "make_seeds: wrote seeds under " << root.string() << "\n";
+  return 0;
+}

@@ -1,0 +1,220 @@
+// tests/test_cli.cpp: every bad command line of bin/train_tiny, bin/infer and bin/rattn-op is refused
+// with exit status 2 and ONE line on stderr that names the flag (or the input file) at fault; nothing
+// is trained, loaded or written.
+//
+// Each case runs the real program (tests/proc.h finds it next to this binary, so `make test
+// SANITIZE=1` checks the sanitizer build of the programs). train_tiny cases start from a tiny valid
+// config, so a case that is wrongly accepted trains one tiny step instead of hanging the suite.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "io/npy.h"
+#include "model/checkpoint.h"
+#include "tests/check.h"
+#include "tests/proc.h"
+
+namespace {
+using rattn_test::run_program;
+using rattn_test::TempDir;
+namespace fs = std::filesystem;
+
+struct BadCase {
+  std::vector<std::string> args;
+  std::string must_name;  // the flag (or file) the one line must mention
+};
+
+std::string show(const std::vector<std::string>& args) {
+  std::string s;
+  for (const auto& a : args) s += " " + (a.size() > 60 ? a.substr(0, 20) + "...(" + std::to_string(a.size()) + " bytes)" : a);
+  return s;
+}
+
+// Run every case; each must exit 2 with exactly one non-empty line on stderr naming must_name.
+void expect_refused(const std::string& program, const std::vector<std::string>& prefix, const std::vector<BadCase>& cases) {
+  for (const BadCase& c : cases) {
+    std::vector<std::string> args = prefix;
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    const rattn_test::Run r = run_program(program, args, 60);
+    INFO(program << show(c.args) << "\n  exit " << r.status << ", stderr: " << r.err);
+    CHECK(r.status == 2);
+    const size_t newlines = size_t(std::count(r.err.begin(), r.err.end(), '\n'));
+    CHECK_MESSAGE(newlines == 1, "stderr must be one line");
+    CHECK_MESSAGE(r.err.size() > program.size() + 4, "the line must say what is wrong");
+    CHECK_MESSAGE(r.err.find(c.must_name) != std::string::npos, "the line must name " << c.must_name);
+  }
+}
+
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+// A valid checkpoint of the smallest model (d_model 8, one local layer), written without training.
+void write_tiny_checkpoint(const std::string& path) {
+  model::TrainState<float> st;
+  st.config.model.d_model = 8;
+  st.config.model.n_heads = 1;
+  st.config.model.n_kv_heads = 1;
+  st.config.model.head_dim = 2;
+  st.config.model.ffn_dim = 8;
+  st.config.model.n_layers = 1;
+  st.config.model.pattern = "L";
+  st.config.model.window = 2;
+  st.config.train.seq_len = 8;
+  st.config.train.pairs = 2;
+  st.config.train.warmup = 0;
+  st.config.train.steps = 1;
+  st.params = model::init_params<float>(st.config.model, 1);
+  st.m = model::params_filled<float>(st.config.model, 0.0f);
+  st.v = model::params_filled<float>(st.config.model, 0.0f);
+  st.step = 1;
+  st.data_rng = "1";
+  model::save_checkpoint(path, st);
+}
+}  // namespace
+
+TEST_CASE("cli: train_tiny refuses every bad flag with exit 2 and one line naming it") {
+  TempDir dir("cli_train");
+  write_text(dir / "empty.txt", "");
+  write_text(dir / "short.txt", "only a few bytes of text");
+  // Tiny and valid: whatever a case gets wrong is the only thing wrong.
+  const std::vector<std::string> prefix = {"--d-model", "8",  "--heads", "1",         "--kv-heads", "1",
+                                           "--head-dim", "2", "--layers", "1",        "--seq-len",  "16",
+                                           "--pairs",   "2",  "--batch",  "1",        "--steps",    "1",
+                                           "--warmup",  "0",  "--eval-seqs", "1",     "--ckpt",     dir / "x.ckpt"};
+  expect_refused("train_tiny", prefix,
+                 {
+                     {{"--bogus", "1"}, "--bogus"},                    // unknown flag
+                     {{"--steps"}, "--steps"},                         // missing value
+                     {{"--steps", "abc"}, "--steps"},                  // not a number
+                     {{"--d-model", "6x"}, "--d-model"},
+                     {{"--lr", "fast"}, "--lr"},
+                     {{"--lr", "nan"}, "--lr"},
+                     {{"--lr", "inf"}, "--lr"},
+                     {{"--steps", "0"}, "--steps"},                    // zero / negative sizes
+                     {{"--batch", "-1"}, "--batch"},
+                     {{"--d-model", "0"}, "--d-model"},
+                     {{"--heads", "0"}, "--heads"},
+                     {{"--kv-heads", "-2"}, "--kv-heads"},
+                     {{"--head-dim", "-4"}, "--head-dim"},
+                     {{"--layers", "0"}, "--layers"},
+                     {{"--chunk", "0"}, "--chunk"},
+                     {{"--seq-len", "-16"}, "--seq-len"},
+                     {{"--head-dim", "3"}, "--head-dim"},              // odd: RoPE rotates pairs
+                     {{"--steps", "99999999999999999999"}, "--steps"}, // overflows a long
+                     {{"--heads", "3", "--kv-heads", "2"}, "--kv-heads"},  // H not a multiple of G
+                     {{"--window", "-2"}, "--window"},                 // window < -1
+                     {{"--window", "-1"}, "--window"},                 // the model's local layers need w >= 0
+                     {{"--seq-len", "4"}, "--seq-len"},                // below what the model takes
+                     {{"--seq-len", "70000"}, "--seq-len"},            // above it
+                     {{"--seq-len", "16", "--pairs", "8"}, "--seq-len"},  // too short for the recall task
+                     {{"--task", "passkey", "--seq-len", "8", "--passkey-len", "8"}, "--seq-len"},
+                     {{"--task", "sorting"}, "--task"},
+                     {{"--local", "global"}, "--local"},
+                     {{"--pattern", "LXG"}, "--pattern"},
+                     {{"--text", dir / "missing.txt"}, "--text"},      // missing data file
+                     {{"--text", dir / "empty.txt"}, "--text"},        // empty data file
+                     {{"--text", dir / "short.txt"}, "--text"},        // too short for one window
+                     {{"--warmup", "5"}, "--warmup"},                  // more warmup than steps
+                     {{"positional"}, "positional"},
+                 });
+  CHECK_FALSE(fs::exists(dir / "x.ckpt"));  // nothing was trained or saved
+}
+
+TEST_CASE("cli: infer refuses every bad flag with exit 2 and one line naming it") {
+  TempDir dir("cli_infer");
+  const std::string ckpt = dir / "tiny.ckpt";
+  write_tiny_checkpoint(ckpt);
+  write_text(dir / "empty.ckpt", "");
+  // The longest sequence the model flags allow is --seq-len 65536; a longer prompt is refused.
+  const std::string long_prompt(70000, 'a');
+  write_text(dir / "long_prompt.txt", long_prompt);
+  expect_refused("infer", {},
+                 {
+                     {{"--bogus", "1"}, "--bogus"},
+                     {{"--gen"}, "--gen"},
+                     {{"--gen", "x"}, "--gen"},
+                     {{"--gen", "0"}, "--gen"},
+                     {{"--gen", "-5"}, "--gen"},
+                     {{"--eval-seqs", "0"}, "--eval-seqs"},
+                     {{"--temperature", "-1"}, "--temperature"},
+                     {{"--temperature", "hot"}, "--temperature"},
+                     {{"--mem-len", "-1"}, "--mem-len"},
+                     {{"--threads", "-1"}, "--threads"},
+                     {{"--eval", "2"}, "--eval"},
+                     {{"--ckpt", dir / "missing.ckpt"}, "--ckpt"},     // missing data file
+                     {{"--ckpt", dir / "empty.ckpt"}, "--ckpt"},       // empty data file
+                     {{"--ckpt", ckpt, "--eval", "0", "--prompt", long_prompt}, "--prompt"},  // prompt too long
+                     {{"--export", dir / "out"}, "--export"},          // missing CHECKPOINT
+                     {{"--logits", ckpt}, "--prompt"},                 // no prompt
+                     {{"--logits", ckpt, "--prompt-file", dir / "missing.txt"}, "--prompt-file"},
+                     {{"--logits", ckpt, "--prompt-file", dir / "long_prompt.txt"}, "--prompt"},
+                 });
+  CHECK_FALSE(fs::exists(dir / "out"));
+}
+
+TEST_CASE("cli: rattn-op refuses every bad flag and input with exit 2 and one line naming it") {
+  TempDir dir("cli_op");
+  const std::string in = dir / "in", bad = dir / "bad", zero = dir / "zero", out = dir / "out";
+  fs::create_directories(in);
+  fs::create_directories(bad);
+  fs::create_directories(zero);
+  std::vector<double> x(2 * 4 * 3 * 4, 0.25);
+  auto save = [](const std::string& path, const std::vector<long>& shape, const double* data) {
+    io::write_npy(path, io::make_npy(shape, data));
+  };
+  // Valid: B=2, T=4, H=2, G=1, D=4. bad: H=3 query heads over G=2 kv heads. zero: T=0.
+  save(in + "/q.npy", {2, 4, 2, 4}, x.data());
+  save(in + "/k.npy", {2, 4, 1, 4}, x.data());
+  save(in + "/v.npy", {2, 4, 1, 4}, x.data());
+  save(in + "/gamma_swa.npy", {2, 4}, x.data());
+  save(in + "/gamma_rla.npy", {2, 4}, x.data());
+  save(bad + "/q.npy", {2, 4, 3, 4}, x.data());
+  save(bad + "/k.npy", {2, 4, 2, 4}, x.data());
+  save(bad + "/v.npy", {2, 4, 2, 4}, x.data());
+  save(zero + "/q.npy", {2, 0, 2, 4}, x.data());
+  save(zero + "/k.npy", {2, 0, 1, 4}, x.data());
+  save(zero + "/v.npy", {2, 0, 1, 4}, x.data());
+  const std::string empty = dir / "empty";
+  fs::create_directories(empty);
+  write_text(empty + "/q.npy", "");
+  fs::copy_file(in + "/k.npy", empty + "/k.npy");
+  fs::copy_file(in + "/v.npy", empty + "/v.npy");
+
+  const std::vector<std::string> io_flags = {"--in", in, "--out", out};
+  auto with_io = [&](std::string op, std::vector<std::string> more) {
+    std::vector<std::string> a = {op, "--in", in, "--out", out};
+    a.insert(a.end(), more.begin(), more.end());
+    return a;
+  };
+  expect_refused("rattn-op", {},
+                 {
+                     {{}, "OP"},
+                     {{"softmax", "--in", in, "--out", out}, "softmax"},
+                     {with_io("swa", {"--bogus", "1"}), "--bogus"},
+                     {{"swa", "--out", out, "--in"}, "--in"},           // missing value
+                     {with_io("swa", {"--window"}), "--window"},
+                     {with_io("swa", {"--window", "abc"}), "--window"},  // not a number
+                     {with_io("swa", {"--window", "1.5"}), "--window"},
+                     {with_io("swa", {"--window", "-2"}), "--window"},   // window < -1
+                     {with_io("swa", {"--window", "99999999999"}), "--window"},
+                     {with_io("rla", {"--chunk", "0"}), "--chunk"},      // zero / negative sizes
+                     {with_io("rla", {"--chunk", "-3"}), "--chunk"},
+                     {with_io("rla", {"--feature", "softmax"}), "--feature"},
+                     {with_io("rattn", {"--window", "-1"}), "--window"}, // rattn needs a window
+                     {with_io("rattn", {"--window", "2", "--eps", "-1"}), "--eps"},
+                     {with_io("rattn", {"--window", "2", "--rope-theta", "0"}), "--rope-theta"},
+                     {with_io("rattn", {"--window", "2", "--rope-theta", "x"}), "--rope-theta"},
+                     {with_io("swa", {"--feature", "sm2"}), "--feature"},  // does not apply to swa
+                     {with_io("swa", {"--device", "tpu"}), "--device"},
+                     {with_io("swa", {"--window", "1", "--window", "2"}), "--window"},
+                     {{"swa", "--out", out}, "--in"},                     // required flag missing
+                     {{"swa", "--in", in}, "--out"},
+                     {{"swa", "--in", dir / "nowhere", "--out", out}, "--in"},  // missing data
+                     {{"swa", "--in", empty, "--out", out}, "q.npy"},           // empty data file
+                     {{"swa", "--in", bad, "--out", out}, "G = 2"},             // H % G != 0
+                     {{"swa", "--in", zero, "--out", out}, "q.npy"},            // zero size
+                 });
+  CHECK_FALSE(fs::exists(out));  // all or nothing: no output for a refused run
+}
