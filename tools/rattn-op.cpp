@@ -34,7 +34,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -229,6 +228,8 @@ Inputs load_inputs(const Args& a) {
   in.B = in.q.shape[0], in.T = in.q.shape[1], in.H = in.q.shape[2], in.D = in.q.shape[3];
   if (in.B < 1 || in.T < 1 || in.H < 1 || in.D < 1)
     throw UsageError("q.npy has shape " + io::shape_string(in.q.shape) + ": every dimension must be >= 1");
+  if (in.B > (1L << 30) || in.T > (1L << 30) || in.H > (1L << 30) || in.D > (1L << 30))
+    throw UsageError("q.npy has shape " + io::shape_string(in.q.shape) + ": a dimension is too large");
   if (in.k.shape.size() != 4)
     throw UsageError("k.npy has shape " + io::shape_string(in.k.shape) + ", expected rank 4 (B, T, G, D)");
   in.G = in.k.shape[2];
