@@ -10,8 +10,11 @@
 // The angle and its cos/sin are computed in double for both float and double inputs, so the two
 // precisions rotate by the same angle.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "ref/tensor.h"
 
@@ -20,6 +23,41 @@ namespace ref {
 inline constexpr double kDefaultRopeTheta = 5e5;
 
 namespace detail {
+// cos and sin of angle(pos, i) = pos * theta^(-2i/D), in double.
+inline void rope_angle(double theta, long D, long pos, long i, double& c, double& s) {
+  const double angle = double(pos) * std::pow(theta, -2.0 * double(i) / double(D));
+  c = std::cos(angle);
+  s = std::sin(angle);
+}
+
+// The cos/sin table of positions [0, n) for one (theta, D), entry (pos, i) at pos * D/2 + i.
+// Every call at the same theta and D rotates by the same angles, so each thread keeps the last
+// table and grows it (doubling) when a later call reaches further positions, up to
+// kRopeTablePositions; the values are the ones rope_angle gives, so the table changes the cost
+// (the pow/cos/sin per (row, pair) were most of RoPE's time in training), never the result.
+inline constexpr long kRopeTablePositions = 1L << 16;
+struct RopeTable {
+  double theta = 0;
+  long D = 0, n = 0;
+  std::vector<double> cos, sin;  // (n, D/2)
+};
+inline const RopeTable& rope_table(double theta, long D, long n_pos) {
+  thread_local RopeTable tab;
+  if (tab.theta != theta || tab.D != D || tab.n < n_pos) {
+    long n = (tab.theta == theta && tab.D == D) ? std::max(n_pos, 2 * tab.n) : n_pos;
+    n = std::min(n, kRopeTablePositions);
+    tab.theta = theta;
+    tab.D = D;
+    tab.n = n;
+    tab.cos.resize(size_t(n * (D / 2)));
+    tab.sin.resize(size_t(n * (D / 2)));
+    for (long pos = 0; pos < n; ++pos)
+      for (long i = 0; i < D / 2; ++i)
+        rope_angle(theta, D, pos, i, tab.cos[size_t(pos * (D / 2) + i)], tab.sin[size_t(pos * (D / 2) + i)]);
+  }
+  return tab;
+}
+
 // x: (T, n_heads*D) -> (T, n_heads*D). sign = +1 rotates by +angle (R), -1 by -angle (R^T = R^-1).
 template <class S>
 Mat<S> rope_rotate(const Mat<S>& x, int n_heads, double theta, int pos0, int sign) {
@@ -28,12 +66,21 @@ Mat<S> rope_rotate(const Mat<S>& x, int n_heads, double theta, int pos0, int sig
                                 " not divisible by n_heads " + std::to_string(n_heads));
   const long D = x.cols() / n_heads;
   if (D % 2 != 0) throw std::invalid_argument("rope: head dim D must be even, got " + std::to_string(D));
+  const long n_pos = long(pos0) + x.rows();
+  const bool tabled = pos0 >= 0 && n_pos <= kRopeTablePositions;  // else computed per (row, pair)
+  const RopeTable* tab = tabled ? &rope_table(theta, D, n_pos) : nullptr;
   Mat<S> y(x.rows(), x.cols());
   for (long r = 0; r < x.rows(); ++r) {
-    const double pos = double(pos0 + r);
+    const long pos = pos0 + r;
     for (long i = 0; i < D / 2; ++i) {
-      const double angle = pos * std::pow(theta, -2.0 * double(i) / double(D));
-      const S c = S(std::cos(angle)), s = S(sign * std::sin(angle));
+      double cd, sd;
+      if (tabled) {
+        cd = tab->cos[size_t(pos * (D / 2) + i)];
+        sd = tab->sin[size_t(pos * (D / 2) + i)];
+      } else {
+        rope_angle(theta, D, pos, i, cd, sd);
+      }
+      const S c = S(cd), s = S(sign * sd);
       for (int h = 0; h < n_heads; ++h) {
         const long c0 = h * D + 2 * i, c1 = c0 + 1;
         const S x0 = x(r, c0), x1 = x(r, c1);

@@ -51,6 +51,7 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=0, help="with --config: threads (default 1)")
     ap.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up (median printed)")
     ap.add_argument("--quick", action="store_true", help="T=128 configs only, 2 timed steps")
+    ap.add_argument("--check", action="store_true", help="print the PyTorch version found and exit")
     return ap.parse_args()
 
 
@@ -179,6 +180,9 @@ def main():
         os.environ["OPENBLAS_NUM_THREADS"] = n
     find_torch_or_exit()
     import torch
+    if args.check:
+        print(f"torch {torch.__version__} ({sys.executable})")
+        return
     if args.config:
         n = max(1, args.threads or 1)
         ms, cpu = time_config(torch, args.config, n, max(1, args.steps))

@@ -19,9 +19,10 @@
 //   SWA (one sequence, H heads, head dim D, window w; L_t = min(t, w) + 1 keys for query t):
 //     forward   4 D H sum_t L_t      (scores q.k: 2D, output p v: 2D per key)
 //     backward 10 D H sum_t L_t      (recomputed scores 2D; dv, dp, dq, dk: 2D each per key)
+//     (useful work only: the blocked form also computes the masked entries of its tiles)
 //   RLA (one sequence, H = G heads, Dp = 2D for sm2):
 //     masked forward     2 H T^2 (Dp + D)        (the full (T, T) scores, then P V)
-//     masked backward    2 H T^2 (3 Dp + 2 D)... counted as 4 products of (T,T) size: 2 H T^2 (2Dp + 3D)
+//     masked backward    2 H T^2 (2 Dp + 3 D)     (P, dP, dQ~, dK~, dV: five (T, T) products)
 //     recurrent forward  4 H T Dp D              (fold S += phi(k)^T v and read phi(q) S per token)
 //     chunked forward    2 H T (2 Dp D + C (Dp + D))   (inter Q~S and state update; intra block ~C keys)
 //     chunked backward   about 2.5x the chunked forward (two sweeps)
@@ -49,6 +50,7 @@
 #include "model/model.h"
 #include "model/params.h"
 #include "ref/attention.h"
+#include "ref/attention_blocked.h"
 #include "ref/linear.h"
 #include "ref/rla.h"
 
@@ -106,41 +108,64 @@ Mat<float> randn(long rows, long cols, std::mt19937_64& rng, double scale = 1.0)
 }
 
 // ---------------------------------------------------------------------------------------------
-// SWA forward + backward against T at a fixed window: the cost must grow linearly in T.
+// SWA forward + backward against T at a fixed window: the cost must grow linearly in T. Both the
+// reference (ref/attention.h: a query and a key at a time) and the blocked form the training step
+// uses (ref/attention_blocked.h: a block of queries against its key tile with two products).
+struct SwaTimes { double fwd, total; };
+
+SwaTimes time_swa(bool blocked, int T, int H, int G, int D, int w, std::mt19937_64& rng) {
+  const Mat<float> q = randn(T, H * D, rng), k = randn(T, G * D, rng), v = randn(T, G * D, rng);
+  const Mat<float> dout = randn(T, H * D, rng);
+  const float scale = 1.0f / std::sqrt(float(D));
+  Mat<float> o, dq, dk, dv;
+  const double budget = g_quick ? 150 : 500;
+  auto fwd = [&] {
+    o = blocked ? ref::swa_forward_blocked(q, k, v, H, G, w, scale) : ref::swa_forward(q, k, v, H, G, w, scale);
+  };
+  auto bwd = [&] {
+    if (blocked) ref::swa_backward_blocked(q, k, v, dout, H, G, w, scale, dq, dk, dv);
+    else ref::swa_backward(q, k, v, dout, H, G, w, scale, dq, dk, dv);
+  };
+  SwaTimes r;
+  r.fwd = time_ms(fwd, budget, 5);
+  r.total = time_ms([&] { fwd(); bwd(); }, budget, 5);
+  return r;
+}
+
 void bench_swa() {
   const int H = 2, G = 2, D = 32, w = 64;
-  std::printf("\n## SWA forward+backward, H=%d G=%d D=%d w=%d, one sequence (ref/attention.h)\n", H, G, D, w);
-  std::printf("%-24s %10s %10s %10s %12s\n", "config", "fwd ms", "fwd+bwd ms", "GFLOP/s", "vs T=2048");
+  std::printf("\n## SWA forward+backward, H=%d G=%d D=%d w=%d, one sequence\n", H, G, D, w);
+  std::printf("%-34s %9s %11s %9s %10s %12s\n", "config", "fwd ms", "fwd+bwd ms", "GFLOP/s", "vs T=2048",
+              "blocked speed");
   std::mt19937_64 rng(1);
   const std::vector<int> Ts = {512, 1024, 2048, 4096};
-  std::vector<double> total(Ts.size());
-  std::vector<double> gflops(Ts.size()), fwd(Ts.size());
-  for (size_t i = 0; i < Ts.size(); ++i) {
-    const int T = Ts[i];
-    const Mat<float> q = randn(T, H * D, rng), k = randn(T, G * D, rng), v = randn(T, G * D, rng);
-    const Mat<float> dout = randn(T, H * D, rng);
-    const float scale = 1.0f / std::sqrt(float(D));
-    Mat<float> o, dq, dk, dv;
-    double keys = 0;  // sum_t L_t
-    for (int t = 0; t < T; ++t) keys += std::min(t, w) + 1;
-    const double budget = g_quick ? 150 : 600;
-    fwd[i] = time_ms([&] { o = ref::swa_forward(q, k, v, H, G, w, scale); }, budget, 5);
-    total[i] = time_ms(
-        [&] {
-          o = ref::swa_forward(q, k, v, H, G, w, scale);
-          ref::swa_backward(q, k, v, dout, H, G, w, scale, dq, dk, dv);
-        },
-        budget, 5);
-    gflops[i] = 14.0 * D * H * keys / (total[i] * 1e6);
+  for (bool blocked : {false, true}) {
+    std::vector<SwaTimes> t;
+    for (int T : Ts) t.push_back(time_swa(blocked, T, H, G, D, w, rng));
+    for (size_t i = 0; i < Ts.size(); ++i) {
+      double keys = 0;  // sum_t L_t
+      for (int u = 0; u < Ts[i]; ++u) keys += std::min(u, w) + 1;
+      char name[80];
+      std::snprintf(name, sizeof name, "%s T=%d", blocked ? "blocked  " : "reference", Ts[i]);
+      std::printf("%-34s %9.2f %11.2f %9.2f %9.2fx\n", name, t[i].fwd, t[i].total, 14.0 * D * H * keys / (t[i].total * 1e6),
+                  t[i].total / t[2].total);
+    }
+    const double r = t[3].total / t[2].total;
+    std::printf("%s: time(T=4096) / time(T=2048) = %.2f   (linear = 2.0; target <= 2.2: %s)\n",
+                blocked ? "blocked" : "reference", r, r <= 2.2 ? "met" : "NOT met");
   }
-  const size_t base = 2;  // T = 2048
-  for (size_t i = 0; i < Ts.size(); ++i) {
-    char name[64];
-    std::snprintf(name, sizeof name, "T=%d", Ts[i]);
-    std::printf("%-24s %10.2f %10.2f %10.2f %11.2fx\n", name, fwd[i], total[i], gflops[i], total[i] / total[base]);
+  // The shapes of the tiny model's training step: T = 128, local w = 16 and a global layer.
+  for (int wm : {16, -1}) {
+    const SwaTimes a = time_swa(false, 128, H, G, D, wm, rng), b = time_swa(true, 128, H, G, D, wm, rng);
+    double keys = 0;
+    for (int u = 0; u < 128; ++u) keys += wm < 0 ? u + 1 : std::min(u, wm) + 1;
+    char name[80];
+    std::snprintf(name, sizeof name, "T=128 w=%d reference", wm);
+    std::printf("%-34s %9.3f %11.3f %9.2f %10s %12s\n", name, a.fwd, a.total, 14.0 * D * H * keys / (a.total * 1e6), "", "(baseline)");
+    std::snprintf(name, sizeof name, "T=128 w=%d blocked", wm);
+    std::printf("%-34s %9.3f %11.3f %9.2f %10s %11.2fx\n", name, b.fwd, b.total, 14.0 * D * H * keys / (b.total * 1e6), "",
+                a.total / b.total);
   }
-  const double r = total[3] / total[2];
-  std::printf("time(T=4096) / time(T=2048) = %.2f   (linear = 2.0; target <= 2.2: %s)\n", r, r <= 2.2 ? "met" : "NOT met");
 }
 
 // ---------------------------------------------------------------------------------------------
