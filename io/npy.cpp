@@ -346,7 +346,7 @@ std::string format_npy(const NpyArray& a) {
   const size_t at = out.size();
   out.resize(at + n * itemsize(a.dtype));
   if (a.dtype == DType::f64) {
-    std::memcpy(&out[at], a.data.data(), n * 8);
+    if (n > 0) std::memcpy(&out[at], a.data.data(), n * 8);  // an empty array's data() may be null
   } else {
     for (size_t i = 0; i < n; ++i) {
       float x = static_cast<float>(a.data[i]);

@@ -106,7 +106,7 @@ TEST_CASE("npy round trip: float32 and float64, ranks 0 to 4, bit for bit") {
       CHECK(b.dtype == dt);
       CHECK(b.shape == shape);
       REQUIRE(b.data.size() == a.data.size());
-      CHECK(std::memcmp(b.data.data(), a.data.data(), a.data.size() * sizeof(double)) == 0);
+      CHECK((a.data.empty() || std::memcmp(b.data.data(), a.data.data(), a.data.size() * sizeof(double)) == 0));
       // The header is padded so that the data starts at a multiple of 64 bytes, as NumPy requires.
       size_t data_offset = read_bytes(path).size() - a.data.size() * io::itemsize(dt);
       CHECK(data_offset % 64 == 0);
