@@ -24,6 +24,7 @@
 #include <string>
 
 #include "ref/attention.h"
+#include "ref/attention_blocked.h"
 #include "ref/feature_map.h"
 #include "ref/linear.h"
 #include "ref/norm.h"
@@ -113,7 +114,9 @@ Mat<S> attn_core_forward(const AttnConfig& cfg, const Mat<S>& q, const Mat<S>& k
 
   if (cfg.global) {
     // global layer: o = softmax(q k^T / sqrt(D) + causal mask) v, no RoPE, no branch norm
-    cc.o_swa = swa_forward(q, k, v, cfg.H, cfg.G, -1, scale);
+    // (swa_*_blocked: ref/attention.h's swa_forward / swa_backward a block of queries at a time,
+    //  the same function, held equal to it by tests/test_perf_paths.cpp; the training-speed path)
+    cc.o_swa = swa_forward_blocked(q, k, v, cfg.H, cfg.G, -1, scale);
     return cc.o_swa;
   }
   Mat<S> c = Mat<S>::Zero(T, q.cols());
@@ -122,7 +125,7 @@ Mat<S> attn_core_forward(const AttnConfig& cfg, const Mat<S>& q, const Mat<S>& k
     // SWA branch: RoPE at positions 0..T-1, scale 1/sqrt(D), window [max(0,t-w), t]  (spec 2.2)
     cc.q_rope = rope_forward(q, cfg.H, cfg.rope_theta);
     cc.k_rope = rope_forward(k, cfg.G, cfg.rope_theta);
-    cc.o_swa = swa_forward(cc.q_rope, cc.k_rope, v, cfg.H, cfg.G, cfg.w, scale);
+    cc.o_swa = swa_forward_blocked(cc.q_rope, cc.k_rope, v, cfg.H, cfg.G, cfg.w, scale);
     c += group_rmsnorm_forward(cc.o_swa, gamma_swa, eps);
   }
   if (has_rla_branch(cfg)) {
@@ -165,7 +168,7 @@ CoreGrads<S> attn_core_backward(const AttnConfig& cfg, const Mat<S>& q, const Ma
 
   if (cfg.global) {
     // In the forward pass this was: o = swa_forward(q, k, v, H, G, -1, scale); c = o
-    swa_backward(q, k, v, dout, cfg.H, cfg.G, -1, scale, g.dq, g.dk, g.dv);
+    swa_backward_blocked(q, k, v, dout, cfg.H, cfg.G, -1, scale, g.dq, g.dk, g.dv);
     return g;
   }
   // In the forward pass this was: c = GRMS_swa(o_swa) + GRMS_rla(o_rla), so dout reaches both
@@ -175,7 +178,7 @@ CoreGrads<S> attn_core_backward(const AttnConfig& cfg, const Mat<S>& q, const Ma
     Mat<S> do_swa = group_rmsnorm_backward(cache->o_swa, gamma_swa, eps, dout, g.dgamma_swa);
     // In the forward pass this was: o_swa = swa_forward(q_rope, k_rope, v, H, G, w, scale)
     Mat<S> dq_rope, dk_rope, dv_swa;
-    swa_backward(cache->q_rope, cache->k_rope, v, do_swa, cfg.H, cfg.G, cfg.w, scale, dq_rope, dk_rope, dv_swa);
+    swa_backward_blocked(cache->q_rope, cache->k_rope, v, do_swa, cfg.H, cfg.G, cfg.w, scale, dq_rope, dk_rope, dv_swa);
     // In the forward pass this was: q_rope = rope_forward(q, H, theta); k_rope = rope_forward(k, G, theta)
     g.dq += rope_backward(dq_rope, cfg.H, cfg.rope_theta);
     g.dk += rope_backward(dk_rope, cfg.G, cfg.rope_theta);
