@@ -687,7 +687,7 @@ cudaError_t cudaFuncSetAttribute(T* kernel, cudaFuncAttribute attr, int value) {
 }
 
 // Call from gdb while stopped in a kernel: every thread of the running block and where it is.
-extern "C" inline void emu_dump() {
+extern "C" inline __attribute__((used, noinline)) void emu_dump() {
   emu::detail::Worker* w = emu::detail::tls_worker;
   if (!w) {
     std::fprintf(stderr, "emu_dump: no block is running on this host thread\n");
