@@ -53,17 +53,17 @@ struct TrainConfig {
   double weight_decay = 0.1;
   double beta1 = 0.9, beta2 = 0.95;
   double clip = 1.0;            // global gradient-norm clip; 0 = off
-  long steps = 1200;
+  long steps = 1500;
   long seed = 1;
   double init_scale = 1.0;      // multiplies every initial weight's standard deviation
 };
 
 // The run's plumbing: never part of the model or of the data, so --resume may change them.
 struct RunConfig {
-  long eval_interval = 200;     // validation every this many steps (and at the end); 0 = end only
+  long eval_interval = 250;     // validation every this many steps (and at the end); 0 = end only
   int eval_seqs = 256;          // sequences in the fixed validation set
   std::string ckpt = "runs/tiny.ckpt";
-  long ckpt_interval = 200;     // checkpoint every this many steps (and at the end); 0 = end only
+  long ckpt_interval = 250;     // checkpoint every this many steps (and at the end); 0 = end only
   std::string resume = "";      // --resume FILE: continue that run bit-exactly
   std::string device = "cpu";   // cpu | cuda
   int threads = 0;              // OpenMP threads; 0 = the OpenMP default

@@ -24,6 +24,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "data/tasks.h"
@@ -167,7 +168,7 @@ struct BatchWorkspace {
 // (N = all scored positions) makes the sum over b the gradient of the batch mean.
 template <class S>
 double batch_loss_and_grad(const Model<S>& model, const ModelParams<S>& p, const data::Batch& batch,
-                           BatchWorkspace<S>& ws, ModelParams<S>* grad) {
+                           BatchWorkspace<S>& ws, std::type_identity_t<ModelParams<S>>* grad) {
   const int B = batch.B, T = batch.T;
   ws.ensure(model.config(), B);
   long N = 0;

@@ -128,6 +128,9 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()))
     out << fmt("data: recall gaps 0..%d mixed so that %.1f%% of the queries are expected within w = %d\n",
                rt->max_gap(), 100 * rt->expected_in_window(), c.model.window);
+  if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()); rt && rt->expected_in_window() < 0.3)
+    out << "data: note: fewer than 30% of the queries can fall within w; the key-value block (2 * --pairs = "
+        << 2 * c.train.pairs << " tokens) is longer than the window: lower --pairs for a balanced split\n";
   if (auto* tt = dynamic_cast<const data::TextTask*>(task.get()))
     out << "data: " << tt->train_bytes() << " train bytes, " << tt->val_bytes() << " validation bytes\n";
   out << "checkpoint: " << run.ckpt << " every " << run.ckpt_interval << " steps and at the end\n";
@@ -190,7 +193,8 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
     if (step % run.log_every == 0 || step == c.train.steps || step == res.first_step)
       out << fmt("step %6ld/%ld | loss %.4f | lr %.2e | grad norm %7.3f | %7.1f ms | %7.0f tok/s\n", step,
                  c.train.steps, loss, adamw.lr, gnorm, ms,
-                 double(c.train.batch) * c.train.seq_len / (ms / 1000.0));
+                 double(c.train.batch) * c.train.seq_len / (ms / 1000.0))
+          << std::flush;
     const bool last = step == c.train.steps;
     if (!last && run.eval_interval > 0 && step % run.eval_interval == 0)
       report_eval(out, model, st.params, *task, eval_batch, step, c, nullptr);

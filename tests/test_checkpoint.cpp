@@ -1,0 +1,184 @@
+// The checkpoint format (model/checkpoint.h): exact round trip, --resume continues bit-exactly,
+// and truncated, corrupted, wrong-version, wrong-magic and wrong-precision files are rejected with
+// a message that says which.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "model/checkpoint.h"
+#include "model/trainer.h"
+
+using namespace model;
+namespace fs = std::filesystem;
+
+namespace {
+
+Config tiny_run(long steps) {
+  Config c;
+  c.model.d_model = 16;
+  c.model.n_heads = 2;
+  c.model.n_kv_heads = 2;
+  c.model.head_dim = 8;
+  c.model.n_layers = 2;
+  c.model.pattern = "LG";
+  c.model.window = 4;
+  c.model.chunk = 8;
+  c.train.seq_len = 32;
+  c.train.pairs = 4;
+  c.train.batch = 3;
+  c.train.steps = steps;
+  c.train.warmup = 2;
+  return c;
+}
+
+RunConfig quiet_run(const std::string& ckpt) {
+  RunConfig r;
+  r.eval_interval = 0;
+  r.eval_seqs = 4;
+  r.ckpt = ckpt;
+  r.ckpt_interval = 0;
+  r.log_every = 1000;
+  return r;
+}
+
+std::string tmp_path(const std::string& name) { return (fs::temp_directory_path() / ("rattn_test_ckpt_" + name)).string(); }
+
+std::vector<unsigned char> file_bytes(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::vector<unsigned char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+void write_bytes(const std::string& p, const std::vector<unsigned char>& b) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+}
+
+TrainState<float> some_state() {
+  TrainState<float> st;
+  st.config = tiny_run(9);
+  st.params = init_params<float>(st.config.model, 3, 1.0);
+  st.m = init_params<float>(st.config.model, 4, 0.1);
+  st.v = init_params<float>(st.config.model, 5, 0.01);
+  st.step = 123;
+  std::mt19937_64 rng(77);
+  rng.discard(5);
+  std::ostringstream os;
+  os << rng;
+  st.data_rng = os.str();
+  return st;
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint round trip is exact; the write leaves no temporary file") {
+  const std::string path = tmp_path("rt.ckpt");
+  write_bytes(path + ".tmp", {1, 2, 3});  // a stale temporary file from a killed writer is replaced
+  TrainState<float> st = some_state();
+  save_checkpoint(path, st);
+  CHECK(!fs::exists(path + ".tmp"));
+  TrainState<float> back = load_checkpoint<float>(path);
+  CHECK(back.step == 123);
+  CHECK(back.data_rng == st.data_rng);
+  CHECK(config_to_text(back.config) == config_to_text(st.config));
+  auto A = named_tensors(st.config.model, st.params), B = named_tensors(back.config.model, back.params);
+  auto Am = named_tensors(st.config.model, st.m), Bm = named_tensors(back.config.model, back.m);
+  auto Av = named_tensors(st.config.model, st.v), Bv = named_tensors(back.config.model, back.v);
+  REQUIRE(A.size() == B.size());
+  for (size_t i = 0; i < A.size(); ++i) {
+    CAPTURE(A[i].name);
+    CHECK(A[i].name == B[i].name);
+    CHECK(*A[i].t == *B[i].t);
+    CHECK(*Am[i].t == *Bm[i].t);
+    CHECK(*Av[i].t == *Bv[i].t);
+  }
+  // The documented header fields sit where the format says.
+  const std::vector<unsigned char> b = file_bytes(path);
+  CHECK(std::memcmp(b.data(), "RATTNCKP", 8) == 0);
+  uint32_t version, scalar;
+  uint64_t step;
+  std::memcpy(&version, b.data() + 8, 4);
+  std::memcpy(&scalar, b.data() + 12, 4);
+  std::memcpy(&step, b.data() + 16, 8);
+  CHECK(version == kCheckpointVersion);
+  CHECK(scalar == 4);
+  CHECK(step == 123);
+  uint64_t sum;
+  std::memcpy(&sum, b.data() + b.size() - 8, 8);
+  CHECK(sum == fnv1a64(b.data(), b.size() - 8));
+  fs::remove(path);
+}
+
+TEST_CASE("bad checkpoints are rejected with a clear error") {
+  const std::string path = tmp_path("good.ckpt"), bad = tmp_path("bad.ckpt");
+  save_checkpoint(path, some_state());
+  const std::vector<unsigned char> good = file_bytes(path);
+  auto rejects = [&](const std::vector<unsigned char>& bytes, const std::string& why) {
+    write_bytes(bad, bytes);
+    CAPTURE(why);
+    CHECK_THROWS_WITH_AS(load_checkpoint<float>(bad), doctest::Contains(why.c_str()), CheckpointError);
+  };
+  // truncated anywhere: in the header, in the config, inside a tensor, just before the checksum
+  for (size_t n : {size_t(0), size_t(5), size_t(20), size_t(40), good.size() / 2, good.size() - 9, good.size() - 1}) {
+    CAPTURE(n);
+    std::vector<unsigned char> t(good.begin(), good.begin() + long(n));
+    const std::string why = n < 8 ? "bad magic" : "truncated";
+    rejects(t, why);
+  }
+  // one flipped bit inside the tensor data
+  std::vector<unsigned char> flipped = good;
+  flipped[good.size() / 2] ^= 0x10;
+  rejects(flipped, "checksum mismatch");
+  // another format version
+  std::vector<unsigned char> v2 = good;
+  v2[8] = 2;
+  rejects(v2, "format version 2 is not supported");
+  // not a checkpoint at all
+  std::vector<unsigned char> magic = good;
+  magic[0] = 'X';
+  rejects(magic, "bad magic");
+  // a float32 file read by the double model
+  CHECK_THROWS_WITH_AS(load_checkpoint<double>(path), doctest::Contains("float32"), CheckpointError);
+  // a missing file
+  CHECK_THROWS_WITH_AS(load_checkpoint<float>(tmp_path("missing.ckpt")), doctest::Contains("cannot open"),
+                       CheckpointError);
+  fs::remove(path);
+  fs::remove(bad);
+}
+
+TEST_CASE("resumed run equals the uninterrupted run bit for bit") {
+  const std::string full = tmp_path("full.ckpt"), part = tmp_path("part.ckpt"), resumed = tmp_path("resumed.ckpt");
+  std::ostringstream log;
+  const Config c = tiny_run(8);
+  const TrainOutcome a = train(c, quiet_run(full), log);
+  REQUIRE(a.losses.size() == 8);
+
+  // The same run, "killed" during step 6 after the checkpoint of step 4 ...
+  RunConfig r = quiet_run(part);
+  r.ckpt_interval = 4;
+  struct Killed {};
+  CHECK_THROWS_AS(train(c, r, log, [](long step, ModelParams<float>&) {
+                    if (step == 6) throw Killed{};
+                  }),
+                  Killed);
+  CHECK(load_checkpoint<float>(part).step == 4);
+  // ... and resumed from that checkpoint.
+  RunConfig rr = quiet_run(resumed);
+  rr.resume = part;
+  const TrainOutcome b = train(c, rr, log);
+  REQUIRE(b.first_step == 5);
+  REQUIRE(b.losses.size() == 4);
+  for (int i = 0; i < 4; ++i) {
+    CAPTURE(i);
+    CHECK(b.losses[size_t(i)] == a.losses[size_t(i) + 4]);  // exact
+  }
+  // Same final weights, optimizer state and generator state: the files are identical.
+  CHECK(file_bytes(resumed) == file_bytes(full));
+  // Resuming with a different model flag is refused by the trainer too.
+  Config other = c;
+  other.model.window = 5;
+  CHECK_THROWS_AS(train(other, rr, log), UsageError);
+  for (const std::string& p : {full, part, resumed}) fs::remove(p);
+}

@@ -1,0 +1,177 @@
+// The training loop (model/trainer.h) and the command line (model/cli.h): a few steps lower the
+// loss, the same seed gives the same losses bit for bit, NaN stops training before any update and
+// leaves the last checkpoint untouched, and every bad flag is one clear UsageError (exit status 2).
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <sstream>
+
+#include "model/backend_cpu.h"
+#include "model/cli.h"
+#include "model/config.h"
+#include "model/trainer.h"
+
+using namespace model;
+namespace fs = std::filesystem;
+
+namespace {
+
+Config tiny_run(long steps) {
+  Config c;
+  c.model.d_model = 16;
+  c.model.n_heads = 2;
+  c.model.n_kv_heads = 1;
+  c.model.head_dim = 8;
+  c.model.n_layers = 2;
+  c.model.pattern = "LG";
+  c.model.window = 4;
+  c.model.chunk = 8;
+  c.train.seq_len = 32;
+  c.train.pairs = 4;
+  c.train.batch = 4;
+  c.train.steps = steps;
+  c.train.warmup = 1;
+  c.train.lr = 1e-2;
+  return c;
+}
+
+RunConfig quiet_run(const std::string& ckpt) {
+  RunConfig r;
+  r.eval_interval = 0;
+  r.eval_seqs = 8;
+  r.ckpt = ckpt;
+  r.ckpt_interval = 0;
+  r.log_every = 1000;
+  return r;
+}
+
+std::string tmp_path(const std::string& name) { return (fs::temp_directory_path() / ("rattn_test_train_" + name)).string(); }
+
+std::vector<unsigned char> file_bytes(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::vector<unsigned char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST_CASE("a few training steps lower the loss") {
+  std::ostringstream log;
+  const TrainOutcome r = train(tiny_run(40), quiet_run(tmp_path("lower.ckpt")), log);
+  REQUIRE(r.status == 0);
+  REQUIRE(r.losses.size() == 40);
+  const double first = (r.losses[0] + r.losses[1] + r.losses[2]) / 3;
+  const double last = (r.losses[37] + r.losses[38] + r.losses[39]) / 3;
+  CAPTURE(first);
+  CAPTURE(last);
+  CHECK(last < first - 0.5);
+  CHECK(log.str().find("step     40/40") != std::string::npos);
+  CHECK(log.str().find("accuracy by key-to-query distance") != std::string::npos);
+  fs::remove(tmp_path("lower.ckpt"));
+}
+
+TEST_CASE("same seed: the same losses bit for bit; another seed: other losses") {
+  std::ostringstream log;
+  const TrainOutcome a = train(tiny_run(6), quiet_run(tmp_path("a.ckpt")), log);
+  const TrainOutcome b = train(tiny_run(6), quiet_run(tmp_path("b.ckpt")), log);
+  Config c = tiny_run(6);
+  c.train.seed = 2;
+  const TrainOutcome d = train(c, quiet_run(tmp_path("d.ckpt")), log);
+  REQUIRE(a.losses.size() == 6);
+  CHECK(a.losses == b.losses);  // exact equality
+  CHECK(a.losses != d.losses);
+  CHECK(file_bytes(tmp_path("a.ckpt")) == file_bytes(tmp_path("b.ckpt")));
+  for (const char* n : {"a.ckpt", "b.ckpt", "d.ckpt"}) fs::remove(tmp_path(n));
+}
+
+TEST_CASE("NaN loss stops training before the update and keeps the last good checkpoint") {
+  const std::string ckpt = tmp_path("nan.ckpt");
+  RunConfig run = quiet_run(ckpt);
+  run.ckpt_interval = 2;
+  std::vector<unsigned char> before;
+  std::ostringstream log;
+  const TrainOutcome r = train(tiny_run(10), run, log, [&](long step, ModelParams<float>& p) {
+    if (step == 5) {
+      before = file_bytes(ckpt);  // the checkpoint of step 4
+      p.blocks[0].attn.Wq(0, 0) = std::numeric_limits<float>::quiet_NaN();
+    }
+  });
+  CHECK(r.status == kStatusNonFinite);
+  CHECK(r.last_step == 4);
+  CHECK(r.losses.size() == 4);
+  CHECK(log.str().find("step 5: the loss is nan; stopping") != std::string::npos);
+  CHECK(log.str().find("left untouched") != std::string::npos);
+  REQUIRE(!before.empty());
+  CHECK(file_bytes(ckpt) == before);               // not overwritten
+  CHECK(load_checkpoint<float>(ckpt).step == 4);   // and still loadable
+  CHECK(!fs::exists(ckpt + ".tmp"));
+  fs::remove(ckpt);
+}
+
+TEST_CASE("command line: unknown flag, missing value, non-number, out of range: one UsageError naming the flag") {
+  auto parse = [](std::vector<std::string> args) {
+    Config c;
+    RunConfig r;
+    FlagSet fs("train_tiny");
+    bind_model_flags(fs, c.model);
+    bind_train_flags(fs, c.train);
+    bind_run_flags(fs, r);
+    std::vector<char*> argv = {const_cast<char*>("train_tiny")};
+    for (std::string& a : args) argv.push_back(a.data());
+    fs.parse(int(argv.size()), argv.data());
+    validate(c);
+    return c;
+  };
+  CHECK_THROWS_WITH_AS(parse({"--d-modle", "64"}), doctest::Contains("unknown flag --d-modle"), UsageError);
+  CHECK_THROWS_WITH_AS(parse({"--steps"}), doctest::Contains("--steps: missing value"), UsageError);
+  CHECK_THROWS_WITH_AS(parse({"--lr", "fast"}), doctest::Contains("--lr: expected a number in [1e-08, 1]"), UsageError);
+  CHECK_THROWS_WITH_AS(parse({"--layers", "3.5"}), doctest::Contains("--layers: expected an integer in [1, 64]"), UsageError);
+  CHECK_THROWS_WITH_AS(parse({"--heads", "0"}), doctest::Contains("--heads: expected an integer in [1, 64], got '0'"), UsageError);
+  CHECK_THROWS_WITH_AS(parse({"--local", "mamba"}), doctest::Contains("--local: expected one of swa|rattn|linear"), UsageError);
+  CHECK_THROWS_WITH_AS(parse({"--pattern", "LXG"}), doctest::Contains("--pattern: expected a string of L"), UsageError);
+  CHECK_THROWS_WITH_AS(parse({"--heads", "4", "--kv-heads", "3"}), doctest::Contains("--kv-heads"), UsageError);
+  CHECK_THROWS_WITH_AS(parse({"--seq-len", "16", "--pairs", "8"}), doctest::Contains("--seq-len"), UsageError);
+  CHECK_THROWS_WITH_AS(parse({"stray"}), doctest::Contains("unexpected argument"), UsageError);
+  CHECK_THROWS_WITH_AS(parse({"--window", "1e3"}), doctest::Contains("--window"), UsageError);
+  // Good values, both spellings.
+  const Config c = parse({"--d-model=32", "--window", "8", "--local", "swa", "--lr", "1e-3", "--pattern", "LLLG"});
+  CHECK(c.model.d_model == 32);
+  CHECK(c.model.window == 8);
+  CHECK(c.model.local_kind == "swa");
+  CHECK(c.train.lr == 1e-3);
+  // The guard turns a UsageError into exit status 2 and other errors into 1.
+  CHECK(cli_main_guard("t", [] () -> int { throw UsageError("--x: bad"); }) == 2);
+  CHECK(cli_main_guard("t", [] () -> int { throw std::runtime_error("io"); }) == 1);
+  CHECK(cli_main_guard("t", [] { return 0; }) == 0);
+}
+
+TEST_CASE("--device cuda says the CUDA backend is not available yet") {
+  CHECK_THROWS_WITH_AS(make_backend<float>("cuda"), doctest::Contains("not available yet"), UsageError);
+  CHECK(make_backend<float>("cpu") != nullptr);
+}
+
+TEST_CASE("config text round-trips exactly") {
+  Config c = tiny_run(17);
+  c.train.lr = 0.1 + 0.2;  // not exactly representable in short decimal
+  c.model.rope_theta = 12345.678;
+  c.train.text_file = "some file.txt";
+  const Config d = config_from_text(config_to_text(c));
+  CHECK(config_to_text(d) == config_to_text(c));
+  CHECK(d.train.lr == c.train.lr);
+  CHECK(d.train.text_file == "some file.txt");
+  CHECK_THROWS_AS(config_from_text("d-model=abc\n"), UsageError);
+  CHECK_THROWS_AS(config_from_text("no-such-key=1\n"), UsageError);
+}
+
+TEST_CASE("resume: the command line must agree with the checkpoint except --steps") {
+  const Config ck = tiny_run(10);
+  Config cli = tiny_run(20);
+  const Config r = resolve_resume(ck, cli, {"steps", "ckpt"});
+  CHECK(r.train.steps == 20);
+  cli.model.window = 7;
+  CHECK_THROWS_WITH_AS(resolve_resume(ck, cli, {"window"}), doctest::Contains("--window"), UsageError);
+  // a flag that was not given is taken from the checkpoint, whatever the parsed default
+  CHECK(resolve_resume(ck, cli, {}).model.window == 4);
+}
