@@ -373,7 +373,8 @@ EMU_INTERNAL inline void release(Worker& w) {
     } else if (is_block_op(t.op)) {
       ++n_at_barrier;
       if (!at_barrier) at_barrier = &t;
-      else if (t.op != at_barrier->op || t.line != at_barrier->line || std::strcmp(t.file, at_barrier->file) != 0)
+      else if (t.op != at_barrier->op || t.line != at_barrier->line ||
+               (t.file != at_barrier->file && std::strcmp(t.file, at_barrier->file) != 0))
         throw Error("threads of block " + fmt3(blockIdx) + " wait at different barriers: thread " +
                     fmt3(at_barrier->idx) + " in " + where(*at_barrier) + ", thread " + fmt3(t.idx) + " in " +
                     where(t) + ". Every thread of a block must reach the same __syncthreads (a barrier "
