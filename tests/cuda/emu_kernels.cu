@@ -117,7 +117,39 @@ __global__ void big_smem_kernel(float* out, int n) {
   }
 }
 
+// One warp sums in[0..32) through shared memory, __syncwarp between each step's reads and writes.
+__global__ void warp_reduce_kernel(const float* __restrict__ in, float* __restrict__ out) {
+  __shared__ float s[32];
+  const int lane = threadIdx.x;
+  s[lane] = in[lane];
+  __syncwarp();
+  for (int o = 16; o > 0; o /= 2) {
+    const float v = lane < o ? s[lane] + s[lane + o] : 0.0f;
+    __syncwarp();  // every lane has read before anyone writes
+    if (lane < o) s[lane] = v;
+    __syncwarp();  // every lane has written before anyone reads
+  }
+  if (lane == 0) out[0] = s[0];
+}
+
 // ---- broken on purpose ----
+
+// WRONG since Volta: the pre-2017 "warp-synchronous" reduction through volatile shared memory with
+// no __syncwarp, which assumed the 32 lanes run in lock step. They need not, and here they do not.
+__global__ void warp_reduce_legacy_kernel(const float* __restrict__ in, float* __restrict__ out) {
+  __shared__ float s[32];
+  volatile float* vs = s;
+  const int lane = threadIdx.x;
+  vs[lane] = in[lane];
+  if (lane < 16) {
+    vs[lane] = vs[lane] + vs[lane + 16];
+    vs[lane] = vs[lane] + vs[lane + 8];
+    vs[lane] = vs[lane] + vs[lane + 4];
+    vs[lane] = vs[lane] + vs[lane + 2];
+    vs[lane] = vs[lane] + vs[lane + 1];
+  }
+  if (lane == 0) out[0] = vs[0];
+}
 
 // WRONG: only threads 0..15 reach the barrier; the others exit.
 __global__ void divergent_barrier_kernel(float* out) {
@@ -215,6 +247,10 @@ void big_dynamic_smem(float* out, int smem_bytes, bool set_attribute) {
     cu::check(cudaFuncSetAttribute(big_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes),
               "cudaFuncSetAttribute(big_smem_kernel)");
   cu::launch(big_smem_kernel, dim3(1), dim3(128), size_t(smem_bytes), out, smem_bytes / 4);
+}
+void warp_reduce(const float* in, float* out, bool legacy) {
+  if (legacy) cu::launch(warp_reduce_legacy_kernel, dim3(1), dim3(32), 0, in, out);
+  else cu::launch(warp_reduce_kernel, dim3(1), dim3(32), 0, in, out);
 }
 void divergent_barrier(float* out) { cu::launch(divergent_barrier_kernel, dim3(1), dim3(64), 0, out); }
 void early_return_barrier(float* out) { cu::launch(early_return_barrier_kernel, dim3(1), dim3(64), 0, out, 40); }

@@ -40,6 +40,10 @@ void static_shared_per_block(int* out, int blocks);
 // out[0] = sum of 0..(smem_bytes/4 - 1) computed through it.
 void big_dynamic_smem(float* out, int smem_bytes, bool set_attribute);
 
+// out[0] = sum of in[0..32), one warp, through shared memory with __syncwarp (legacy = false), or
+// BROKEN (legacy = true): the old warp-synchronous volatile version with no __syncwarp.
+void warp_reduce(const float* in, float* out, bool legacy);
+
 // ---- broken kernels: one mistake each ----
 // The tiled matmul without the second __syncthreads (the next tile overwrites the current one).
 void matmul_missing_barrier(const float* A, const float* B, float* C, int M, int N, int K);

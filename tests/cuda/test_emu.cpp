@@ -310,6 +310,29 @@ TEST_CASE("a race that forward order hides shows under reverse and random order"
   CHECK(r1 == r2);  // a seed gives the same interleaving every time
 }
 
+TEST_CASE("a warp-synchronous reduction needs __syncwarp") {
+  REQUIRE_DEVICE();
+  std::vector<float> in(32);
+  float want = 0;
+  for (int l = 0; l < 32; ++l) want += in[size_t(l)] = float(l + 1);  // exact in float: 528
+  auto run = [&](const char* order, bool legacy) {
+    ScopedEnv env("EMU_ORDER", order);
+    cu::DeviceBuffer<float> din(32), dout(1);
+    din.upload(in);
+    dout.fill_nan();
+    emu_test::warp_reduce(din.data(), dout.data(), legacy);
+    return dout.download()[0];
+  };
+  for (const char* order : kOrders) CHECK(run(order, false) == want);
+  if (!cu::on_cpu_layer()) return;  // on a GPU the legacy version may or may not happen to work
+  for (const char* order : {"forward", "reverse"}) {
+    float got = run(order, true);
+    MESSAGE("legacy warp reduction without __syncwarp, EMU_ORDER=" << std::string(order) << ": " << got
+            << " (right: " << want << ")");
+    CHECK(got != want);
+  }
+}
+
 TEST_CASE("__syncthreads in divergent code is reported") {
   REQUIRE_CPU_LAYER();
   cu::DeviceBuffer<float> out(64);
