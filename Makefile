@@ -61,8 +61,11 @@ GPU_TESTS  := $(patsubst tests/cuda/%.cpp,$(BIN)/tests/gpu/%,$(CUTEST_SRCS))
 ifeq ($(NVCC),)
   GPU_TESTS :=
 endif
+ifeq ($(SANITIZE),1)
+  GPU_TESTS :=  # ASan's shadow memory and the CUDA driver do not mix: sanitize the CPU layer only
+endif
 
-.PHONY: all test deps train bench gpu-check gpu-build clean cuda-compile status tsan-test tsan-run
+.PHONY: all test deps train bench gpu-check gpu-build clean cuda-compile status tsan-test tsan-run test-sanitize fuzz
 .DEFAULT_GOAL := all
 all: status $(PROGRAMS)
 
@@ -152,6 +155,16 @@ tsan-test: deps
 tsan-run: $(EMU_TESTS)
 	@OMP_NUM_THREADS=1 EMU_HOST_THREADS=2 TSAN_OPTIONS="suppressions=$(CURDIR)/tests/cuda/tsan.supp" \
 	  scripts/run_tests.sh $(EMU_TESTS)
+
+# The whole suite (programs included: tests/test_cli.cpp runs bin/asan/*) under ASan + UBSan;
+# any sanitizer report fails the test binary. Fibers of the CPU layer: see cuda/emu/fiber.h.
+test-sanitize:
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0 \
+	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(MAKE) --no-print-directory SANITIZE=1 test
+
+# libFuzzer targets in fuzz/ (clang), FUZZ_SECONDS each (default 60); see scripts/fuzz.sh.
+fuzz:
+	@scripts/fuzz.sh
 
 # Compile every .cu with nvcc for the target GPU (warnings are errors); CI has no GPU to run them.
 cuda-compile: $(GPU_OBJS)
