@@ -7,9 +7,11 @@
 //   bin/train_tiny --help                every flag with its range and default
 //
 // Exit status: 0 done; 2 bad command line (one line on stderr names the flag and the allowed
-// values); 3 the loss became NaN/inf (training stopped, the last good checkpoint kept); 1 other
-// errors (unreadable checkpoint or text file, ...).
+// values; also a missing, empty or too short --text file); 3 the loss became NaN/inf (training
+// stopped, the last good checkpoint kept); 1 other errors (unreadable checkpoint, failed write, ...).
 #include <iostream>
+#include <stdexcept>
+#include <string>
 
 #include "model/checkpoint.h"
 #include "model/cli.h"
@@ -41,6 +43,14 @@ int main(int argc, char** argv) {
       if (!fs.was_set("ckpt")) run.ckpt = run.resume;  // keep writing to the resumed file
     }
     model::validate(c);
+    // A missing, empty or too short --text file is a bad command line (status 2), found before training.
+    if (c.train.task == "text") {
+      try {
+        (void)model::make_task(c);
+      } catch (const std::runtime_error& e) {
+        throw model::UsageError(std::string("--text: ") + e.what());
+      }
+    }
     const model::TrainOutcome r = model::train(c, run, std::cout);
     return r.status;
   });
