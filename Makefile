@@ -65,7 +65,7 @@ ifeq ($(SANITIZE),1)
   GPU_TESTS :=  # ASan's shadow memory and the CUDA driver do not mix: sanitize the CPU layer only
 endif
 
-.PHONY: all test deps train bench gpu-check gpu-build clean cuda-compile status tsan-test tsan-run test-sanitize fuzz
+.PHONY: pareto pareto-quick all test deps train bench gpu-check gpu-build clean cuda-compile status tsan-test tsan-run test-sanitize fuzz
 .DEFAULT_GOAL := all
 all: status $(PROGRAMS)
 
@@ -175,6 +175,14 @@ train: deps all
 
 bench: deps all
 	@scripts/bench.sh
+
+# The paper's quality-vs-window sweep at tiny scale (issue 7; scripts/pareto.py, results/pareto/).
+# pareto-quick: local-only diagnostic at w = 16 (full / swa / rattn); pareto: the whole grid
+# (PARETO_ARGS, e.g. "--jobs 2 --text ../shared/data/tinyshakespeare.txt").
+pareto-quick: deps $(BIN)/train_tiny $(BIN)/pareto_eval
+	scripts/pareto.py --grid quick --bin $(BIN) $(PARETO_ARGS)
+pareto: deps $(BIN)/train_tiny $(BIN)/pareto_eval
+	scripts/pareto.py --grid full --bin $(BIN) $(PARETO_ARGS)
 
 gpu-check:
 	@scripts/gpu_check.sh

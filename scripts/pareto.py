@@ -1,0 +1,563 @@
+#!/usr/bin/env python3
+"""scripts/pareto.py: the paper's quality-vs-window Pareto at tiny scale, in one command (issue 7).
+
+    make pareto-quick                      # = scripts/pareto.py --grid quick   (local-only, w = 16)
+    make pareto                            # = scripts/pareto.py --grid full
+    scripts/pareto.py --grid full --text ../shared/data/tinyshakespeare.txt --jobs 2
+    scripts/pareto.py --grid full --dry-run          # print the runs and the estimated time, run nothing
+
+Trains every (arm, window, seed[, task]) of the grid with bin/train_tiny, evaluates each checkpoint
+with bin/pareto_eval at 1x, 2x and 4x its training length, and writes to --out:
+    runs.csv      one row per run: config, training time, and every metric at every length
+    table.md      the markdown table (mean and min..max over seeds), with the issue's targets checked
+    *.png         plots drawn by gnuplot (accuracy vs window like the paper's Figure 4, accuracy vs
+                  evaluation length like its RULER figure, accuracy by distance bucket, passkey by depth)
+
+Arms (--arms), all with the same width, heads and depth:
+    full        every layer global (full causal attention); the window only shapes the data mixture
+    lg-swa      local-global (--lg-pattern, default LG): SWA local layers
+    lg-rattn    local-global: RATTENTION local layers (SWA + residual linear attention)
+    lg-linear   local-global: linear attention local layers (no window)
+    lo-swa      local-only diagnostic (every layer local): SWA
+    lo-rattn    local-only diagnostic: RATTENTION
+
+Runs are cached in --runs: a run whose command line and finished log are there is not retrained, and
+its evaluation is not repeated, so an interrupted sweep continues where it stopped.
+Only the Python standard library is used. Exit status: 0 done, 1 a run failed, 2 bad command line.
+"""
+import argparse
+import csv
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+ARMS = {  # name: (pattern source, local kind)
+    "full": ("G", "swa"),
+    "lg-swa": ("lg", "swa"),
+    "lg-rattn": ("lg", "rattn"),
+    "lg-linear": ("lg", "linear"),
+    "lo-swa": ("L", "swa"),
+    "lo-rattn": ("L", "rattn"),
+}
+
+# Grids. steps/seeds/windows can be overridden on the command line.
+GRIDS = {
+    # CI / workshop: the local-only diagnostic at w = 16, the issue's quick targets checked.
+    "quick": dict(arms="full,lo-swa,lo-rattn", windows="16", seeds="1", seq_len=128, steps=500, warmup=50,
+                  tasks="recall", eval_seqs=64, lengths="1,2,4", layers=2, batch=32),
+    # The full sweep: window ladder T/16 .. T, every arm, 2 seeds; passkey at w = T/8.
+    "full": dict(arms="full,lg-swa,lg-rattn,lg-linear,lo-swa,lo-rattn", windows="8,16,32,64,128", seeds="1,2",
+                 seq_len=128, steps=2000, warmup=100, tasks="recall,passkey", eval_seqs=128, lengths="1,2,4",
+                 layers=2, batch=32),
+    # The test's grid (tests/test_pareto.cpp): seconds, checks the plumbing only.
+    "test": dict(arms="full,lo-swa,lo-rattn", windows="8", seeds="1", seq_len=32, steps=3, warmup=1,
+                 tasks="recall", eval_seqs=4, lengths="1,2", layers=1, batch=4),
+}
+
+# Fields of runs.csv, in order. Metric fields are "<metric>_<m>x" for each length multiplier m.
+CONFIG_FIELDS = ["grid", "task", "arm", "stack", "local", "window", "seed", "T", "steps", "batch", "d_model",
+                 "layers", "pattern", "train_s", "ms_per_step", "final_train_loss"]
+METRICS = ["loss", "acc", "in_acc", "out_acc", "b1_acc", "b2_acc", "b3_acc", "b4_acc", "beyondT_acc",
+           "depth0_acc", "depth25_acc", "depth50_acc", "depth75_acc", "depth100_acc", "bpb", "n", "in_n", "out_n"]
+
+
+def log(msg):
+    print(f"[pareto {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Run:
+    """One training run: its name, its train_tiny command, its files."""
+
+    def __init__(self, a, grid, task, arm, window, seed):
+        self.grid, self.task, self.arm, self.window, self.seed = grid, task, arm, window, seed
+        src, kind = ARMS[arm]
+        self.pattern = a.lg_pattern if src == "lg" else src
+        self.stack = {"G": "full", "L": "local-only"}.get(src, "local-global")
+        self.local = "-" if arm == "full" else kind
+        self.steps = a.steps if task != "passkey" else a.passkey_steps
+        self.name = f"{task}-{arm}-w{window}-s{seed}"
+        base = os.path.join(a.runs, self.name)
+        self.ckpt, self.log, self.cmdfile, self.evalfile = base + ".ckpt", base + ".log", base + ".cmd", base + ".eval"
+        self.a = a
+        cmd = [a.bin_train, "--layers", str(a.layers), "--pattern", self.pattern, "--local", kind,
+               "--window", str(window), "--d-model", str(a.d_model), "--seq-len", str(a.seq_len),
+               "--batch", str(a.batch), "--lr", repr(a.lr), "--steps", str(self.steps),
+               "--warmup", str(min(a.warmup, self.steps)), "--seed", str(seed)]
+        if task == "text":
+            cmd += ["--text", a.text]
+        else:
+            cmd += ["--task", task]
+        if task == "recall":
+            cmd += ["--pairs", str(a.pairs)]
+        cmd += ["--eval-interval", "0", "--eval-seqs", "32", "--ckpt-interval", str(a.ckpt_interval),
+                "--log-every", str(a.log_every), "--threads", str(a.threads), "--ckpt", self.ckpt]
+        self.cmd = cmd
+
+    def cmdline(self):
+        return " ".join(shlex.quote(x) for x in self.cmd)
+
+    @staticmethod
+    def key(cmdline):
+        """The command without the run flags that cannot change the model (threads, logging, how often
+        to checkpoint): a run trained with other such flags is the same run (training is bit-exact
+        for any thread count)."""
+        words, out, i = shlex.split(cmdline), [], 0
+        while i < len(words):
+            if words[i] in ("--threads", "--log-every", "--ckpt-interval", "--eval-seqs", "--eval-interval"):
+                i += 2
+                continue
+            out.append(words[i])
+            i += 1
+        return out
+
+    def trained(self):
+        try:
+            with open(self.cmdfile) as f:
+                same = Run.key(f.read().strip()) == Run.key(self.cmdline())
+            with open(self.log) as f:
+                done = "trained " in f.read()
+            return same and done and os.path.exists(self.ckpt)
+        except OSError:
+            return False
+
+    def train(self):
+        if self.trained():
+            log(f"{self.name}: trained before (cached)")
+            return True
+        with open(self.cmdfile, "w") as f:
+            f.write(self.cmdline() + "\n")
+        resume = []
+        if os.path.exists(self.ckpt):  # an interrupted run of the same command: continue it bit-exactly
+            resume = ["--resume", self.ckpt]
+        log(f"{self.name}: training ({self.steps} steps){' (resuming)' if resume else ''}")
+        t0 = time.time()
+        with open(self.log, "a" if resume else "w") as out:
+            cmd = self.cmd + resume if not resume else \
+                [self.a.bin_train, "--resume", self.ckpt, "--steps", str(self.steps), "--threads", str(self.a.threads),
+                 "--eval-interval", "0", "--eval-seqs", "32", "--log-every", str(self.a.log_every),
+                 "--ckpt-interval", str(self.a.ckpt_interval)]
+            rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+        if rc != 0:
+            log(f"{self.name}: train_tiny exited with status {rc}; see {self.log}")
+            return False
+        log(f"{self.name}: trained in {time.time() - t0:.0f} s")
+        return True
+
+    def evaluate(self):
+        if os.path.exists(self.evalfile) and os.path.getmtime(self.evalfile) >= os.path.getmtime(self.ckpt):
+            with open(self.evalfile) as f:
+                text = f.read()
+            if text.count("mult=") == len(self.a.lengths.split(",")):
+                return True
+        cmd = [self.a.bin_eval, "--ckpt", self.ckpt, "--lengths", self.a.lengths, "--eval-seqs",
+               str(self.a.eval_seqs), "--threads", str(self.a.threads)]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
+        if r.returncode != 0:
+            log(f"{self.name}: pareto_eval exited with status {r.returncode}: {r.stderr.strip()}")
+            return False
+        with open(self.evalfile + ".tmp", "w") as f:
+            f.write(r.stdout)
+        os.replace(self.evalfile + ".tmp", self.evalfile)
+        return True
+
+    def row(self):
+        """The CSV row: config, training figures from the log, metrics from the evaluation."""
+        row = {k: "" for k in csv_fields(self.a)}
+        row.update(grid=self.grid, task=self.task, arm=self.arm, stack=self.stack, local=self.local,
+                   window=self.window, seed=self.seed, T=self.a.seq_len, steps=self.steps, batch=self.a.batch,
+                   d_model=self.a.d_model, layers=self.a.layers, pattern=self.pattern)
+        with open(self.log) as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            if line.startswith("trained "):  # "trained 500 steps in 123.4 s (246.8 ms/step)"
+                parts = line.split()
+                row["train_s"] = parts[4]
+                row["ms_per_step"] = parts[6].lstrip("(")
+            if line.startswith("step ") and "| loss " in line:
+                row["final_train_loss"] = line.split("| loss ")[1].split()[0]
+        with open(self.evalfile) as f:
+            for line in f:
+                kv = dict(x.split("=", 1) for x in line.split() if "=" in x)
+                m = kv.get("mult")
+                for k in METRICS:
+                    if k in kv and f"{k}_{m}x" in row:
+                        row[f"{k}_{m}x"] = kv[k]
+        return row
+
+
+def csv_fields(a):
+    return CONFIG_FIELDS + [f"{k}_{m}x" for m in a.lengths.split(",") for k in METRICS]
+
+
+def child_env():
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "passive")  # idle OpenMP workers sleep: the machine is shared
+    return env
+
+
+def build_runs(a):
+    runs = []
+    tasks = a.tasks.split(",")
+    if a.text:
+        tasks.append("text")
+    windows = [int(x) for x in a.windows.split(",")]
+    ref_w = a.ref_window if a.ref_window else max(1, a.seq_len // 8)
+    for task in tasks:
+        # recall: the whole ladder; passkey and text: only at the reference window (w = T/8), to keep
+        # the sweep's time in bounds (their length and depth figures are what they are for).
+        ws = windows if task == "recall" or len(windows) == 1 else [ref_w]
+        for w in ws:
+            for arm in a.arms.split(","):
+                for seed in [int(s) for s in a.seeds.split(",")]:
+                    runs.append(Run(a, a.grid, task, arm, w, seed))
+    return runs
+
+
+def fnum(x):
+    try:
+        v = float(x)
+        return None if math.isnan(v) else v
+    except (TypeError, ValueError):
+        return None
+
+
+def stats(rows, key):
+    vals = [v for v in (fnum(r.get(key)) for r in rows) if v is not None]
+    if not vals:
+        return None
+    return sum(vals) / len(vals), min(vals), max(vals)
+
+
+def pct(s):
+    if s is None:
+        return "-"
+    mean, lo, hi = s
+    if hi - lo < 5e-4:
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ({100 * lo:.0f}..{100 * hi:.0f})"
+
+
+def groups(rows, task):
+    out = {}
+    for r in rows:
+        if r["task"] == task:
+            out.setdefault((r["arm"], int(r["window"])), []).append(r)
+    return out
+
+
+def arm_order(arm):
+    return list(ARMS).index(arm) if arm in ARMS else 99
+
+
+def write_table(a, rows, path):
+    mults = a.lengths.split(",")
+    lines = [f"# Window-size sweep ({a.grid} grid)", "",
+             f"Model: d_model {a.d_model}, {a.layers} layers, 2 heads of 32, T = {a.seq_len}, batch {a.batch}; "
+             f"local-global pattern `{a.lg_pattern}`. Accuracies in %, mean over seeds (min..max when they differ); "
+             "chance is 1.6 % for recall, 3.8 % for passkey letters. `in`: queries whose key is within the window "
+             "(d <= w), `out`: d > w; `beyond T`: d larger than the training length (only at 2x, 4x).", ""]
+    g = groups(rows, "recall")
+    if g:
+        head = ["arm", "w", "seeds", "steps", "s/run", "acc 1x", "in (d<=w)", "out (d>w)", "w<d<=2w", "2w<d<=4w",
+                "d>4w"]
+        head += [f"acc {m}x" for m in mults if m != "1"] + [f"beyond T {m}x" for m in mults if m != "1"]
+        lines += ["## Recall (multi-query associative recall)", "", "| " + " | ".join(head) + " |",
+                  "|" + "---|" * len(head)]
+        for (arm, w), rs in sorted(g.items(), key=lambda kv: (arm_order(kv[0][0]), kv[0][1])):
+            t = stats(rs, "train_s")
+            cells = [arm, str(w), str(len(rs)), str(rs[0]["steps"]), f"{t[0]:.0f}" if t else "-",
+                     pct(stats(rs, "acc_1x")), pct(stats(rs, "in_acc_1x")), pct(stats(rs, "out_acc_1x")),
+                     pct(stats(rs, "b2_acc_1x")), pct(stats(rs, "b3_acc_1x")), pct(stats(rs, "b4_acc_1x"))]
+            cells += [pct(stats(rs, f"acc_{m}x")) for m in mults if m != "1"]
+            cells += [pct(stats(rs, f"beyondT_acc_{m}x")) for m in mults if m != "1"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    g = groups(rows, "passkey")
+    if g:
+        depths = ["0", "25", "50", "75", "100"]
+        head = ["arm", "w", "seeds", "steps"] + [f"depth {d}% ({m}x)" for m in mults for d in depths]
+        lines += ["## Passkey (letters of the hidden key, by depth: 0 % = start of the sequence)", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for (arm, w), rs in sorted(g.items(), key=lambda kv: (arm_order(kv[0][0]), kv[0][1])):
+            cells = [arm, str(w), str(len(rs)), str(rs[0]["steps"])]
+            cells += [pct(stats(rs, f"depth{d}_acc_{m}x")) for m in mults for d in depths]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    g = groups(rows, "text")
+    if g:
+        head = ["arm", "w", "seeds", "steps"] + [f"bits/byte {m}x" for m in mults]
+        lines += [f"## Held-out text ({os.path.basename(a.text or '')}, last 10 %)", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for (arm, w), rs in sorted(g.items(), key=lambda kv: (arm_order(kv[0][0]), kv[0][1])):
+            cells = [arm, str(w), str(len(rs)), str(rs[0]["steps"])]
+            for m in mults:
+                s = stats(rs, f"bpb_{m}x")
+                cells.append(f"{s[0]:.3f}" if s else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += targets(rows)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return lines
+
+
+def targets(rows):
+    """The issue's quick-sweep targets (local-only, w = 16), checked when those runs exist."""
+    g = groups(rows, "recall")
+    full, swa, rat = g.get(("full", 16)), g.get(("lo-swa", 16)), g.get(("lo-rattn", 16))
+    if not (full and swa and rat):
+        return []
+    f, s, r = stats(full, "acc_1x"), stats(swa, "out_acc_1x"), stats(rat, "out_acc_1x")
+    if not (f and s and r):
+        return []
+    checks = [("full attention accuracy >= 90 %", f[0] >= 0.90, f"{100 * f[0]:.1f} %"),
+              ("local-only SWA out-of-window <= 5 %", s[0] <= 0.05, f"{100 * s[0]:.1f} %"),
+              ("local-only RATTENTION out-of-window >= 15 %", r[0] >= 0.15, f"{100 * r[0]:.1f} %"),
+              ("RATTENTION out-of-window >= 3x SWA's", r[0] >= 3 * s[0],
+               f"{r[0] / s[0]:.1f}x" if s[0] > 0 else "SWA at 0")]
+    out = ["## The issue's quick targets (w = 16, local-only)", "", "| target | measured | met |", "|---|---|---|"]
+    out += [f"| {name} | {val} | {'yes' if ok else 'NO'} |" for name, ok, val in checks]
+    return out + [""]
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+
+def find_gnuplot(install):
+    g = shutil.which("gnuplot")
+    if g or not install:
+        return g
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "gnuplot-nox"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        log("gnuplot not found: installing it (" + " ".join(cmd) + ")")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if subprocess.call(cmd, env=env, stdout=subprocess.DEVNULL) != 0:
+            subprocess.call(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.call(cmd, env=env, stdout=subprocess.DEVNULL)
+        return shutil.which("gnuplot")
+    log("gnuplot not found and not root: install it with `sudo " + " ".join(cmd) + "`, then rerun (cached runs "
+        "are not retrained)")
+    return None
+
+
+STYLE = {"full": "lc rgb 'black' dt 2 pt 7", "lg-swa": "lc rgb '#d62728' pt 5", "lg-rattn": "lc rgb '#1f77b4' pt 7",
+         "lg-linear": "lc rgb '#2ca02c' pt 9", "lo-swa": "lc rgb '#ff9896' dt 3 pt 4",
+         "lo-rattn": "lc rgb '#aec7e8' dt 3 pt 6"}
+
+
+def plots(a, rows, out_dir, gnuplot):
+    data_dir = os.path.join(a.runs, "plot-data")
+    os.makedirs(data_dir, exist_ok=True)
+    made = []
+    g = groups(rows, "recall")
+    arms = sorted({arm for arm, _ in g}, key=arm_order)
+    windows = sorted({w for _, w in g})
+    mults = a.lengths.split(",")
+
+    def series(name, pts):
+        p = os.path.join(data_dir, name + ".dat")
+        with open(p, "w") as f:
+            for x, s in pts:
+                if s is not None:
+                    f.write(f"{x} {100 * s[0]:.3f} {100 * s[1]:.3f} {100 * s[2]:.3f}\n")
+        return p
+
+    def draw(png, title, xlabel, ylabel, plots_, logx=False, xtics=None):
+        script = [f"set terminal pngcairo size 900,560 font ',11'" if has_cairo(gnuplot) else
+                  "set terminal png size 900,560", f"set output '{png}'", f"set title \"{title}\"",
+                  f"set xlabel \"{xlabel}\"", f"set ylabel \"{ylabel}\"", "set yrange [0:105]", "set grid",
+                  "set key outside right", "set offsets graph 0.05, graph 0.05, 0, 0"]
+        if logx:
+            script.append("set logscale x 2")
+        if xtics:
+            script.append("set xtics (" + ", ".join(f"'{lab}' {x}" for lab, x in xtics) + ")")
+        script.append("plot " + ", ".join(plots_))
+        r = subprocess.run([gnuplot], input="\n".join(script) + "\n", capture_output=True, text=True)
+        if r.returncode != 0 or not os.path.exists(png) or os.path.getsize(png) == 0:
+            log(f"gnuplot failed on {png}: {r.stderr.strip()}")
+            if os.path.exists(png):
+                os.remove(png)
+            return
+        made.append(png)
+
+    if g:
+        for metric, fname, label in [("acc_1x", "recall_acc_vs_window", "recall accuracy (all queries), %"),
+                                     ("out_acc_1x", "recall_out_of_window_vs_window",
+                                      "recall accuracy, queries with d > w, %")]:
+            pl = []
+            for arm in arms:
+                p = series(f"{fname}-{arm}", [(w, stats(g.get((arm, w), []), metric)) for w in windows])
+                pl.append(f"'{p}' using 1:2:3:4 with yerrorlines {STYLE.get(arm, '')} lw 2 title '{arm}'")
+            draw(os.path.join(out_dir, fname + ".png"), f"Recall vs window (T = {a.seq_len}, mean and range "
+                 "over seeds)", "window w (keys to the left)", label, pl, logx=len(windows) > 1,
+                 xtics=[(str(w), w) for w in windows])
+        # accuracy vs evaluation length, at the reference window (like the paper's RULER figure)
+        w_ref = pick_ref_window(a, windows)
+        pl = []
+        for arm in arms:
+            rs = g.get((arm, w_ref), [])
+            p = series(f"recall_vs_length-{arm}", [(int(m) * a.seq_len, stats(rs, f"acc_{m}x")) for m in mults])
+            pl.append(f"'{p}' using 1:2:3:4 with yerrorlines {STYLE.get(arm, '')} lw 2 title '{arm}'")
+        draw(os.path.join(out_dir, "recall_vs_length.png"), f"Length extrapolation: recall at w = {w_ref}, "
+             f"trained at T = {a.seq_len}", "evaluation length (tokens)", "recall accuracy, %", pl, logx=True,
+             xtics=[(f"{int(m) * a.seq_len} ({m}x)", int(m) * a.seq_len) for m in mults])
+        # accuracy by distance bucket at the reference window
+        labels = [("d<=w", "b1"), ("w<d<=2w", "b2"), ("2w<d<=4w", "b3"), ("d>4w", "b4")]
+        pl = []
+        for arm in arms:
+            rs = g.get((arm, w_ref), [])
+            p = series(f"recall_by_distance-{arm}", [(i, stats(rs, f"{b}_acc_1x")) for i, (_, b) in enumerate(labels)])
+            pl.append(f"'{p}' using 1:2:3:4 with yerrorlines {STYLE.get(arm, '')} lw 2 title '{arm}'")
+        draw(os.path.join(out_dir, "recall_by_distance.png"), f"Recall by key-to-query distance d, w = {w_ref}, "
+             f"T = {a.seq_len}", "distance bucket", "recall accuracy, %", pl,
+             xtics=[(lab, i) for i, (lab, _) in enumerate(labels)])
+    gp = groups(rows, "passkey")
+    if gp:
+        depths = [0, 25, 50, 75, 100]
+        pl = []
+        for (arm, w), rs in sorted(gp.items(), key=lambda kv: (arm_order(kv[0][0]), kv[0][1])):
+            for m in mults:
+                p = series(f"passkey-{arm}-w{w}-{m}x", [(d, stats(rs, f"depth{d}_acc_{m}x")) for d in depths])
+                dash = "" if m == "1" else " dt 4"
+                pl.append(f"'{p}' using 1:2 with linespoints {STYLE.get(arm, '')}{dash} lw 2 "
+                          f"title '{arm} w={w} {m}x T'")
+        draw(os.path.join(out_dir, "passkey_by_depth.png", ), "Passkey retrieval by depth (0 % = key at the start)",
+             "depth of the hidden key, % of the sequence", "passkey letters correct, %", pl)
+    return made
+
+
+_cairo = {}
+
+
+def has_cairo(gnuplot):
+    if gnuplot not in _cairo:
+        r = subprocess.run([gnuplot, "-e", "set terminal"], capture_output=True, text=True)
+        _cairo[gnuplot] = "pngcairo" in (r.stdout + r.stderr)
+    return _cairo[gnuplot]
+
+
+def pick_ref_window(a, windows):
+    want = a.ref_window if a.ref_window else max(1, a.seq_len // 8)
+    return min(windows, key=lambda w: abs(w - want))
+
+
+# ---- main ----------------------------------------------------------------------------------------
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--grid", choices=list(GRIDS), default="quick", help="the preset grid (default quick)")
+    p.add_argument("--arms", help="comma-separated arms, from: " + ",".join(ARMS))
+    p.add_argument("--windows", help="comma-separated window ladder, e.g. 8,16,32,64,128")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 1,2")
+    p.add_argument("--tasks", help="comma-separated tasks: recall, passkey")
+    p.add_argument("--text", help="also train byte-level LMs on this text file (held-out loss at 1x/2x/4x)")
+    p.add_argument("--steps", type=int, help="training steps per recall/text run")
+    p.add_argument("--passkey-steps", type=int, help="training steps per passkey run (default: --steps / 2)")
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--seq-len", type=int, help="training length T")
+    p.add_argument("--layers", type=int)
+    p.add_argument("--lg-pattern", default="LG", help="pattern of the local-global arms (default LG)")
+    p.add_argument("--d-model", type=int, default=64)
+    p.add_argument("--batch", type=int, help="sequences per step (default 32)")
+    p.add_argument("--pairs", type=int, default=8, help="recall key-value pairs")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--ref-window", type=int, help="window of the passkey/text runs and of the length plots "
+                   "(default T/8)")
+    p.add_argument("--eval-seqs", type=int, help="evaluation sequences per length (passkey: per depth)")
+    p.add_argument("--lengths", help="evaluation lengths as multiples of T (default 1,2,4)")
+    p.add_argument("--threads", type=int, default=2, help="OpenMP threads per run (default 2)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1; threads x jobs <= cores)")
+    p.add_argument("--runs", help="folder of checkpoints and logs (default runs/pareto/<grid>)")
+    p.add_argument("--out", default=os.path.join("results", "pareto"), help="folder of csv, md, png")
+    p.add_argument("--bin", default="bin", help="folder of train_tiny and pareto_eval (default bin)")
+    p.add_argument("--ckpt-interval", type=int, default=250)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--no-install", action="store_true", help="never install gnuplot")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and the time estimate only")
+    p.add_argument("--ms-per-step", type=float, default=0.0,
+                   help="for --dry-run: ms per training step at T=128 to base the estimate on (default: "
+                        "measured from cached runs, else 250)")
+    a = p.parse_args()
+    grid = GRIDS[a.grid]
+    for k, v in grid.items():
+        if getattr(a, k, None) is None:
+            setattr(a, k, v)
+    if a.passkey_steps is None:
+        a.passkey_steps = max(1, a.steps // 2)
+    for arm in a.arms.split(","):
+        if arm not in ARMS:
+            p.error(f"--arms: unknown arm '{arm}' (choose from {','.join(ARMS)})")
+    if a.text and not os.path.exists(a.text):
+        p.error(f"--text: no such file '{a.text}'")
+    a.runs = a.runs or os.path.join("runs", "pareto", a.grid)
+    a.bin_train = os.path.join(a.bin, "train_tiny")
+    a.bin_eval = os.path.join(a.bin, "pareto_eval")
+    for b in (a.bin_train, a.bin_eval):
+        if not os.access(b, os.X_OK) and not a.dry_run:
+            p.error(f"{b} not found: build it first (make {b})")
+    os.makedirs(a.runs, exist_ok=True)
+    os.makedirs(a.out, exist_ok=True)
+
+    runs = build_runs(a)
+    todo = [r for r in runs if not r.trained()]
+    steps_todo = sum(r.steps for r in todo)
+    ms = a.ms_per_step or measured_ms(runs) or 250.0
+    est = steps_todo * ms / 1000.0 * (a.seq_len / 128.0) / max(1, a.jobs)
+    log(f"grid {a.grid}: {len(runs)} runs ({len(runs) - len(todo)} cached), {steps_todo} training steps to go; "
+        f"at {ms:.0f} ms/step (T=128, {a.threads} threads) about {est / 60:.0f} min of training "
+        f"+ evaluation; runs in {a.runs}, results in {a.out}")
+    if a.dry_run:
+        for r in runs:
+            print(("cached  " if r.trained() else "to run  ") + r.cmdline())
+        return 0
+
+    t0 = time.time()
+
+    def one(r):
+        return r.train() and r.evaluate()
+
+    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
+        ok = list(ex.map(one, runs))
+    done = [r for r, good in zip(runs, ok) if good]
+    rows = [r.row() for r in done]
+    fields = csv_fields(a)
+    csv_path = os.path.join(a.out, "runs.csv")
+    with open(csv_path, "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=fields)
+        wr.writeheader()
+        wr.writerows(rows)
+    table = write_table(a, rows, os.path.join(a.out, "table.md"))
+    print("\n".join(table))
+    made = []
+    if not a.no_plots:
+        gnuplot = find_gnuplot(not a.no_install)
+        if gnuplot:
+            made = plots(a, rows, a.out, gnuplot)
+    log(f"{len(rows)} of {len(runs)} runs in {csv_path}; table {os.path.join(a.out, 'table.md')}; "
+        f"{len(made)} plots; {time.time() - t0:.0f} s")
+    return 0 if len(done) == len(runs) else 1
+
+
+def measured_ms(runs):
+    vals = []
+    for r in runs:
+        try:
+            with open(r.log) as f:
+                for line in f:
+                    if line.startswith("trained "):
+                        vals.append(float(line.split()[6].lstrip("(")) * 128.0 / r.a.seq_len)
+        except (OSError, ValueError, IndexError):
+            pass
+    return sum(vals) / len(vals) if vals else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
