@@ -201,6 +201,11 @@ int infer_export_main(int argc, char** argv) {
     }
   }
   if (!have_prompt || prompt.empty()) throw model::UsageError("--logits needs a non-empty --prompt or --prompt-file");
+  // The longest sequence the model flags allow (--seq-len <= 65536); the forward is quadratic in T.
+  const size_t kMaxPrompt = size_t(1) << 16;
+  if (prompt.size() > kMaxPrompt)
+    throw model::UsageError("--prompt: " + std::to_string(prompt.size()) + " bytes is longer than the " +
+                            std::to_string(kMaxPrompt) + " tokens --logits accepts");
 
   const model::TrainState<float> st = model::load_checkpoint<float>(checkpoint);
   auto backend = model::make_backend<float>("cpu");

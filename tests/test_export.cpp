@@ -224,6 +224,9 @@ TEST_CASE("bin/infer --export and --logits end to end") {
   CHECK(slurp(dir.file("err.txt")).find("--export needs DIR and CHECKPOINT") != std::string::npos);
   CHECK(run(exe + " --logits " + dir.file("m.ckpt") + quiet) == 2);
   CHECK(run(exe + " --logits " + dir.file("m.ckpt") + " --prompt a --bogus 1" + quiet) == 2);
+  std::ofstream(dir.file("long.txt")) << std::string(70000, 'a');  // longer than any model sequence
+  CHECK(run(exe + " --logits " + dir.file("m.ckpt") + " --prompt-file " + dir.file("long.txt") + quiet) == 2);
+  CHECK(slurp(dir.file("err.txt")).find("--prompt: 70000 bytes") != std::string::npos);
   CHECK(run(exe + " --export " + dir.file("z") + " " + dir.file("missing.ckpt") + quiet) != 0);
   CHECK_FALSE(fs::exists(dir.file("z")));
 }
