@@ -1,0 +1,151 @@
+// tests/test_pareto.cpp: scripts/pareto.py (the window-size sweep, issue 7) end to end on its tiny
+// "test" grid (3 runs of 3 steps at T = 32, seconds): it must write runs.csv with one row per run
+// and metrics in every row, table.md with a line per arm, and, when gnuplot is installed, the PNG
+// plots; a bad arm must be refused with exit status 2 and nothing trained.
+// It runs the programs next to this test binary (bin/train_tiny, bin/pareto_eval).
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "tests/check.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// bin/tests/test_pareto -> bin; the repository is the first folder above it with scripts/pareto.py.
+fs::path program_dir() { return fs::canonical("/proc/self/exe").parent_path().parent_path(); }
+fs::path repo_root() {
+  for (fs::path p = program_dir(); !p.empty() && p != p.root_path(); p = p.parent_path())
+    if (fs::exists(p / "scripts" / "pareto.py")) return p;
+  return {};
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::vector<std::string> lines_of(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream is(s);
+  for (std::string line; std::getline(is, line);) out.push_back(line);
+  return out;
+}
+
+std::vector<std::string> split_csv(const std::string& line) {  // runs.csv has no quoted fields
+  std::vector<std::string> out;
+  std::istringstream is(line);
+  for (std::string cell; std::getline(is, cell, ',');) out.push_back(cell);
+  return out;
+}
+
+// Run a shell command; its exit status (128 + signal when killed).
+int shell(const std::string& cmd) {
+  const int rc = std::system(cmd.c_str());
+  if (rc == -1) return -1;
+  if (WIFEXITED(rc)) return WEXITSTATUS(rc);
+  return 128 + WTERMSIG(rc);
+}
+
+struct Tmp {
+  fs::path path;
+  Tmp() {
+    std::string t = (fs::temp_directory_path() / "rattn_pareto_XXXXXX").string();
+    REQUIRE(::mkdtemp(t.data()) != nullptr);
+    path = t;
+  }
+  ~Tmp() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+}  // namespace
+
+TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") {
+  if (shell("command -v python3 >/dev/null 2>&1") != 0) RATTN_SKIP("python3 not found");
+  const fs::path root = repo_root();
+  REQUIRE_MESSAGE(!root.empty(), "scripts/pareto.py not found above " << program_dir());
+  REQUIRE_MESSAGE(fs::exists(program_dir() / "pareto_eval"), "build bin/pareto_eval first (make)");
+  Tmp tmp;
+  const fs::path out = tmp.path / "out", runs = tmp.path / "runs";
+  const std::string cmd = "cd " + q(root) + " && OMP_WAIT_POLICY=passive python3 scripts/pareto.py --grid test" +
+                          " --threads 1 --no-install --bin " + q(program_dir()) + " --runs " + q(runs) +
+                          " --out " + q(out) + " > " + q(tmp.path / "log.txt") + " 2>&1";
+  const int rc = shell(cmd);
+  INFO("pareto.py output:\n" << slurp(tmp.path / "log.txt"));
+  REQUIRE(rc == 0);
+
+  // runs.csv: a header and one row per (arm, window, seed) of the test grid, metrics filled in.
+  const std::vector<std::string> rows = lines_of(slurp(out / "runs.csv"));
+  REQUIRE(rows.size() == 4);
+  const std::vector<std::string> head = split_csv(rows[0]);
+  auto col = [&](const std::string& name) {
+    for (size_t i = 0; i < head.size(); ++i)
+      if (head[i] == name) return long(i);
+    return -1L;
+  };
+  for (const char* name : {"arm", "window", "seed", "acc_1x", "out_acc_1x", "acc_2x", "beyondT_acc_2x", "train_s"})
+    CHECK_MESSAGE(col(name) >= 0, "runs.csv lacks column " << name);
+  REQUIRE(col("arm") >= 0);
+  REQUIRE(col("acc_1x") >= 0);
+  std::vector<std::string> arms;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const std::vector<std::string> cells = split_csv(rows[r]);
+    REQUIRE(cells.size() == head.size());
+    arms.push_back(cells[size_t(col("arm"))]);
+    const std::string acc = cells[size_t(col("acc_1x"))];
+    CHECK_MESSAGE(!acc.empty(), "row " << r << " has no accuracy");
+    const double a = acc.empty() ? -1 : std::atof(acc.c_str());
+    CHECK(a >= 0.0);
+    CHECK(a <= 1.0);
+    CHECK(cells[size_t(col("window"))] == "8");
+  }
+  CHECK(arms == std::vector<std::string>{"full", "lo-swa", "lo-rattn"});
+
+  // table.md: one line per arm in the recall table.
+  const std::string table = slurp(out / "table.md");
+  for (const char* arm : {"| full | 8 |", "| lo-swa | 8 |", "| lo-rattn | 8 |"})
+    CHECK_MESSAGE(table.find(arm) != std::string::npos, "table.md lacks the line of " << arm << ":\n" << table);
+
+  // The plots: PNG files (magic bytes), when gnuplot is there to draw them.
+  if (shell("command -v gnuplot >/dev/null 2>&1") == 0) {
+    for (const char* png : {"recall_acc_vs_window.png", "recall_out_of_window_vs_window.png", "recall_vs_length.png",
+                            "recall_by_distance.png"}) {
+      const std::string bytes = slurp(out / png);
+      CHECK_MESSAGE(bytes.rfind("\x89PNG", 0) == 0, png << " missing or not a PNG (" << bytes.size() << " bytes)");
+    }
+  } else {
+    MESSAGE("gnuplot not installed: the PNG plots were not checked");
+  }
+
+  // A second call finds every run cached: nothing retrained, the same CSV.
+  const std::string csv1 = slurp(out / "runs.csv");
+  REQUIRE(shell(cmd) == 0);
+  CHECK(slurp(tmp.path / "log.txt").find("training (") == std::string::npos);
+  CHECK(slurp(out / "runs.csv") == csv1);
+}
+
+TEST_CASE("pareto.py refuses an unknown arm with exit status 2, before training anything") {
+  if (shell("command -v python3 >/dev/null 2>&1") != 0) RATTN_SKIP("python3 not found");
+  const fs::path root = repo_root();
+  REQUIRE(!root.empty());
+  Tmp tmp;
+  const int rc = shell("cd " + q(root) + " && python3 scripts/pareto.py --grid test --arms full,lg-nope --bin " +
+                       q(program_dir()) + " --runs " + q(tmp.path / "runs") + " --out " + q(tmp.path / "out") +
+                       " > " + q(tmp.path / "log.txt") + " 2>&1");
+  CHECK(rc == 2);
+  CHECK(slurp(tmp.path / "log.txt").find("lg-nope") != std::string::npos);
+  CHECK(!fs::exists(tmp.path / "runs"));
+}
