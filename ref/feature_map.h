@@ -51,16 +51,15 @@ void phi_row(FeatureMap fm, const S* x, S* y, int D) {
   switch (fm) {
     case FeatureMap::sm2: {
       // y1 = softmax(x), y2 = softmax(-x); max subtraction: max(x) for the first, -min(x) for the second.
-      S mx = x[0], mn = x[0];
-      for (int i = 1; i < D; ++i) mx = std::max(mx, x[i]), mn = std::min(mn, x[i]);
-      S z1 = 0, z2 = 0;
-      for (int i = 0; i < D; ++i) {
-        y[i] = std::exp(x[i] - mx);
-        y[D + i] = std::exp(mn - x[i]);
-        z1 += y[i];
-        z2 += y[D + i];
-      }
-      for (int i = 0; i < D; ++i) y[i] /= z1, y[D + i] /= z2;
+      // Whole-array expressions, so Eigen evaluates exp on SIMD packets (one libm call per entry
+      // was the largest single cost of a rattn layer's training step).
+      using Arr = Eigen::Array<S, Eigen::Dynamic, 1>;
+      const Eigen::Map<const Arr> xv(x, D);
+      Eigen::Map<Arr> y1(y, D), y2(y + D, D);
+      y1 = (xv - xv.maxCoeff()).exp();
+      y2 = (xv.minCoeff() - xv).exp();
+      y1 /= y1.sum();
+      y2 /= y2.sum();
       return;
     }
     case FeatureMap::relu2:
