@@ -3,13 +3,13 @@
 //   bin/infer --ckpt runs/tiny.ckpt                   evaluate the checkpoint's task by decode, print
 //                                                     the accuracy by distance and the cache memory
 //   bin/infer --ckpt runs/text.ckpt --prompt "ROMEO:" --gen 200 --temperature 0.8
-//   bin/infer --ckpt runs/tiny.ckpt --mem-len 4096    cache memory at 4096 tokens vs full attention
+//   bin/infer --ckpt runs/tiny.ckpt --mem-len 4096 --eval 0   cache memory at 4096 tokens vs full attention
 //
 // (a) --prompt: prefill the prompt, then generate --gen bytes one at a time.
 // (b) evaluation: the checkpoint's validation set (same seed, so the same sequences train_tiny
 //     scored), run token by token through the decode caches; its accuracy is printed next to the
 //     full-sequence forward's, which it must reproduce.
-// (c) memory: the bytes the decode caches hold after --mem-len tokens, per layer kind and in
+// (c) memory: the bytes the decode caches hold after T and 8T tokens (or --mem-len), per layer kind and in
 //     total, next to a full-attention model of the same shape (every layer keeps k and v of every
 //     token).
 //   bin/infer --export DIR CHECKPOINT                 every parameter as DIR/NAME.npy + DIR/config.json
@@ -43,7 +43,7 @@ struct InferConfig {
   int eval = 1;           // 1: evaluate the task by decode
   int eval_seqs = 256;
   int compare_forward = 1;
-  long mem_len = 0;       // 0: the training sequence length
+  long mem_len = 0;       // 0: the training length T and 8 T
   int threads = 0;
   std::string device = "cpu";
 };
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     fs.add_int("eval", &ic.eval, 0, 1, "1: evaluate the checkpoint's task with the decode");
     fs.add_int("eval-seqs", &ic.eval_seqs, 1, 1 << 20, "validation sequences to evaluate");
     fs.add_int("compare-forward", &ic.compare_forward, 0, 1, "1: also score the full forward, for comparison");
-    fs.add_long("mem-len", &ic.mem_len, 0, 1L << 24, "tokens for the cache-memory report; 0 = training T");
+    fs.add_long("mem-len", &ic.mem_len, 0, 1L << 24, "tokens for the cache-memory report; 0 = T and 8 T");
     fs.add_int("threads", &ic.threads, 0, 1024, "OpenMP threads; 0 = OpenMP default");
     fs.add_choice("device", &ic.device, {"cpu", "cuda"}, "where the model runs");
     fs.parse(argc, argv);
@@ -101,7 +101,10 @@ int main(int argc, char** argv) {
       std::cout << "\n--- generated (" << ic.gen << " bytes, temperature " << ic.temperature << ", "
                 << (double(prompt.size() + out.size()) / s) << " tokens/s) ---\n"
                 << ic.prompt;
-      for (int b : out) std::cout << char(b);
+      for (int b : out) {  // printable ASCII, newline and tab as they are; other bytes as \xHH
+        if ((b >= 32 && b < 127) || b == '\n' || b == '\t') std::cout << char(b);
+        else std::cout << model::printable({b});
+      }
       std::cout << "\n---\n";
     }
 
@@ -127,28 +130,31 @@ int main(int argc, char** argv) {
       }
     }
 
-    // (c) decode memory after mem_len tokens, per layer kind, vs full attention of the same shape
-    const long T = ic.mem_len > 0 ? ic.mem_len : c.train.seq_len;
-    model::DecodeState<float> ds = net.decode_init();
-    std::vector<int> filler(size_t(T), 'a');
-    net.prefill(st.params, ds, filler);
-    std::map<std::string, std::pair<int, size_t>> by_kind;  // kind -> (layers, bytes)
-    size_t total = 0, full = 0;
-    for (int l = 0; l < c.model.n_layers; ++l) {
-      auto& e = by_kind[kind_name(c.model, l)];
-      e.first += 1;
-      e.second += ds.caches[size_t(l)].bytes();
-      total += ds.caches[size_t(l)].bytes();
-      full += ref::full_attention_cache_bytes<float>(net.layer_attn(l), T);
+    // (c) decode memory per layer kind vs full attention of the same shape, at the training length
+    // and at 8x it (or at --mem-len): feed that many tokens through the caches and count bytes.
+    std::vector<long> lengths = {long(c.train.seq_len), 8L * c.train.seq_len};
+    if (ic.mem_len > 0) lengths = {ic.mem_len};
+    for (const long T : lengths) {
+      model::DecodeState<float> ds = net.decode_init();
+      for (long t = 0; t < T; ++t) net.decode_step(st.params, ds, 'a' + int(t % 26));
+      std::map<std::string, std::pair<int, size_t>> by_kind;  // kind -> (layers, bytes)
+      size_t total = 0, full = 0;
+      for (int l = 0; l < c.model.n_layers; ++l) {
+        auto& e = by_kind[kind_name(c.model, l)];
+        e.first += 1;
+        e.second += ds.caches[size_t(l)].bytes();
+        total += ds.caches[size_t(l)].bytes();
+        full += ref::full_attention_cache_bytes<float>(net.layer_attn(l), T);
+      }
+      std::printf("\ndecode cache after T = %ld tokens (float32):\n", T);
+      std::printf("  %-26s %6s %14s %14s\n", "layer kind", "layers", "bytes/layer", "bytes");
+      for (const auto& [kind, e] : by_kind)
+        std::printf("  %-26s %6d %14zu %14zu\n", kind.c_str(), e.first, e.second / size_t(e.first), e.second);
+      std::printf("  %-26s %6d %14s %14zu\n", "total", c.model.n_layers, "", total);
+      std::printf("  %-26s %6d %14zu %14zu   (k and v of every token in every layer)\n",
+                  "full attention, same shape", c.model.n_layers, full / size_t(c.model.n_layers), full);
+      std::printf("  ratio: %.3f of full attention\n", double(total) / double(full));
     }
-    std::printf("\ndecode cache after T = %ld tokens (float32):\n", T);
-    std::printf("  %-26s %6s %14s %14s\n", "layer kind", "layers", "bytes/layer", "bytes");
-    for (const auto& [kind, e] : by_kind)
-      std::printf("  %-26s %6d %14zu %14zu\n", kind.c_str(), e.first, e.second / size_t(e.first), e.second);
-    std::printf("  %-26s %6d %14s %14zu\n", "total", c.model.n_layers, "", total);
-    std::printf("  %-26s %6d %14zu %14zu   (k and v of every token in every layer)\n", "full attention, same shape",
-                c.model.n_layers, full / size_t(c.model.n_layers), full);
-    std::printf("  ratio: %.3f of full attention\n", double(total) / double(full));
     return 0;
   });
 }

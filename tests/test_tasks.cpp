@@ -67,7 +67,7 @@ TEST_CASE("recall: the gap mixture puts 30-50% of the queries within w, and span
     if (w >= 2 * pairs) {
       CHECK(frac >= 0.30);
       CHECK(frac <= 0.50);
-      CHECK(far > 0);
+      if (4 * w < 100) CHECK(far > 0);  // distances reach T - 2 = 126
     } else {
       // w < 2 * pairs: the key-value block alone is longer than the window, so even with no gap
       // only a few queries can reach their key (for 8 pairs, w = 8: 10 of 64 pairs (i, j)).
