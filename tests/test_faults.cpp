@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -69,13 +70,15 @@ TEST_CASE("faults: SIGKILL at random moments during checkpoint writes never leav
   long last_step = 0;
   int kills = 0, mid_write = 0, loads = 0;
   const int kRounds = 16;
-  // Each round: start (or resume) the run, let it live 0.15..0.75 s, SIGKILL it, then the file on disk
-  // must load and must not have gone backwards.
+  // Each round: start (or resume) the run, let it live base..base+0.6 s, SIGKILL it, then the file on
+  // disk must load and must not have gone backwards. base starts at 0.15 s and doubles (up to 4 s)
+  // after a round that saved nothing, so a slow machine or a sanitizer build still makes progress.
+  long base_ms = 150;
   for (int round = 0; round < kRounds; ++round) {
     std::vector<std::string> args = kill_run_flags(ckpt, kBig);
     if (file_exists(ckpt)) args.insert(args.end(), {"--resume", ckpt});
     const pid_t pid = rattn_test::start_program("train_tiny", args, dir, "kill");
-    const long delay_ms = 150 + long(rng() % 600);
+    const long delay_ms = base_ms + long(rng() % 600);
     ::usleep(useconds_t(delay_ms * 1000));
     ::kill(pid, SIGKILL);
     const rattn_test::Run r = rattn_test::wait_program(pid, dir, "kill");
@@ -83,11 +86,15 @@ TEST_CASE("faults: SIGKILL at random moments during checkpoint writes never leav
     REQUIRE_MESSAGE(r.status == 128 + SIGKILL, "train_tiny ended before the kill (status " << r.status << ")");
     ++kills;
     if (file_exists(ckpt + ".tmp")) ++mid_write;  // killed between creating the temporary and the rename
-    if (!file_exists(ckpt)) continue;             // killed before the first checkpoint
+    if (!file_exists(ckpt)) {  // killed before the first checkpoint
+      base_ms = std::min(2 * base_ms, 4000L);
+      continue;
+    }
     model::TrainState<float> st;
     REQUIRE_NOTHROW(st = model::load_checkpoint<float>(ckpt));
     ++loads;
     CHECK(st.step >= last_step);
+    if (st.step == last_step) base_ms = std::min(2 * base_ms, 4000L);
     last_step = st.step;
   }
   MESSAGE(kills << " kills, " << mid_write << " of them left a half-written temporary file; the checkpoint loaded "
