@@ -347,8 +347,8 @@ def find_gnuplot(install):
 
 
 STYLE = {"full": "lc rgb 'black' dt 2 pt 7", "lg-swa": "lc rgb '#d62728' pt 5", "lg-rattn": "lc rgb '#1f77b4' pt 7",
-         "lg-linear": "lc rgb '#2ca02c' pt 9", "lo-swa": "lc rgb '#ff9896' dt 3 pt 4",
-         "lo-rattn": "lc rgb '#aec7e8' dt 3 pt 6"}
+         "lg-linear": "lc rgb '#2ca02c' pt 9", "lo-swa": "lc rgb '#ff7f0e' dt 3 pt 4",
+         "lo-rattn": "lc rgb '#17becf' dt 3 pt 6"}
 
 
 def plots(a, rows, out_dir, gnuplot):
@@ -371,7 +371,7 @@ def plots(a, rows, out_dir, gnuplot):
     def draw(png, title, xlabel, ylabel, plots_, logx=False, xtics=None):
         script = [f"set terminal pngcairo size 900,560 font ',11'" if has_cairo(gnuplot) else
                   "set terminal png size 900,560", f"set output '{png}'", f"set title \"{title}\"",
-                  f"set xlabel \"{xlabel}\"", f"set ylabel \"{ylabel}\"", "set yrange [0:105]", "set grid",
+                  f"set xlabel \"{xlabel}\"", f"set ylabel \"{ylabel}\"", "set yrange [0:*]", "set grid",
                   "set key outside right", "set offsets graph 0.05, graph 0.05, 0, 0"]
         if logx:
             script.append("set logscale x 2")
