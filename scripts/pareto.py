@@ -29,6 +29,7 @@ import argparse
 import csv
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -424,8 +425,10 @@ def plots(a, rows, out_dir, gnuplot):
         for (arm, w), rs in sorted(gp.items(), key=lambda kv: (arm_order(kv[0][0]), kv[0][1])):
             for m in mults:
                 p = series(f"passkey-{arm}-w{w}-{m}x", [(d, stats(rs, f"depth{d}_acc_{m}x")) for d in depths])
-                dash = "" if m == "1" else " dt 4"
-                pl.append(f"'{p}' using 1:2 with linespoints {STYLE.get(arm, '')}{dash} lw 2 "
+                style = STYLE.get(arm, "")
+                if m != "1":  # longer evaluation lengths: the arm's colour, dashed
+                    style = re.sub(r"dt \d+", "", style) + " dt 4"
+                pl.append(f"'{p}' using 1:2 with linespoints {style} lw 2 "
                           f"title '{arm} w={w} {m}x T'")
         draw(os.path.join(out_dir, "passkey_by_depth.png", ), "Passkey retrieval by depth (0 % = key at the start)",
              "depth of the hidden key, % of the sequence", "passkey letters correct, %", pl)
