@@ -7,7 +7,7 @@
     scripts/pareto.py --grid full --dry-run          # print the runs and the estimated time, run nothing
 
 Trains every (arm, window, seed[, task]) of the grid with bin/train_tiny, evaluates each checkpoint
-with bin/pareto_eval at 1x, 2x and 4x its training length, and writes to --out:
+with bin/pareto_eval at 1x, 2x and 4x its training length, and writes to --out (results/pareto/<grid>):
     runs.csv      one row per run: config, training time, and every metric at every length
     table.md      the markdown table (mean and min..max over seeds), with the issue's targets checked
     *.png         plots drawn by gnuplot (accuracy vs window like the paper's Figure 4, accuracy vs
@@ -478,7 +478,7 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="OpenMP threads per run (default 2)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1; threads x jobs <= cores)")
     p.add_argument("--runs", help="folder of checkpoints and logs (default runs/pareto/<grid>)")
-    p.add_argument("--out", default=os.path.join("results", "pareto"), help="folder of csv, md, png")
+    p.add_argument("--out", help="folder of csv, md, png (default results/pareto/<grid>)")
     p.add_argument("--bin", default="bin", help="folder of train_tiny and pareto_eval (default bin)")
     p.add_argument("--ckpt-interval", type=int, default=250)
     p.add_argument("--log-every", type=int, default=25)
@@ -501,6 +501,7 @@ def main():
     if a.text and not os.path.exists(a.text):
         p.error(f"--text: no such file '{a.text}'")
     a.runs = a.runs or os.path.join("runs", "pareto", a.grid)
+    a.out = a.out or os.path.join("results", "pareto", a.grid)
     a.bin_train = os.path.join(a.bin, "train_tiny")
     a.bin_eval = os.path.join(a.bin, "pareto_eval")
     for b in (a.bin_train, a.bin_eval):
