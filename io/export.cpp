@@ -44,9 +44,9 @@ std::string jshape(const std::vector<long>& shape) {
   return s + "]";
 }
 
-const char* kUsage =
-    "usage: infer --export DIR CHECKPOINT\n"
-    "       infer --logits CHECKPOINT (--prompt TEXT | --prompt-file FILE) [--out FILE.npy]";
+// One line each (errors are one line on stderr).
+const char* kExportUsage = "usage: infer --export DIR CHECKPOINT";
+const char* kLogitsUsage = "usage: infer --logits CHECKPOINT (--prompt TEXT | --prompt-file FILE) [--out FILE.npy]";
 
 }  // namespace
 
@@ -153,8 +153,19 @@ std::string model_config_json(const model::TrainState<float>& st, const std::str
   return o.str();
 }
 
+namespace {
+// A missing or bad checkpoint named on the command line is a bad input: exit status 2, one line.
+model::TrainState<float> load_for(const char* mode, const std::string& checkpoint) {
+  try {
+    return model::load_checkpoint<float>(checkpoint);
+  } catch (const model::CheckpointError& e) {
+    throw model::UsageError(std::string(mode) + ": " + e.what());
+  }
+}
+}  // namespace
+
 void export_model(const std::string& dir, const std::string& checkpoint) {
-  const model::TrainState<float> st = model::load_checkpoint<float>(checkpoint);
+  const model::TrainState<float> st = load_for("--export", checkpoint);
   write_npy_dir(dir, model_tensors(st), model_config_json(st, checkpoint));
 }
 
@@ -166,9 +177,10 @@ bool is_export_command(int argc, char** argv) {
 
 int infer_export_main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || (args[0] != "--export" && args[0] != "--logits")) throw model::UsageError(kUsage);
+  if (args.empty() || (args[0] != "--export" && args[0] != "--logits"))
+    throw model::UsageError(std::string(kExportUsage) + " | " + kLogitsUsage);
   if (args[0] == "--export") {
-    if (args.size() != 3) throw model::UsageError(std::string("--export needs DIR and CHECKPOINT\n") + kUsage);
+    if (args.size() != 3) throw model::UsageError(std::string("--export needs DIR and CHECKPOINT (") + kExportUsage + ")");
     export_model(args[1], args[2]);
     std::printf("infer: exported %s to %s (every parameter as NAME.npy, plus config.json)\n", args[2].c_str(),
                 args[1].c_str());
@@ -176,14 +188,14 @@ int infer_export_main(int argc, char** argv) {
   }
   // --logits CHECKPOINT (--prompt TEXT | --prompt-file FILE) [--out FILE.npy]
   if (args.size() < 2 || args[1].rfind("--", 0) == 0)
-    throw model::UsageError(std::string("--logits needs a CHECKPOINT\n") + kUsage);
+    throw model::UsageError(std::string("--logits needs a CHECKPOINT (") + kLogitsUsage + ")");
   const std::string checkpoint = args[1];
   std::string prompt, out;
   bool have_prompt = false;
   for (size_t i = 2; i < args.size(); i += 2) {
     const std::string& flag = args[i];
     if (flag != "--prompt" && flag != "--prompt-file" && flag != "--out")
-      throw model::UsageError("--logits: unknown flag '" + flag + "'\n" + kUsage);
+      throw model::UsageError("--logits: unknown flag '" + flag + "' (" + kLogitsUsage + ")");
     if (i + 1 >= args.size()) throw model::UsageError(flag + " needs a value");
     const std::string& value = args[i + 1];
     if (flag == "--out") {
@@ -207,7 +219,7 @@ int infer_export_main(int argc, char** argv) {
     throw model::UsageError("--prompt: " + std::to_string(prompt.size()) + " bytes is longer than the " +
                             std::to_string(kMaxPrompt) + " tokens --logits accepts");
 
-  const model::TrainState<float> st = model::load_checkpoint<float>(checkpoint);
+  const model::TrainState<float> st = load_for("--logits", checkpoint);
   auto backend = model::make_backend<float>("cpu");
   const model::Model<float> net(st.config.model, *backend);
   std::vector<int> tokens(prompt.begin(), prompt.end());
