@@ -36,8 +36,6 @@ int main(int argc, char** argv) {
         throw model::UsageError("--text: implies --task text, got --task " + c.train.task);
       c.train.task = "text";
     }
-    if (run.device == "cuda")
-      throw model::UsageError("--device cuda: the CUDA backend of the model is not available yet; use --device cpu");
     if (!run.resume.empty()) {
       c = model::resolve_resume(model::read_checkpoint_config(run.resume), c, fs.set_names());
       if (!fs.was_set("ckpt")) run.ckpt = run.resume;  // keep writing to the resumed file

@@ -3,8 +3,10 @@
 // matrices to the row vectors ref/norm.h takes.)
 #pragma once
 #include <stdexcept>
+#include <type_traits>
 
 #include "model/backend.h"
+#include "model/backend_cuda.h"
 #include "model/cli.h"
 #include "ref/embedding.h"
 #include "ref/linear.h"
@@ -83,10 +85,10 @@ class CpuBackend final : public Backend<S> {
 template <class S>
 std::unique_ptr<Backend<S>> make_backend(const std::string& device) {
   if (device == "cpu") return std::make_unique<CpuBackend<S>>();
-  if (device == "cuda")
-    throw UsageError(
-        "--device cuda: the CUDA backend of the model is not available yet (the model runs on the "
-        "CPU reference ops; use --device cpu)");
+  if (device == "cuda") {  // model/backend_cuda.h: the fp32 kernels of cuda/, float only
+    if constexpr (std::is_same_v<S, float>) return std::make_unique<CudaBackend>();
+    else throw UsageError("--device cuda: the CUDA backend runs the fp32 kernels; it has no double model");
+  }
   throw UsageError("--device: expected one of cpu|cuda, got '" + device + "'");
 }
 

@@ -1,0 +1,166 @@
+// cuda/attn_core_host.h: the attention core of ref/rattention.h (attn_core_forward / attn_core_backward),
+// composed on the host from the CUDA kernels, on device buffers. Everything between the projections:
+//   global layer:  c = SWA(q, k, v; w = -1, 1/sqrt(D))                   (full causal, no RoPE, no norm)
+//   local swa:     c = GRMS_swa(SWA(RoPE(q), RoPE(k), v; w))
+//   local rattn:   c = GRMS_swa(SWA(RoPE(q), RoPE(k), v; w)) + GRMS_rla(RLA(q, k, v; w, phi))   (fused merge)
+//   local linear:  c = GRMS_rla(RLA(q, k, v; w = -1, phi))
+// Kernels: cu::rope_*, cu::swa_*, cu::rla_* (state saved at every chunk, m = 1), cu::rattn_merge_* and
+// cu::group_rmsnorm_*. A batch of B sequences at once, tensors (B, T, heads, D) contiguous, which is
+// (B*T, heads*D) row-major: the ref/ layout of one sequence, stacked. RoPE restarts at position 0 in
+// every sequence, so it runs one sequence at a time.
+// Used by model/backend_cuda.h (the model's --device cuda); the same composition as tools/rattn-op.cpp's
+// `rattn` op (which could call this instead of its own copy).
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "cuda/buffer.h"
+#include "cuda/rattn_merge.h"
+#include "cuda/rla.h"
+#include "cuda/rmsnorm.h"
+#include "cuda/rope.h"
+#include "cuda/swa.h"
+#include "ref/rattention.h"
+
+namespace cu {
+
+inline FeatureMap to_cu(ref::FeatureMap fm) {
+  return fm == ref::FeatureMap::sm2 ? FeatureMap::sm2
+         : fm == ref::FeatureMap::relu2 ? FeatureMap::relu2 : FeatureMap::identity;
+}
+
+// What attn_core_forward_dev keeps for the backward (device buffers; absent branches stay empty).
+struct CoreDeviceCache {
+  DeviceBuffer<float> q_rope{0}, k_rope{0};  // (B,T,H,D), (B,T,G,D)  SWA branch inputs (local swa/rattn)
+  DeviceBuffer<float> o_swa{0}, lse{0};      // (B,T,H,D), (B,H,T)    SWA output (global: the attention output)
+  DeviceBuffer<float> rstd_swa{0};           // (B*T, H)              GRMS_swa (local swa only; rattn: merge kernel)
+  DeviceBuffer<float> o_rla{0}, states{0};   // (B,T,H,D), (B,G,n_saved,Dp,D)  RLA output and saved chunk states
+  DeviceBuffer<float> rstd_rla{0};           // (B*T, H)              GRMS_rla (local linear only)
+};
+
+// RoPE (forward, or backward R^T) of each of B sequences, positions 0..T-1.
+// x: (B, T, n, D) -> y: (B, T, n, D)
+inline void rope_each(const float* x, float* y, int B, int T, int n, int D, double theta, bool backward) {
+  const size_t per = size_t(T) * n * D;
+  for (int b = 0; b < B; ++b) {
+    if (backward) rope_backward(x + b * per, y + b * per, T, n, D, theta);
+    else rope_forward(x + b * per, y + b * per, T, n, D, theta);
+  }
+}
+
+// dst += src, n floats of device memory. There is no elementwise-add kernel: the sum is done on the
+// host (download both, add, upload): the simple design, not the fast one.
+inline void add_into(float* dst, const float* src, size_t n) {
+  std::vector<float> a(n), b(n);
+  check(cudaMemcpy(a.data(), dst, n * sizeof(float), cudaMemcpyDeviceToHost), "add_into: cudaMemcpy dst");
+  check(cudaMemcpy(b.data(), src, n * sizeof(float), cudaMemcpyDeviceToHost), "add_into: cudaMemcpy src");
+  for (size_t i = 0; i < n; ++i) a[i] += b[i];
+  check(cudaMemcpy(dst, a.data(), n * sizeof(float), cudaMemcpyHostToDevice), "add_into: cudaMemcpy back");
+}
+
+// q: (B,T,H,D), k, v: (B,T,G,D), gamma_swa, gamma_rla: (H,D) -> c: (B,T,H,D); cache filled for the backward.
+inline void attn_core_forward_dev(const ref::AttnConfig& cfg, const float* q, const float* k, const float* v,
+                                  const float* gamma_swa, const float* gamma_rla, float* c, int B, int T,
+                                  CoreDeviceCache& cc) {
+  ref::validate(cfg);
+  const int H = cfg.H, G = cfg.G, D = cfg.D;
+  const size_t nq = size_t(B) * T * H * D, nk = size_t(B) * T * G * D;
+  const float scale = float(1.0 / std::sqrt(double(D)));
+  const float eps = float(cfg.eps);
+  const bool swa = ref::has_swa_branch(cfg), rla = ref::has_rla_branch(cfg);
+  if (cfg.global || swa) {
+    cc.o_swa = DeviceBuffer<float>(nq);
+    cc.lse = DeviceBuffer<float>(size_t(B) * H * T);
+  }
+  if (cfg.global) {
+    // o = softmax(q k^T / sqrt(D) + causal mask) v; c = o
+    // (o is kept in the cache: the backward reads it for delta = rowsum(dout * o))
+    swa_forward(q, k, v, cc.o_swa.data(), cc.lse.data(), B, T, H, G, D, -1, scale);
+    check(cudaMemcpy(c, cc.o_swa.data(), nq * sizeof(float), cudaMemcpyDeviceToDevice), "attn_core: copy o to c");
+    return;
+  }
+  if (swa) {
+    // SWA branch: o_swa = SWA(RoPE(q), RoPE(k), v; w, 1/sqrt(D))   (spec 2.2)
+    cc.q_rope = DeviceBuffer<float>(nq);
+    cc.k_rope = DeviceBuffer<float>(nk);
+    rope_each(q, cc.q_rope.data(), B, T, H, D, cfg.rope_theta, false);
+    rope_each(k, cc.k_rope.data(), B, T, G, D, cfg.rope_theta, false);
+    swa_forward(cc.q_rope.data(), cc.k_rope.data(), v, cc.o_swa.data(), cc.lse.data(), B, T, H, G, D, cfg.w, scale);
+  }
+  if (rla) {
+    // RLA branch on the raw q, k: o_rla[t] = phi(q_t) S_{t-w-1}   (spec 2.3), chunked (spec 3.2)
+    const int w_rla = ref::rla_window(cfg), m = 1;
+    cc.o_rla = DeviceBuffer<float>(nq);
+    cc.states = DeviceBuffer<float>(rla_states_size(B, T, G, D, to_cu(cfg.fm), cfg.chunk, m));
+    rla_forward(q, k, v, nullptr, cc.o_rla.data(), cc.states.data(), B, T, H, G, D, w_rla, to_cu(cfg.fm), cfg.chunk, m);
+  }
+  if (swa && rla) {
+    // c = GRMS_swa(o_swa) + GRMS_rla(o_rla)   (spec 2.5, one fused kernel)
+    rattn_merge_forward(cc.o_swa.data(), cc.o_rla.data(), gamma_swa, gamma_rla, c, B, T, H, D, eps);
+  } else if (swa) {
+    // c = GRMS_swa(o_swa)
+    cc.rstd_swa = DeviceBuffer<float>(size_t(B) * T * H);
+    group_rmsnorm_forward(cc.o_swa.data(), gamma_swa, c, cc.rstd_swa.data(), B * T, H, D, eps);
+  } else {
+    // c = GRMS_rla(o_rla)
+    cc.rstd_rla = DeviceBuffer<float>(size_t(B) * T * H);
+    group_rmsnorm_forward(cc.o_rla.data(), gamma_rla, c, cc.rstd_rla.data(), B * T, H, D, eps);
+  }
+}
+
+// The same inputs, cc from attn_core_forward_dev, dc: (B,T,H,D)
+//   -> dq: (B,T,H,D), dk, dv: (B,T,G,D) (assigned); dgamma_swa, dgamma_rla: (H,D) accumulated (+=).
+inline void attn_core_backward_dev(const ref::AttnConfig& cfg, const float* q, const float* k, const float* v,
+                                   const float* gamma_swa, const float* gamma_rla, const float* dc, float* dq,
+                                   float* dk, float* dv, float* dgamma_swa, float* dgamma_rla, int B, int T,
+                                   const CoreDeviceCache& cc) {
+  const int H = cfg.H, G = cfg.G, D = cfg.D;
+  const size_t nq = size_t(B) * T * H * D, nk = size_t(B) * T * G * D;
+  const float scale = float(1.0 / std::sqrt(double(D)));
+  const float eps = float(cfg.eps);
+  const bool swa = ref::has_swa_branch(cfg), rla = ref::has_rla_branch(cfg);
+  DeviceBuffer<float> delta(size_t(B) * H * T);
+  if (cfg.global) {
+    // In the forward pass this was: c = o = SWA(q, k, v; w = -1)
+    swa_backward(q, k, v, cc.o_swa.data(), cc.lse.data(), dc, dq, dk, dv, delta.data(), B, T, H, G, D, -1, scale);
+    return;
+  }
+  // In the forward pass this was: c = GRMS_swa(o_swa) + GRMS_rla(o_rla) (either term may be absent)
+  DeviceBuffer<float> do_swa(swa ? nq : 0), do_rla(rla ? nq : 0);
+  if (swa && rla)
+    rattn_merge_backward(cc.o_swa.data(), cc.o_rla.data(), gamma_swa, gamma_rla, dc, do_swa.data(), do_rla.data(),
+                         dgamma_swa, dgamma_rla, B, T, H, D, eps);
+  else if (swa)
+    group_rmsnorm_backward(cc.o_swa.data(), gamma_swa, cc.rstd_swa.data(), dc, do_swa.data(), dgamma_swa, B * T, H, D);
+  else
+    group_rmsnorm_backward(cc.o_rla.data(), gamma_rla, cc.rstd_rla.data(), dc, do_rla.data(), dgamma_rla, B * T, H, D);
+
+  // q, k, v feed both branches: the SWA branch writes dq, dk, dv, the RLA branch adds to them.
+  if (swa) {
+    // In the forward pass this was: o_swa = SWA(q_rope, k_rope, v; w)
+    DeviceBuffer<float> dq_rope(nq), dk_rope(nk);
+    swa_backward(cc.q_rope.data(), cc.k_rope.data(), v, cc.o_swa.data(), cc.lse.data(), do_swa.data(), dq_rope.data(),
+                 dk_rope.data(), dv, delta.data(), B, T, H, G, D, cfg.w, scale);
+    // In the forward pass this was: q_rope = RoPE(q), k_rope = RoPE(k)
+    rope_each(dq_rope.data(), dq, B, T, H, D, cfg.rope_theta, true);
+    rope_each(dk_rope.data(), dk, B, T, G, D, cfg.rope_theta, true);
+  }
+  if (rla) {
+    // In the forward pass this was: o_rla = RLA(q, k, v; w_rla, phi)
+    const int w_rla = ref::rla_window(cfg), m = 1;
+    if (!swa) {  // local linear: the RLA branch alone, its gradients are the core's
+      rla_backward(q, k, v, nullptr, cc.states.data(), do_rla.data(), dq, dk, dv, nullptr, B, T, H, G, D, w_rla,
+                   to_cu(cfg.fm), cfg.chunk, m);
+      return;
+    }
+    DeviceBuffer<float> dq_rla(nq), dk_rla(nk), dv_rla(nk);
+    rla_backward(q, k, v, nullptr, cc.states.data(), do_rla.data(), dq_rla.data(), dk_rla.data(), dv_rla.data(),
+                 nullptr, B, T, H, G, D, w_rla, to_cu(cfg.fm), cfg.chunk, m);
+    add_into(dq, dq_rla.data(), nq);
+    add_into(dk, dk_rla.data(), nk);
+    add_into(dv, dv_rla.data(), nk);
+  }
+}
+
+}  // namespace cu
