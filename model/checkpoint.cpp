@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -213,6 +214,19 @@ TrainState<S> load_checkpoint(const std::string& path) {
     validate(st.config);
   } catch (const UsageError& e) {
     throw CheckpointError("checkpoint '" + path + "': bad config block: " + e.what());
+  }
+  // Refuse before allocating: a tiny (even correctly checksummed) file whose config asks for a huge
+  // model must not make us allocate that model. The file's tensors have to add up to the config's size.
+  {
+    const ModelConfig& m = st.config.model;
+    const long double C = m.d_model, H = m.n_heads, G = m.n_kv_heads, D = m.head_dim, F = m.ffn(), V = m.vocab;
+    const long double per_block = C + C * H * D + 2 * C * G * D + H * D * C + 2 * H * D + C + 3 * C * F;
+    const long double needed = V * C + m.n_layers * per_block + C + C * V;
+    long double held = 0;
+    for (const Entry& e : entries) held += (long double)e.rows * e.cols;
+    if (needed != held)
+      throw CheckpointError("checkpoint '" + path + "': its tensors hold " + std::to_string((unsigned long long)held) +
+                            " numbers, its config needs " + std::to_string((unsigned long long)std::min(needed, 1e19L)));
   }
   st.params = params_filled<S>(st.config.model, S(1));
   st.m = params_filled<S>(st.config.model, S(0));
