@@ -80,11 +80,20 @@ int main(int argc, char** argv) {
       std::cout << fs.usage();
       return 0;
     }
-    if (ic.device == "cuda")
-      throw model::UsageError("--device cuda: the CUDA backend of the model is not available yet; use --device cpu");
+    // The longest prompt any model here can take: the largest --seq-len train_tiny accepts.
+    constexpr size_t kMaxPrompt = 65536;
+    if (ic.prompt.size() > kMaxPrompt)
+      throw model::UsageError("--prompt: " + std::to_string(ic.prompt.size()) + " bytes; at most " +
+                              std::to_string(kMaxPrompt) + " allowed");
     if (ic.threads > 0) omp_set_num_threads(ic.threads);
 
-    const model::TrainState<float> st = model::load_checkpoint<float>(ic.ckpt);
+    // A missing, empty or bad checkpoint is a bad --ckpt value: exit 2 with one line naming the flag.
+    model::TrainState<float> st;
+    try {
+      st = model::load_checkpoint<float>(ic.ckpt);
+    } catch (const model::CheckpointError& e) {
+      throw model::UsageError(std::string("--ckpt: ") + e.what());
+    }
     const model::Config& c = st.config;
     auto backend = model::make_backend<float>(ic.device);
     const model::Model<float> net(c.model, *backend);
