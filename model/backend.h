@@ -4,7 +4,7 @@
 // and backward); it never does arithmetic on tensors itself. Every op goes through a Backend:
 //   CpuBackend (model/backend_cpu.h)  calls the reference ops in ref/ directly; the only backend
 //                                     implemented today.
-//   a CUDA backend (future)           would implement the same calls with the cuda/ kernels.
+//   CudaBackend (model/backend_cuda.h) the same calls with the hand-written cuda/ kernels (fp32).
 // Signatures follow ref/ (one sequence at a time, rows = tokens, parameter gradients accumulated
 // with +=, input gradients returned) so the CPU backend is a list of one-line forwards.
 //
