@@ -11,7 +11,7 @@
 #   bin/tests/test_X                           one binary per tests/test_X.cpp (CPU reference)
 #   bin/tests/emu/test_X                       one per tests/cuda/test_X.cpp, kernels on the CPU execution layer
 #   bin/tests/gpu/test_X                       the same test source against the nvcc-built kernels (needs nvcc)
-# No -ffast-math anywhere: every tolerance in the tests assumes IEEE arithmetic.
+# No fast-math flags anywhere: every tolerance in the tests assumes IEEE arithmetic.
 
 CXX      ?= g++
 OPT      ?= -O2
