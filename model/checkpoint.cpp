@@ -220,8 +220,12 @@ TrainState<S> load_checkpoint(const std::string& path) {
   {
     const ModelConfig& m = st.config.model;
     const long double C = m.d_model, H = m.n_heads, G = m.n_kv_heads, D = m.head_dim, F = m.ffn(), V = m.vocab;
-    const long double per_block = C + C * H * D + 2 * C * G * D + H * D * C + 2 * H * D + C + 3 * C * F;
-    const long double needed = V * C + m.n_layers * per_block + C + C * V;
+    // The same count as describe() (model/config.cpp): branch-norm scales only where a branch exists.
+    long double needed = V * C + C + C * V;
+    for (int l = 0; l < m.n_layers; ++l) {
+      needed += 2 * C + C * H * D + 2 * C * G * D + H * D * C + 3 * C * F;
+      if (!m.is_global(l)) needed += (m.local_kind == "rattn" ? 2 : 1) * H * D;
+    }
     long double held = 0;
     for (const Entry& e : entries) held += (long double)e.rows * e.cols;
     if (needed != held)
