@@ -7,7 +7,14 @@
 //   head h of q is the column block [h*D, (h+1)*D); kv head g of k/v likewise.
 //   GQA: query head h uses kv head g = h / (H/G)   (spec section 2.6).
 #pragma once
+// GCC 12's AVX-512 intrinsics header initialises a variable with itself ("__m512 __Y = __Y;", GCC bug
+// 105593), which -march=native turns into hundreds of false -Wmaybe-uninitialized warnings inside Eigen.
+// Silenced for the Eigen headers only: the pragma applies by source location, so our code keeps them.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <Eigen/Dense>
+#pragma GCC diagnostic pop
 #include <stdexcept>
 #include <string>
 #include <vector>

@@ -9,7 +9,7 @@
 #pragma once
 #include <doctest/doctest.h>
 
-#include <Eigen/Dense>
+#include "ref/tensor.h"  // Eigen, with the GCC 12 AVX-512 warning workaround
 #include <cmath>
 #include <cstdio>
 #include <functional>
