@@ -130,21 +130,27 @@ Config config_from_text(const std::string& text) {
   return c;
 }
 
+long parameter_count(const ModelConfig& m) {
+  const long C = m.d_model, H = m.n_heads, G = m.n_kv_heads, D = m.head_dim, F = m.ffn(), V = m.vocab;
+  long n = 2 * V * C + C;  // E, W_out, final norm
+  for (int l = 0; l < m.n_layers; ++l) {
+    n += 2 * C;                                   // two block norms
+    n += C * H * D + 2 * C * G * D + H * D * C;   // Wq, Wk, Wv, Wo
+    n += 3 * C * F;                               // SwiGLU
+    // branch-norm scales (H, D), one per branch the layer has: swa and linear one, rattn two, global none
+    if (!m.is_global(l)) n += (m.local_kind == "rattn" ? 2 : 1) * H * D;
+  }
+  return n;
+}
+
 std::string describe(const Config& c) {
   const ModelConfig& m = c.model;
   const TrainConfig& t = c.train;
-  const long C = m.d_model, H = m.n_heads, G = m.n_kv_heads, D = m.head_dim, F = m.ffn(), V = m.vocab;
-  long n_params = 2 * V * C + C;  // E, W_out, final norm
-  for (int l = 0; l < m.n_layers; ++l) {
-    n_params += 2 * C;                                   // two block norms
-    n_params += C * H * D + 2 * C * G * D + H * D * C;   // Wq, Wk, Wv, Wo
-    n_params += 3 * C * F;                               // SwiGLU
-    if (!m.is_global(l)) n_params += (m.local_kind == "rattn" ? 2 : 1) * H * D;  // branch norms
-  }
   std::ostringstream os;
   os << "model: " << m.n_layers << " layers " << m.layer_string() << " (pattern " << m.pattern
-     << "), d_model " << C << ", heads " << H << " (kv " << G << ") x dim " << D << ", ffn " << F
-     << ", vocab " << V << ", " << n_params << " parameters\n";
+     << "), d_model " << m.d_model << ", heads " << m.n_heads << " (kv " << m.n_kv_heads << ") x dim "
+     << m.head_dim << ", ffn " << m.ffn() << ", vocab " << m.vocab << ", " << parameter_count(m)
+     << " parameters\n";
   os << "attention: local = " << m.local_kind << ", window w = " << m.window
      << " (SWA sees w+1 keys), feature map " << m.feature_map << ", RLA chunk " << m.chunk
      << ", RoPE theta " << m.rope_theta << " on local layers; global layers full causal, NoPE\n";

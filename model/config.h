@@ -89,6 +89,11 @@ std::string config_to_text(const Config& c);
 // Parse it back (unknown keys or bad values: UsageError). Missing keys keep their defaults.
 Config config_from_text(const std::string& text);
 
+// The number of trained parameters: exactly the entries of named_tensors() (model/params.h), from
+// the config alone, without allocating (load_checkpoint refuses a file whose tensors do not add up to
+// it; describe() prints it). At most about 8e9 within the flag ranges: it fits a long.
+long parameter_count(const ModelConfig& m);
+
 // Multi-line human-readable summary printed by the programs before they start.
 std::string describe(const Config& c);
 

@@ -171,3 +171,34 @@ TEST_CASE("float model follows the double model") {
   const Mat<double> ld = nd.forward(pd, batch.seq_tokens(0));
   rattn_test::check_close("logits float vs double", lf, ld, 1e-5);
 }
+
+TEST_CASE("parameter_count equals the numbers in the built model's parameter list") {
+  // parameter_count(m) is computed from the config alone (load_checkpoint refuses files by it);
+  // it has to equal the trained tensors named_tensors() lists for every layer mix and local kind.
+  struct Case {
+    const char* pattern;
+    int layers, H, G, ffn;
+  };
+  const Case cases[] = {
+      {"LLG", 3, 2, 1, 16},  // local and global, GQA 2:1
+      {"L", 2, 4, 2, 0},     // local only, GQA 4:2, automatic ffn width
+      {"G", 2, 2, 2, 16},    // global only: no branch norms whatever the local kind
+      {"GL", 5, 3, 3, 8},    // global first, the pattern cut at an odd layer count
+  };
+  for (const Case& c : cases)
+    for (const char* kind : {"rattn", "swa", "linear"}) {
+      ModelConfig m = tiny(kind);
+      m.pattern = c.pattern;
+      m.n_layers = c.layers;
+      m.n_heads = c.H;
+      m.n_kv_heads = c.G;
+      m.ffn_dim = c.ffn;
+      ModelParams<float> p = init_params<float>(m, 1, 1.0);
+      long held = 0;
+      for (const NamedTensor<float>& t : named_tensors(m, p)) held += long(t.t->size());
+      INFO("pattern ", c.pattern, " x ", c.layers, ", H ", c.H, " G ", c.G, ", local ", kind);
+      CHECK(parameter_count(m) == held);
+      CHECK(describe(Config{m, TrainConfig{}}).find(", " + std::to_string(held) + " parameters") !=
+            std::string::npos);
+    }
+}
