@@ -8,8 +8,7 @@
 // cu::group_rmsnorm_*. A batch of B sequences at once, tensors (B, T, heads, D) contiguous, which is
 // (B*T, heads*D) row-major: the ref/ layout of one sequence, stacked. RoPE restarts at position 0 in
 // every sequence, so it runs one sequence at a time.
-// Used by model/backend_cuda.h (the model's --device cuda); the same composition as tools/rattn-op.cpp's
-// `rattn` op (which could call this instead of its own copy).
+// Used by model/backend_cuda.h (the model's --device cuda) and tools/rattn-op.cpp (OP rattn --device cuda).
 #pragma once
 #include <cmath>
 #include <cstddef>

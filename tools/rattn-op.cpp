@@ -24,7 +24,8 @@
 // all of [0, t] with no shift. rattn needs --window W >= 0.
 //
 // --device cuda: the same op through the fp32 CUDA kernels of cuda/ (swa: cu::swa_*, rla: cu::rla_*,
-// rattn: cu::rope_* + cu::swa_* + cu::rla_* + cu::rattn_merge_*), on float32 copies of the inputs. In the
+// rattn: cu::attn_core_forward_dev / attn_core_backward_dev of cuda/attn_core_host.h, the composition
+// the model's --device cuda runs), on float32 copies of the inputs. In the
 // default build (bin/rattn-op) the kernels run on the CPU execution layer (cuda/emu: slow, for small
 // shapes); built against the CUDA runtime (-DRATTN_CUDA_RUNTIME, libcuda_gpu.a) they run on the GPU.
 //
@@ -39,10 +40,9 @@
 #include <string>
 #include <vector>
 
+#include "cuda/attn_core_host.h"
 #include "cuda/buffer.h"
-#include "cuda/rattn_merge.h"
 #include "cuda/rla.h"
-#include "cuda/rope.h"
 #include "cuda/swa.h"
 #include "io/npy.h"
 #include "ref/attention.h"
@@ -266,6 +266,16 @@ Inputs load_inputs(const Args& a) {
   return in;
 }
 
+// The attention core of a local rattn layer with the flags' window, feature map, chunk, RoPE base
+// and eps: the config of OP rattn on both devices.
+ref::AttnConfig rattn_config(const Args& a, const Inputs& in) {
+  ref::AttnConfig cfg;
+  cfg.H = int(in.H), cfg.G = int(in.G), cfg.D = int(in.D), cfg.w = a.window, cfg.global = false;
+  cfg.kind = ref::LocalKind::rattn, cfg.fm = a.fm, cfg.chunk = a.chunk;
+  cfg.rope_theta = a.rope_theta, cfg.eps = a.eps;
+  return cfg;
+}
+
 // ---- the batch loop --------------------------------------------------------------------------------
 
 // Sequence b of a (B, d1, d2, ...) array as a row-major (rows, cols) matrix: in C order it is the
@@ -320,10 +330,7 @@ std::vector<std::pair<std::string, NpyArray>> run(const Args& a, const Inputs& i
         for (long g = 0; g < G; ++g) put(dh0, b * G + g, r.dh0[size_t(g)]);
       }
     } else {  // rattn
-      ref::AttnConfig cfg;
-      cfg.H = iH, cfg.G = iG, cfg.D = int(D), cfg.w = a.window, cfg.global = false;
-      cfg.kind = ref::LocalKind::rattn, cfg.fm = a.fm, cfg.chunk = a.chunk;
-      cfg.rope_theta = a.rope_theta, cfg.eps = a.eps;
+      const ref::AttnConfig cfg = rattn_config(a, in);
       const Mat<double> gs = slice(*in.gamma_swa, 0, H, D), gr = slice(*in.gamma_rla, 0, H, D);
       ref::CoreCache<double> cache;
       put(o, b, ref::attn_core_forward(cfg, q, k, v, gs, gr, &cache));
@@ -354,7 +361,8 @@ std::vector<std::pair<std::string, NpyArray>> run(const Args& a, const Inputs& i
 
 // ---- --device cuda ---------------------------------------------------------------------------------
 // The same ops through the CUDA kernels. The whole batch goes to each kernel at once (the kernels
-// take (B, T, heads, D)); only RoPE, whose positions restart at every sequence, runs per sequence.
+// take (B, T, heads, D)); only RoPE, whose positions restart at every sequence, runs per sequence
+// (inside cu::attn_core_forward_dev).
 
 using Buf = cu::DeviceBuffer<float>;
 
@@ -372,25 +380,7 @@ NpyArray from_device(const Buf& b, io::DType dt, const std::vector<long>& shape)
   a.data.assign(f.begin(), f.end());
   return a;
 }
-cu::FeatureMap to_cu(ref::FeatureMap fm) {
-  return fm == ref::FeatureMap::sm2 ? cu::FeatureMap::sm2
-         : fm == ref::FeatureMap::relu2 ? cu::FeatureMap::relu2 : cu::FeatureMap::identity;
-}
-// x: (B, T, n, D) -> RoPE (forward, or backward R^T) of each sequence, positions 0..T-1.
-Buf rope_each(const Buf& x, long B, long T, long n, long D, double theta, bool backward) {
-  Buf y(x.size());
-  for (long b = 0; b < B; ++b) {
-    const float* xb = x.data() + b * T * n * D;
-    float* yb = y.data() + b * T * n * D;
-    if (backward) cu::rope_backward(xb, yb, int(T), int(n), int(D), theta);
-    else cu::rope_forward(xb, yb, int(T), int(n), int(D), theta);
-  }
-  return y;
-}
-NpyArray add(NpyArray x, const NpyArray& y) {
-  for (size_t i = 0; i < x.data.size(); ++i) x.data[i] += y.data[i];
-  return x;
-}
+using cu::to_cu;
 
 std::vector<std::pair<std::string, NpyArray>> run_cuda(const Args& a, const Inputs& in) {
   const io::DType dt = in.q.dtype;
@@ -432,44 +422,22 @@ std::vector<std::pair<std::string, NpyArray>> run_cuda(const Args& a, const Inpu
       out.emplace_back("dv", from_device(dv, dt, ks));
       if (in.h0) out.emplace_back("dh0", from_device(dh0, dt, in.h0->shape));
     }
-  } else {  // rattn: the composition of ref/rattention.h attn_core_forward, kernel by kernel
-    const int m = 1;
-    const float eps = float(a.eps);
+  } else {  // rattn: ref/rattention.h attn_core_forward / attn_core_backward on the kernels
+    const ref::AttnConfig cfg = rattn_config(a, in);
     const Buf gs = to_device(*in.gamma_swa), gr = to_device(*in.gamma_rla);
-    // SWA branch: o_swa = SWA(RoPE(q), RoPE(k), v; w, 1/sqrt(D))
-    const Buf q_rope = rope_each(q, B, T, H, D, a.rope_theta, false), k_rope = rope_each(k, B, T, G, D, a.rope_theta, false);
-    Buf o_swa(nq), lse(size_t(B) * H * T);
-    cu::swa_forward(q_rope.data(), k_rope.data(), v.data(), o_swa.data(), lse.data(), B, T, H, G, D, a.window, scale);
-    // RLA branch on the raw q, k: o_rla = RLA(q, k, v; w, phi)
-    Buf o_rla(nq), states(cu::rla_states_size(B, T, G, D, to_cu(a.fm), a.chunk, m));
-    cu::rla_forward(q.data(), k.data(), v.data(), nullptr, o_rla.data(), states.data(), B, T, H, G, D, a.window,
-                    to_cu(a.fm), a.chunk, m);
-    // o = GRMS_swa(o_swa) + GRMS_rla(o_rla)
+    cu::CoreDeviceCache cache;
     Buf o(nq);
-    cu::rattn_merge_forward(o_swa.data(), o_rla.data(), gs.data(), gr.data(), o.data(), B, T, H, D, eps);
+    cu::attn_core_forward_dev(cfg, q.data(), k.data(), v.data(), gs.data(), gr.data(), o.data(), B, T, cache);
     out.emplace_back("o", from_device(o, dt, qs));
     if (grads) {
-      // In the forward pass this was: o = GRMS_swa(o_swa) + GRMS_rla(o_rla)
-      Buf do_swa(nq), do_rla(nq), dgs(size_t(H) * D), dgr(size_t(H) * D);
-      const std::vector<float> zero(size_t(H) * D, 0.0f);  // the merge accumulates dgamma (+=)
+      Buf dq(nq), dk(nk), dv(nk), dgs(size_t(H) * D), dgr(size_t(H) * D);
+      const std::vector<float> zero(size_t(H) * D, 0.0f);  // the backward accumulates dgamma (+=)
       dgs.upload(zero), dgr.upload(zero);
-      cu::rattn_merge_backward(o_swa.data(), o_rla.data(), gs.data(), gr.data(), dout.data(), do_swa.data(),
-                               do_rla.data(), dgs.data(), dgr.data(), B, T, H, D, eps);
-      // In the forward pass this was: o_swa = SWA(q_rope, k_rope, v)
-      Buf dq_rope(nq), dk_rope(nk), dv_swa(nk), delta(size_t(B) * H * T);
-      cu::swa_backward(q_rope.data(), k_rope.data(), v.data(), o_swa.data(), lse.data(), do_swa.data(), dq_rope.data(),
-                       dk_rope.data(), dv_swa.data(), delta.data(), B, T, H, G, D, a.window, scale);
-      // In the forward pass this was: q_rope = RoPE(q), k_rope = RoPE(k)
-      const Buf dq_swa = rope_each(dq_rope, B, T, H, D, a.rope_theta, true);
-      const Buf dk_swa = rope_each(dk_rope, B, T, G, D, a.rope_theta, true);
-      // In the forward pass this was: o_rla = RLA(q, k, v)
-      Buf dq_rla(nq), dk_rla(nk), dv_rla(nk);
-      cu::rla_backward(q.data(), k.data(), v.data(), nullptr, states.data(), do_rla.data(), dq_rla.data(), dk_rla.data(),
-                       dv_rla.data(), nullptr, B, T, H, G, D, a.window, to_cu(a.fm), a.chunk, m);
-      // q, k, v feed both branches: their gradients add.
-      out.emplace_back("dq", add(from_device(dq_swa, dt, qs), from_device(dq_rla, dt, qs)));
-      out.emplace_back("dk", add(from_device(dk_swa, dt, ks), from_device(dk_rla, dt, ks)));
-      out.emplace_back("dv", add(from_device(dv_swa, dt, ks), from_device(dv_rla, dt, ks)));
+      cu::attn_core_backward_dev(cfg, q.data(), k.data(), v.data(), gs.data(), gr.data(), dout.data(), dq.data(),
+                                 dk.data(), dv.data(), dgs.data(), dgr.data(), B, T, cache);
+      out.emplace_back("dq", from_device(dq, dt, qs));
+      out.emplace_back("dk", from_device(dk, dt, ks));
+      out.emplace_back("dv", from_device(dv, dt, ks));
       out.emplace_back("dgamma_swa", from_device(dgs, dt, {in.H, in.D}));
       out.emplace_back("dgamma_rla", from_device(dgr, dt, {in.H, in.D}));
     }
