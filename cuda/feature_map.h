@@ -10,9 +10,12 @@
 // version: 1 one thread per (row, head), 2 one warp per (row, head) with shuffles (default).
 #pragma once
 
-#include "cuda/rla.h"  // cu::FeatureMap (same order as ref::FeatureMap) and cu::feature_dim
-
 namespace cu {
+
+// The feature maps of ref/feature_map.h, in the same order (tests/cuda/test_feature_map.cpp checks it).
+enum class FeatureMap { sm2 = 0, relu2 = 1, identity = 2 };
+// Dp, the width of phi(x) for a head of D values.
+inline int feature_dim(FeatureMap fm, int D) { return fm == FeatureMap::identity ? D : 2 * D; }
 
 inline constexpr int kFeatureMapVersions = 2;
 

@@ -20,13 +20,11 @@
 
 #include <cstddef>
 
+#include "cuda/feature_map.h"  // cu::FeatureMap and cu::feature_dim
+
 namespace cu {
 
 inline constexpr int kRlaVersions = 2;
-
-// The feature maps of ref/feature_map.h, in the same order.
-enum class FeatureMap { sm2 = 0, relu2 = 1, identity = 2 };
-inline int feature_dim(FeatureMap fm, int D) { return fm == FeatureMap::identity ? D : 2 * D; }
 
 // Number of floats of the `states` buffer: B * G * n_saved * Dp * D.
 size_t rla_states_size(int B, int T, int G, int D, FeatureMap fm, int C, int m);
