@@ -255,6 +255,49 @@ __device__ void load_queries(float* phiq_s, float* do_s, const float* q, const f
     }
 }
 
+// The pieces below are shared by the forward's chunk loop and the backward's, which runs the same loop
+// again to recompute the states. None has a barrier: the caller syncs around them.
+
+// S (Dp, BV+1) <- columns [c0, c0+nbv) of the (Dp, D) state src in global memory (0 where src is null
+// and in the columns past nbv of a narrower last tile).
+__device__ void load_state(float* S_s, const float* src, int Dp, int D, int c0, int BV, int nbv) {
+  for (int i = threadIdx.x; i < Dp * BV; i += blockDim.x) {
+    int p = i / BV, c = i % BV;
+    S_s[p * (BV + 1) + c] = (src && c < nbv) ? src[p * D + c0 + c] : 0.f;
+  }
+}
+
+// Columns [c0, c0+nbv) of the (Dp, D) state dst in global memory <- S (Dp, BV+1).
+__device__ void store_state(float* dst, const float* S_s, int Dp, int D, int c0, int BV, int nbv) {
+  for (int i = threadIdx.x; i < Dp * nbv; i += blockDim.x) {
+    int p = i / nbv, c = i % nbv;
+    dst[p * D + c0 + c] = S_s[p * (BV + 1) + c];
+  }
+}
+
+// S_{i+1} = S_i + phi(K'_i)^T V'_i. S: (Dp, BV+1), phi(K'): (C, Dp+1), V': (C, BV).
+__device__ void advance_state(float* S_s, const float* phik_s, const float* v_s, int Dp, int C, int BV, int nbv) {
+  for (int i = threadIdx.x; i < Dp * nbv; i += blockDim.x) {
+    int p = i / nbv, c = i % nbv;
+    float acc = 0.f;
+    for (int ss = 0; ss < C; ++ss) acc += phik_s[ss * (Dp + 1) + p] * v_s[ss * BV + c];
+    S_s[p * (BV + 1) + c] += acc;
+  }
+}
+
+// out = (X Y^T) ⊙ M, M lower triangular including the diagonal: out[rr][ss] = X_rr . Y_ss (the first
+// n entries of each row) for ss <= rr, else 0. X, Y: C rows of stride ldx, ldy; out: (C, C).
+// Forward: A = (phi(Q) phi(K')^T) ⊙ M; backward also dP = (dO V'^T) ⊙ M.
+__device__ void masked_products(float* out, const float* X, int ldx, const float* Y, int ldy, int n, int C) {
+  for (int i = threadIdx.x; i < C * C; i += blockDim.x) {
+    int rr = i / C, ss = i % C;
+    float a = 0.f;
+    if (ss <= rr)
+      for (int p = 0; p < n; ++p) a += X[rr * ldx + p] * Y[ss * ldy + p];
+    out[i] = a;
+  }
+}
+
 // grid (D/BV value tiles, G, B), block kThreads.
 // dynamic smem: S (Dp, BV+1), phi(K') (C, Dp+1), phi(Q) (C, Dp+1), V' (C, BV), A (C, C).
 // q: (B,T,H,D), k, v: (B,T,G,D), h0: (B,G,Dp,D) or null -> o: (B,T,H,D), states: (B,G,n_saved,Dp,D) or null
@@ -274,34 +317,19 @@ __global__ void rla_forward_v2_kernel(const float* q, const float* k, const floa
   const int tid = threadIdx.x, nt = blockDim.x;
 
   // S_0 = h0 (or 0)
-  const float* h0_g = h0 ? h0 + ((long)b * G + g) * Dp * D : nullptr;
-  for (int i = tid; i < Dp * BV; i += nt) {
-    int p = i / BV, c = i % BV;
-    S_s[p * SB + c] = (h0_g && c < nbv) ? h0_g[p * D + c0 + c] : 0.f;
-  }
+  load_state(S_s, h0 ? h0 + ((long)b * G + g) * Dp * D : nullptr, Dp, D, c0, BV, nbv);
   for (int ci = 0; ci < n_chunks; ++ci) {
     const int s0 = ci * C;
     __syncthreads();  // S is up to date; the previous chunk's tiles are no longer read
-    if (states && ci % m == 0) {  // flexible state saving: only every m-th chunk's S_i goes to memory
-      float* dst = states + (((long)b * G + g) * n_saved + ci / m) * Dp * D;
-      for (int i = tid; i < Dp * nbv; i += nt) {
-        int p = i / nbv, c = i % nbv;
-        dst[p * D + c0 + c] = S_s[p * SB + c];
-      }
-    }
+    if (states && ci % m == 0)  // flexible state saving: only every m-th chunk's S_i goes to memory
+      store_state(states + (((long)b * G + g) * n_saved + ci / m) * Dp * D, S_s, Dp, D, c0, BV, nbv);
     load_shifted_keys(phik_s, v_s, k, v, b, g, s0, C, T, G, D, w, fm, c0, BV, nbv);
     for (int h = g * r; h < (g + 1) * r; ++h) {  // every query head of the group reads the same S
       __syncthreads();  // phi(K'), V' loaded; the previous head's phi(Q), A no longer read
       load_queries(phiq_s, nullptr, q, nullptr, b, h, s0, C, T, H, D, fm, c0, BV, nbv);
       __syncthreads();
       // A = (phi(Q_i) phi(K'_i)^T) ⊙ M, M inclusive lower triangular
-      for (int i = tid; i < C * C; i += nt) {
-        int rr = i / C, ss = i % C;
-        float a = 0.f;
-        if (ss <= rr)
-          for (int p = 0; p < Dp; ++p) a += phiq_s[rr * PD + p] * phik_s[ss * PD + p];
-        a_s[i] = a;
-      }
+      masked_products(a_s, phiq_s, PD, phik_s, PD, Dp, C);
       __syncthreads();
       // O_i = phi(Q_i) S_i + A V'_i
       for (int i = tid; i < C * nbv; i += nt) {
@@ -315,12 +343,7 @@ __global__ void rla_forward_v2_kernel(const float* q, const float* k, const floa
     }
     __syncthreads();  // every head has read S_i
     // S_{i+1} = S_i + phi(K'_i)^T V'_i
-    for (int i = tid; i < Dp * nbv; i += nt) {
-      int p = i / nbv, c = i % nbv;
-      float acc = 0.f;
-      for (int ss = 0; ss < C; ++ss) acc += phik_s[ss * PD + p] * v_s[ss * BV + c];
-      S_s[p * SB + c] += acc;
-    }
+    advance_state(S_s, phik_s, v_s, Dp, C, BV, nbv);
   }
 }
 
@@ -351,11 +374,7 @@ __global__ void rla_backward_v2_kernel(const float* q, const float* k, const flo
   for (int sg = n_saved - 1; sg >= 0; --sg) {
     const int ci0 = sg * m, ci1 = (ci0 + m < n_chunks ? ci0 + m : n_chunks);  // chunks [ci0, ci1)
     __syncthreads();
-    const float* src = states + (((long)b * G + g) * n_saved + sg) * Dp * D;
-    for (int i = tid; i < Dp * BV; i += nt) {
-      int p = i / BV, c = i % BV;
-      S_s[p * SB + c] = c < nbv ? src[p * D + c0 + c] : 0.f;
-    }
+    load_state(S_s, states + (((long)b * G + g) * n_saved + sg) * Dp * D, Dp, D, c0, BV, nbv);
     // ---- forward sub-loop: recompute S_i for each chunk of the group, and dq ----
     for (int ci = ci0; ci < ci1; ++ci) {
       const int s0 = ci * C;
@@ -366,13 +385,7 @@ __global__ void rla_backward_v2_kernel(const float* q, const float* k, const flo
         load_queries(phiq_s, do_s, q, dout, b, h, s0, C, T, H, D, fm, c0, BV, nbv);
         __syncthreads();
         // dP = (dO_i V'_i^T) ⊙ M   (this value tile's part of the sum over value columns)
-        for (int i = tid; i < C * C; i += nt) {
-          int rr = i / C, ss = i % C;
-          float a = 0.f;
-          if (ss <= rr)
-            for (int c = 0; c < nbv; ++c) a += do_s[rr * BV + c] * v_s[ss * BV + c];
-          dp_s[i] = a;
-        }
+        masked_products(dp_s, do_s, BV, v_s, BV, nbv, C);
         __syncthreads();
         // forward: O_i = phi(Q_i) S_i + ((phi(Q_i) phi(K'_i)^T) ⊙ M) V'_i
         // so:      dphi(Q_i) = dO_i S_i^T + dP phi(K'_i)
@@ -395,12 +408,7 @@ __global__ void rla_backward_v2_kernel(const float* q, const float* k, const flo
       }
       __syncthreads();
       // forward: S_{i+1} = S_i + phi(K'_i)^T V'_i  (recomputed, as the forward did)
-      for (int i = tid; i < Dp * nbv; i += nt) {
-        int p = i / nbv, c = i % nbv;
-        float acc = 0.f;
-        for (int ss = 0; ss < C; ++ss) acc += phik_s[ss * PD + p] * v_s[ss * BV + c];
-        S_s[p * SB + c] += acc;
-      }
+      advance_state(S_s, phik_s, v_s, Dp, C, BV, nbv);
     }
     // ---- reverse sub-loop: dS carries d(loss)/d(S_{i+1}); dk, dv, then dS += phi(Q_i)^T dO_i ----
     for (int ci = ci1 - 1; ci >= ci0; --ci) {
@@ -427,16 +435,8 @@ __global__ void rla_backward_v2_kernel(const float* q, const float* k, const flo
         load_queries(phiq_s, do_s, q, dout, b, h, s0, C, T, H, D, fm, c0, BV, nbv);
         __syncthreads();
         // A = (phi(Q) phi(K')^T) ⊙ M and dP = (dO V'^T) ⊙ M
-        for (int i = tid; i < C * C; i += nt) {
-          int rr = i / C, ss = i % C;
-          float a = 0.f, dpv = 0.f;
-          if (ss <= rr) {
-            for (int p = 0; p < Dp; ++p) a += phiq_s[rr * PD + p] * phik_s[ss * PD + p];
-            for (int c = 0; c < nbv; ++c) dpv += do_s[rr * BV + c] * v_s[ss * BV + c];
-          }
-          a_s[i] = a;
-          dp_s[i] = dpv;
-        }
+        masked_products(a_s, phiq_s, PD, phik_s, PD, Dp, C);
+        masked_products(dp_s, do_s, BV, v_s, BV, nbv, C);
         __syncthreads();
         // forward: O_i += A V'_i with A = (phi(Q) phi(K')^T) ⊙ M
         // so:      dV'_i += A^T dO_i,   dphi(K'_i) += dP^T phi(Q_i)
@@ -477,13 +477,8 @@ __global__ void rla_backward_v2_kernel(const float* q, const float* k, const flo
     }
   }
   __syncthreads();
-  if (dh0) {  // dS is now the gradient of S_0 = h0
-    float* dst = dh0 + ((long)b * G + g) * Dp * D;
-    for (int i = tid; i < Dp * nbv; i += nt) {
-      int p = i / nbv, c = i % nbv;
-      dst[p * D + c0 + c] = dS_s[p * SB + c];
-    }
-  }
+  if (dh0)  // dS is now the gradient of S_0 = h0
+    store_state(dh0 + ((long)b * G + g) * Dp * D, dS_s, Dp, D, c0, BV, nbv);
 }
 
 // ------------------------------------------------------------------------------------------------
