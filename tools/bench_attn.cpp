@@ -19,10 +19,9 @@
 //
 // On the CPU execution layer (the default build) every kernel runs through the fiber emulator: times
 // are EMULATION times, printed as such, and say nothing about a GPU. Shapes are then small.
-#include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <functional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -32,34 +31,12 @@
 #include "cuda/matmul.h"
 #include "cuda/rla.h"
 #include "cuda/swa.h"
+#include "tools/bench_util.h"
 
 namespace {
 
-// Seconds per call of f: one warm-up call, then repeat until min_seconds have passed (at least once).
-double time_it(const std::function<void()>& f, double min_seconds) {
-  using clk = std::chrono::steady_clock;
-  f();
-  cu::check(cudaDeviceSynchronize(), "sync");
-  int n = 0;
-  auto t0 = clk::now();
-  double elapsed = 0;
-  do {
-    f();
-    cu::check(cudaDeviceSynchronize(), "sync");
-    ++n;
-    elapsed = std::chrono::duration<double>(clk::now() - t0).count();
-  } while (elapsed < min_seconds);
-  return elapsed / n;
-}
-
-cu::DeviceBuffer<float> random_buffer(size_t n, std::mt19937_64& rng, float scale = 1.0f) {
-  std::normal_distribution<float> nd(0.0f, scale);
-  std::vector<float> h(n);
-  for (float& x : h) x = nd(rng);
-  cu::DeviceBuffer<float> b(n);
-  b.upload(h);
-  return b;
-}
+using bench_util::random_buffer;
+using bench_util::time_it;
 
 // Time of a cuBLAS SGEMM with M rows, inner dimension K and 2 M N K ~= flops; < 0 when unavailable.
 double cublas_time_for(double flops, long M, long K, double min_seconds) {

@@ -18,7 +18,6 @@
 // are EMULATION times, say nothing about a GPU, and the shapes are small. The GPU build (bin/gpu/bench_ops,
 // `make gpu-build`: this file compiled with -DRATTN_CUDA_RUNTIME, linked with build/libcuda_gpu.a,
 // -lcudart -lcublas) uses model-sized shapes and adds the cuBLAS SGEMM baseline.
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -35,37 +34,15 @@
 #include "cuda/rmsnorm.h"
 #include "cuda/rope.h"
 #include "cuda/swiglu.h"
+#include "tools/bench_util.h"
 
 namespace {
 
 bool g_emu = true;
 
-// Seconds per call of f: one warm-up call, then repeat until min_seconds have passed (at least once).
-double time_it(const std::function<void()>& f) {
-  using clk = std::chrono::steady_clock;
-  const double min_seconds = g_emu ? 0.0 : 0.2;
-  f();
-  cu::check(cudaDeviceSynchronize(), "sync");
-  int n = 0;
-  const auto t0 = clk::now();
-  double elapsed = 0;
-  do {
-    f();
-    cu::check(cudaDeviceSynchronize(), "sync");
-    ++n;
-    elapsed = std::chrono::duration<double>(clk::now() - t0).count();
-  } while (elapsed < min_seconds);
-  return elapsed / n;
-}
-
-cu::DeviceBuffer<float> random_buffer(size_t n, std::mt19937_64& rng, float scale = 1.0f) {
-  std::normal_distribution<float> nd(0.0f, scale);
-  std::vector<float> h(n);
-  for (float& x : h) x = nd(rng);
-  cu::DeviceBuffer<float> b(n);
-  b.upload(h);
-  return b;
-}
+// Seconds per call of f (bench_util::time_it): at least 0.2 s of calls on a GPU, one timed call on the CPU layer.
+double time_it(const std::function<void()>& f) { return bench_util::time_it(f, g_emu ? 0.0 : 0.2); }
+using bench_util::random_buffer;
 
 cu::DeviceBuffer<int> random_ints(size_t n, int lo, int hi, std::mt19937_64& rng) {
   std::uniform_int_distribution<int> u(lo, hi);
