@@ -6,51 +6,22 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 
 #include "model/checkpoint.h"
 #include "model/trainer.h"
+#include "tests/train_setup.h"
 
 using namespace model;
+using rattn_test::file_bytes;
+using rattn_test::quiet_run;
+using rattn_test::tiny_run;
 namespace fs = std::filesystem;
 
 namespace {
 
-Config tiny_run(long steps) {
-  Config c;
-  c.model.d_model = 16;
-  c.model.n_heads = 2;
-  c.model.n_kv_heads = 2;
-  c.model.head_dim = 8;
-  c.model.n_layers = 2;
-  c.model.pattern = "LG";
-  c.model.window = 4;
-  c.model.chunk = 8;
-  c.train.seq_len = 32;
-  c.train.pairs = 4;
-  c.train.batch = 3;
-  c.train.steps = steps;
-  c.train.warmup = 2;
-  return c;
-}
-
-RunConfig quiet_run(const std::string& ckpt) {
-  RunConfig r;
-  r.eval_interval = 0;
-  r.eval_seqs = 4;
-  r.ckpt = ckpt;
-  r.ckpt_interval = 0;
-  r.log_every = 1000;
-  return r;
-}
-
 std::string tmp_path(const std::string& name) { return (fs::temp_directory_path() / ("rattn_test_ckpt_" + name)).string(); }
 
-std::vector<unsigned char> file_bytes(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::vector<unsigned char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
 void write_bytes(const std::string& p, const std::vector<unsigned char>& b) {
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
