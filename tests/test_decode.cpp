@@ -9,6 +9,7 @@
 
 #include "ref/decode.h"
 #include "ref/rattention.h"
+#include "tests/attn_setup.h"
 #include "tests/check.h"
 
 using ref::AttnConfig;
@@ -19,44 +20,6 @@ using ref::Mat;
 using namespace rattn_test;
 
 namespace {
-
-struct Flavour {
-  const char* name;
-  bool global;
-  LocalKind kind;
-};
-const Flavour kFlavours[] = {{"swa", false, LocalKind::swa},
-                             {"rattn", false, LocalKind::rattn},
-                             {"linear", false, LocalKind::linear},
-                             {"global", true, LocalKind::swa}};
-
-AttnConfig make_cfg(int H, int G, int D, int w, const Flavour& fl, FeatureMap fm = FeatureMap::sm2) {
-  AttnConfig cfg;
-  cfg.H = H;
-  cfg.G = G;
-  cfg.D = D;
-  cfg.w = w;
-  cfg.global = fl.global;
-  cfg.kind = fl.kind;
-  cfg.fm = fm;
-  cfg.chunk = 4;
-  cfg.rope_theta = 100.0;  // large angles: a RoPE position off by one would show
-  return cfg;
-}
-
-template <class S>
-AttnParams<S> random_params(int C, int H, int G, int D, std::mt19937_64& rng) {
-  const double s = 1.0 / std::sqrt(double(C));
-  AttnParams<double> p;
-  p.Wq = randn<Mat<double>>(C, H * D, rng, s);
-  p.Wk = randn<Mat<double>>(C, G * D, rng, s);
-  p.Wv = randn<Mat<double>>(C, G * D, rng, s);
-  p.Wo = randn<Mat<double>>(H * D, C, rng, s);
-  p.gamma_swa = (Mat<double>::Ones(H, D) + randn<Mat<double>>(H, D, rng, 0.3)).eval();
-  p.gamma_rla = (Mat<double>::Ones(H, D) + randn<Mat<double>>(H, D, rng, 0.3)).eval();
-  return AttnParams<S>{p.Wq.cast<S>(), p.Wk.cast<S>(), p.Wv.cast<S>(), p.Wo.cast<S>(), p.gamma_swa.cast<S>(),
-                       p.gamma_rla.cast<S>()};
-}
 
 // Decode the whole sequence (after a prefill of T0 rows) and compare every position with the forward.
 template <class S>

@@ -12,6 +12,7 @@
 #include "ref/rattention.h"
 #include "ref/rla.h"
 #include "ref/rope.h"
+#include "tests/attn_setup.h"
 #include "tests/check.h"
 
 using ref::AttnConfig;
@@ -24,37 +25,6 @@ using namespace rattn_test;
 namespace {
 
 double dot_all(const Mat<double>& W, const Mat<double>& y) { return (W.array() * y.array()).sum(); }
-
-AttnConfig make_cfg(int H, int G, int D, int w, bool global, LocalKind kind, FeatureMap fm = FeatureMap::sm2,
-                    int chunk = 4) {
-  AttnConfig cfg;
-  cfg.H = H;
-  cfg.G = G;
-  cfg.D = D;
-  cfg.w = w;
-  cfg.global = global;
-  cfg.kind = kind;
-  cfg.fm = fm;
-  cfg.chunk = chunk;
-  cfg.rope_theta = 100.0;  // small theta: large angles, so RoPE visibly matters at T ~ 10
-  return cfg;
-}
-
-// The four layer flavours: local swa, rattn, linear, and global.
-struct Flavour {
-  const char* name;
-  bool global;
-  LocalKind kind;
-};
-const Flavour kFlavours[] = {{"swa", false, LocalKind::swa},
-                             {"rattn", false, LocalKind::rattn},
-                             {"linear", false, LocalKind::linear},
-                             {"global", true, LocalKind::swa}};
-
-// gamma near 1 but not 1, so dgamma and the per-head scaling are really tested.
-Mat<double> rand_gamma(int H, int D, std::mt19937_64& rng) {
-  return (Mat<double>::Ones(H, D) + randn<Mat<double>>(H, D, rng, 0.3)).eval();
-}
 
 }  // namespace
 
@@ -206,14 +176,7 @@ TEST_CASE("attention layer backward against finite differences: every parameter 
       CAPTURE(s.w);
       AttnConfig cfg = make_cfg(H, G, s.D, s.w, fl.global, fl.kind, FeatureMap::sm2, 4);
       std::mt19937_64 rng(900 + s.T + s.D + int(fl.kind) * 31 + (fl.global ? 500 : 0));
-      AttnParams<double> p;
-      const double init = 1.0 / std::sqrt(double(C));
-      p.Wq = randn<Mat<double>>(C, H * s.D, rng, init);
-      p.Wk = randn<Mat<double>>(C, G * s.D, rng, init);
-      p.Wv = randn<Mat<double>>(C, G * s.D, rng, init);
-      p.Wo = randn<Mat<double>>(H * s.D, C, rng, init);
-      p.gamma_swa = rand_gamma(H, s.D, rng);
-      p.gamma_rla = rand_gamma(H, s.D, rng);
+      AttnParams<double> p = random_params<double>(C, H, G, s.D, rng);
       Mat<double> x = randn<Mat<double>>(s.T, C, rng), W = randn<Mat<double>>(s.T, C, rng);
       AttnParams<double> dp = ref::attn_params_zero<double>(cfg, C);
       dp.Wq.array() += 1.0;  // parameter gradients accumulate: start from a known non-zero value
@@ -236,15 +199,8 @@ TEST_CASE("attention layer: float forward agrees with double") {
     CAPTURE(std::string(fl.name));
     AttnConfig cfg = make_cfg(H, G, D, 3, fl.global, fl.kind);
     std::mt19937_64 rng(950);
-    AttnParams<double> p;
-    p.Wq = randn<Mat<double>>(C, H * D, rng, 0.35);
-    p.Wk = randn<Mat<double>>(C, G * D, rng, 0.35);
-    p.Wv = randn<Mat<double>>(C, G * D, rng, 0.35);
-    p.Wo = randn<Mat<double>>(H * D, C, rng, 0.35);
-    p.gamma_swa = rand_gamma(H, D, rng);
-    p.gamma_rla = rand_gamma(H, D, rng);
-    AttnParams<float> pf{p.Wq.cast<float>(), p.Wk.cast<float>(), p.Wv.cast<float>(), p.Wo.cast<float>(),
-                         p.gamma_swa.cast<float>(), p.gamma_rla.cast<float>()};
+    AttnParams<double> p = random_params<double>(C, H, G, D, rng, 0.35);
+    AttnParams<float> pf = cast_params<float>(p);
     Mat<double> x = randn<Mat<double>>(T, C, rng);
     Mat<float> xf = x.cast<float>();
     check_close("layer float vs double", ref::attention_layer_forward(cfg, pf, xf), ref::attention_layer_forward(cfg, p, x), 1e-5);
