@@ -1,6 +1,6 @@
 // The checkpoint format (model/checkpoint.h): exact round trip, --resume continues bit-exactly,
-// and truncated, corrupted, wrong-version, wrong-magic and wrong-precision files are rejected with
-// a message that says which.
+// and truncated, corrupted, wrong-version, wrong-magic, wrong-size and wrong-precision files are
+// rejected with a message that says which.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -110,6 +110,25 @@ TEST_CASE("bad checkpoints are rejected with a clear error") {
   std::vector<unsigned char> magic = good;
   magic[0] = 'X';
   rejects(magic, "bad magic");
+  // a correctly checksummed file whose config block asks for another model than its tensors hold:
+  // refused by parameter_count before anything of that size is allocated
+  {
+    Config wider = some_state().config;
+    wider.model.d_model = 24;
+    const std::string text = config_to_text(some_state().config), wide_text = config_to_text(wider);
+    const size_t at = 8 + 4 + 4 + 8;  // magic, version, scalar size, step; then u32 length + the config
+    uint32_t len;
+    std::memcpy(&len, good.data() + at, 4);
+    REQUIRE(std::string(good.begin() + long(at + 4), good.begin() + long(at + 4 + len)) == text);
+    std::vector<unsigned char> b(good.begin(), good.begin() + long(at));
+    const uint32_t wide_len = uint32_t(wide_text.size());
+    b.insert(b.end(), reinterpret_cast<const unsigned char*>(&wide_len), reinterpret_cast<const unsigned char*>(&wide_len) + 4);
+    b.insert(b.end(), wide_text.begin(), wide_text.end());
+    b.insert(b.end(), good.begin() + long(at + 4 + len), good.end() - 8);
+    const uint64_t sum = fnv1a64(b.data(), b.size());
+    b.insert(b.end(), reinterpret_cast<const unsigned char*>(&sum), reinterpret_cast<const unsigned char*>(&sum) + 8);
+    rejects(b, "numbers, its config needs " + std::to_string(parameter_count(wider.model)));
+  }
   // a float32 file read by the double model
   CHECK_THROWS_WITH_AS(load_checkpoint<double>(path), doctest::Contains("float32"), CheckpointError);
   // a missing file
