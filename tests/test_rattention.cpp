@@ -26,6 +26,30 @@ namespace {
 
 double dot_all(const Mat<double>& W, const Mat<double>& y) { return (W.array() * y.array()).sum(); }
 
+// Random q: (T, H*D), k, v: (T, G*D), gammas (H, D) and cotangent W: (T, H*D); every gradient of
+// the core (dq, dk, dv, dgamma_swa, dgamma_rla) against central differences of sum(W * core(q, k, v)).
+void check_core_grads(const AttnConfig& cfg, int T, std::mt19937_64& rng) {
+  const int H = cfg.H, G = cfg.G, D = cfg.D;
+  Mat<double> q = randn<Mat<double>>(T, H * D, rng), k = randn<Mat<double>>(T, G * D, rng),
+              v = randn<Mat<double>>(T, G * D, rng), W = randn<Mat<double>>(T, H * D, rng);
+  Mat<double> gs = rand_gamma(H, D, rng), gr = rand_gamma(H, D, rng);
+  ref::CoreGrads<double> g = ref::attn_core_backward(cfg, q, k, v, gs, gr, W);
+  auto f = [&] { return dot_all(W, ref::attn_core_forward(cfg, q, k, v, gs, gr)); };
+  if (!cfg.global && cfg.kind == LocalKind::linear && T == 1) {
+    // One token, one RLA key: o_rla = (phi(q).phi(k)) v is a scalar times v, and GRMS removes
+    // the scalar, so q and k get a gradient of order eps only (finite differences of it are
+    // noise). Check that it is that small instead.
+    CHECK(g.dq.norm() < 1e-5 * g.dv.norm());
+    CHECK(g.dk.norm() < 1e-5 * g.dv.norm());
+  } else {
+    CHECK(grad_check("q (core)", f, q, g.dq));
+    CHECK(grad_check("k (core)", f, k, g.dk));
+  }
+  CHECK(grad_check("v (core)", f, v, g.dv));
+  CHECK(grad_check("gamma_swa (core)", f, gs, g.dgamma_swa));
+  CHECK(grad_check("gamma_rla (core)", f, gr, g.dgamma_rla));
+}
+
 }  // namespace
 
 TEST_CASE("LocalKind parses and prints") {
@@ -120,26 +144,8 @@ TEST_CASE("attention core backward against finite differences, every kind (dq, d
           CAPTURE(T);
           CAPTURE(D);
           CAPTURE(w);
-          AttnConfig cfg = make_cfg(H, G, D, w, fl.global, fl.kind, FeatureMap::sm2, 4);
           std::mt19937_64 rng(700 + 13 * T + D + 5 * w + int(fl.kind) * 101 + (fl.global ? 1000 : 0));
-          Mat<double> q = randn<Mat<double>>(T, H * D, rng), k = randn<Mat<double>>(T, G * D, rng),
-                      v = randn<Mat<double>>(T, G * D, rng), W = randn<Mat<double>>(T, H * D, rng);
-          Mat<double> gs = rand_gamma(H, D, rng), gr = rand_gamma(H, D, rng);
-          ref::CoreGrads<double> g = ref::attn_core_backward(cfg, q, k, v, gs, gr, W);
-          auto f = [&] { return dot_all(W, ref::attn_core_forward(cfg, q, k, v, gs, gr)); };
-          if (!fl.global && fl.kind == LocalKind::linear && T == 1) {
-            // One token, one RLA key: o_rla = (phi(q).phi(k)) v is a scalar times v, and GRMS removes
-            // the scalar, so q and k get a gradient of order eps only (finite differences of it are
-            // noise). Check that it is that small instead.
-            CHECK(g.dq.norm() < 1e-5 * g.dv.norm());
-            CHECK(g.dk.norm() < 1e-5 * g.dv.norm());
-          } else {
-            CHECK(grad_check("q (core)", f, q, g.dq));
-            CHECK(grad_check("k (core)", f, k, g.dk));
-          }
-          CHECK(grad_check("v (core)", f, v, g.dv));
-          CHECK(grad_check("gamma_swa (core)", f, gs, g.dgamma_swa));
-          CHECK(grad_check("gamma_rla (core)", f, gr, g.dgamma_rla));
+          check_core_grads(make_cfg(H, G, D, w, fl.global, fl.kind, FeatureMap::sm2, 4), T, rng);
         }
 }
 
@@ -149,17 +155,8 @@ TEST_CASE("attention core backward with the other feature maps (relu2, identity)
     for (LocalKind kind : {LocalKind::rattn, LocalKind::linear}) {
       CAPTURE(std::string(ref::to_string(fm)));
       CAPTURE(std::string(ref::to_string(kind)));
-      AttnConfig cfg = make_cfg(H, G, D, w, false, kind, fm, 3);
       std::mt19937_64 rng(800 + int(fm) * 7 + int(kind));
-      Mat<double> q = randn<Mat<double>>(T, H * D, rng), k = randn<Mat<double>>(T, G * D, rng),
-                  v = randn<Mat<double>>(T, G * D, rng), W = randn<Mat<double>>(T, H * D, rng);
-      Mat<double> gs = rand_gamma(H, D, rng), gr = rand_gamma(H, D, rng);
-      ref::CoreGrads<double> g = ref::attn_core_backward(cfg, q, k, v, gs, gr, W);
-      auto f = [&] { return dot_all(W, ref::attn_core_forward(cfg, q, k, v, gs, gr)); };
-      CHECK(grad_check("q (core)", f, q, g.dq));
-      CHECK(grad_check("k (core)", f, k, g.dk));
-      CHECK(grad_check("v (core)", f, v, g.dv));
-      CHECK(grad_check("gamma_rla (core)", f, gr, g.dgamma_rla));
+      check_core_grads(make_cfg(H, G, D, w, false, kind, fm, 3), T, rng);
     }
 }
 
