@@ -144,14 +144,16 @@ $(BUILD)/gpu/tools/%.o: tools/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(DEPFLAGS) -DRATTN_CUDA_RUNTIME -isystem $(CUDA_HOME)/include -c $< -o $@
 
+# librattn.a before libcuda_gpu.a: a member of librattn.a pulled in for a common symbol (io/export.o holds
+# the CudaBackend) must find its cu:: kernels in an archive the linker has not passed yet.
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
-$(GPU_TESTS): $(BIN)/tests/gpu/%: $(BUILD)/gpu/tests/cuda/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/libcuda_gpu.a $(BUILD)/librattn.a
+$(GPU_TESTS): $(BIN)/tests/gpu/%: $(BUILD)/gpu/tests/cuda/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/librattn.a $(BUILD)/libcuda_gpu.a
 	@mkdir -p $(@D)
 	$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS)
 
 # GPU builds of the benchmark programs (tools/bench_*.cpp): bin/gpu/bench_X.
 GPU_BENCH := $(patsubst tools/%.cpp,$(BIN)/gpu/%,$(wildcard tools/bench_*.cpp))
-$(GPU_BENCH): $(BIN)/gpu/%: $(BUILD)/gpu/tools/%.o $(BUILD)/libcuda_gpu.a $(BUILD)/librattn.a
+$(GPU_BENCH): $(BIN)/gpu/%: $(BUILD)/gpu/tools/%.o $(BUILD)/librattn.a $(BUILD)/libcuda_gpu.a
 	@mkdir -p $(@D)
 	$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS)
 gpu-build: $(GPU_TESTS) $(GPU_BENCH)
