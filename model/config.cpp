@@ -46,6 +46,8 @@ void bind_train_flags(FlagSet& fs, TrainConfig& t) {
   fs.add_int("passkey-len", &t.passkey_len, 1, 32, "passkey: letters in the hidden key");
   fs.add_real("in-window-frac", &t.in_window_frac, 0.0, 1.0,
               "recall: target fraction of queries with key-to-query distance <= w");
+  fs.add_int("data-window", &t.data_window, -1, 1 << 20,
+             "recall: the w of --in-window-frac (gap mix, in/out-of-window scores); -1 = --window");
   fs.add_real("lr", &t.lr, 1e-8, 1.0, "peak learning rate");
   fs.add_long("warmup", &t.warmup, 0, 1L << 40, "linear warmup steps");
   fs.add_int("cosine", &t.cosine, 0, 1, "1: cosine decay after warmup to lr * lr-min-ratio; 0: constant");
@@ -155,7 +157,11 @@ std::string describe(const Config& c) {
      << " (SWA sees w+1 keys), feature map " << m.feature_map << ", RLA chunk " << m.chunk
      << ", RoPE theta " << m.rope_theta << " on local layers; global layers full causal, NoPE\n";
   os << "task: " << t.task;
-  if (t.task == "recall") os << " (" << t.pairs << " key-value pairs, target in-window fraction " << t.in_window_frac << ")";
+  if (t.task == "recall") {
+    os << " (" << t.pairs << " key-value pairs, target in-window fraction " << t.in_window_frac;
+    if (t.data_window >= 0) os << " of the data window " << t.data_window;
+    os << ")";
+  }
   if (t.task == "passkey") os << " (" << t.passkey_len << "-letter key)";
   if (t.task == "text") os << " (" << t.text_file << ", 90/10 split)";
   os << ", T " << t.seq_len << ", batch " << t.batch << " (" << long(t.seq_len) * t.batch << " tokens/step)\n";

@@ -46,6 +46,8 @@ struct TrainConfig {
   int pairs = 8;                // recall: key-value pairs per sequence
   int passkey_len = 5;          // passkey: letters in the hidden key
   double in_window_frac = 0.4;  // recall: target fraction of queries whose key is within w
+  int data_window = -1;         // recall: the w the gap mix refers to; -1 = the model's window
+                                // (set it to train models of different windows on the same data)
   double lr = 3e-3;
   long warmup = 50;
   int cosine = 1;               // 1: cosine decay to lr * lr_min_ratio after warmup; 0: constant
@@ -74,6 +76,11 @@ struct Config {
   ModelConfig model;
   TrainConfig train;
 };
+
+// The window the recall data's gap mix refers to: --data-window when given (>= 0), else the model's
+// --window. A full-attention model (window >= T) trained with --data-window 16 sees the very data a
+// w = 16 model sees.
+inline int data_window(const Config& c) { return c.train.data_window >= 0 ? c.train.data_window : c.model.window; }
 
 // Flags. Model and train flags are saved in the checkpoint; run flags are not.
 void bind_model_flags(FlagSet& fs, ModelConfig& m);

@@ -1,6 +1,7 @@
 // The data (data/tasks.h): every recall query's distance is what it claims and its key comes first;
 // the gap mixture puts 30-50% of the queries within w; passkey questions point at the hidden copy;
-// the same seed gives the same data; the text split is 90/10 and a bad file is a clear error.
+// --data-window sets the window of the gap mix apart from the model's; the same seed gives the same
+// data; the text split is 90/10 and a bad file is a clear error.
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -10,6 +11,8 @@
 #include <utility>
 
 #include "data/tasks.h"
+#include "model/config.h"
+#include "model/trainer.h"
 
 using namespace data;
 
@@ -104,6 +107,30 @@ TEST_CASE("same seed, same data; another seed, other data (every task)") {
     task->eval_set(5, 9, e2);
     CHECK(e1.tokens == e2.tokens);
   }
+}
+
+TEST_CASE("recall --data-window: the gap mix follows the data window, not the model's window") {
+  // A full-attention model (window 512 >= T) with --data-window 16 must see the very data of a
+  // w = 16 model, and without it the data of w = 512 (almost every query in the window).
+  model::Config w16, full_same_data, full_own_data;
+  w16.model.window = 16;
+  full_same_data.model.window = 512;
+  full_same_data.train.data_window = 16;
+  full_own_data.model.window = 512;
+  CHECK(model::data_window(w16) == 16);
+  CHECK(model::data_window(full_same_data) == 16);
+  CHECK(model::data_window(full_own_data) == 512);
+  Batch a, b, c;
+  std::mt19937_64 r1(5), r2(5), r3(5);
+  model::make_task(w16)->sample(r1, 64, a);
+  model::make_task(full_same_data)->sample(r2, 64, b);
+  model::make_task(full_own_data)->sample(r3, 64, c);
+  CHECK(a.tokens == b.tokens);
+  CHECK(a.dist == b.dist);
+  CHECK(a.tokens != c.tokens);
+  // The flag survives the checkpoint's config block; an old block without it means "the model's window".
+  CHECK(model::config_from_text(model::config_to_text(full_same_data)).train.data_window == 16);
+  CHECK(model::config_from_text("window=512\n").train.data_window == -1);
 }
 
 TEST_CASE("passkey: the question's letters are the hidden key, d positions after it") {
