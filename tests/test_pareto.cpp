@@ -1,7 +1,8 @@
 // tests/test_pareto.cpp: scripts/pareto.py (the window-size sweep, issue 7) end to end on its tiny
 // "test" grid (3 runs of 3 steps at T = 32, seconds): it must write runs.csv with one row per run
 // and metrics in every row, table.md with a line per arm, and, when gnuplot is installed, the PNG
-// plots; a bad arm must be refused with exit status 2 and nothing trained.
+// plots; the full-attention arm must have a window covering every evaluation length and train on
+// the same data as the windowed arms; a bad arm must be refused with exit status 2 and nothing trained.
 // It runs the programs next to this test binary (bin/train_tiny, bin/pareto_eval).
 #include <sys/wait.h>
 
@@ -96,10 +97,12 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
       if (head[i] == name) return long(i);
     return -1L;
   };
-  for (const char* name : {"arm", "window", "seed", "acc_1x", "out_acc_1x", "acc_2x", "beyondT_acc_2x", "train_s"})
+  for (const char* name : {"arm", "window", "model_window", "seed", "acc_1x", "out_acc_1x", "acc_2x", "beyondT_acc_2x",
+                           "train_s"})
     CHECK_MESSAGE(col(name) >= 0, "runs.csv lacks column " << name);
   REQUIRE(col("arm") >= 0);
   REQUIRE(col("acc_1x") >= 0);
+  REQUIRE(col("model_window") >= 0);
   std::vector<std::string> arms;
   for (size_t r = 1; r < rows.size(); ++r) {
     const std::vector<std::string> cells = split_csv(rows[r]);
@@ -111,8 +114,23 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
     CHECK(a >= 0.0);
     CHECK(a <= 1.0);
     CHECK(cells[size_t(col("window"))] == "8");
+    // full: SWA over the longest evaluation length (2T = 64), i.e. no window; the others: w itself.
+    CHECK(cells[size_t(col("model_window"))] == (cells[size_t(col("arm"))] == "full" ? "64" : "8"));
   }
   CHECK(arms == std::vector<std::string>{"full", "lo-swa", "lo-rattn"});
+
+  // Every arm trained on the same data: the recall gap mix of the data window w = 8 (train_tiny's
+  // "data:" line), the full arm included, although its model window is 64.
+  std::vector<std::string> data_lines;
+  for (const char* arm : {"full", "lo-swa", "lo-rattn"}) {
+    std::string line;
+    for (const std::string& l : lines_of(slurp(runs / ("recall-" + std::string(arm) + "-w8-s1.log"))))
+      if (l.rfind("data: recall", 0) == 0) line = l;
+    CHECK_MESSAGE(line.find("within w = 8") != std::string::npos, arm << ": " << line);
+    data_lines.push_back(line);
+  }
+  CHECK(data_lines[0] == data_lines[1]);
+  CHECK(data_lines[0] == data_lines[2]);
 
   // table.md: one line per arm in the recall table.
   const std::string table = slurp(out / "table.md");

@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
     const model::Config& c0 = st.config;
     auto backend = model::make_backend<float>("cpu");
     const model::Model<float> net(c0.model, *backend);
-    const int w = c0.model.window;
+    const int w = model::data_window(c0);  // the window the data and the distance buckets refer to
     const long T0 = c0.train.seq_len;
 
     for (int m : mults) {
