@@ -286,7 +286,9 @@ def arm_order(arm):
 
 def write_table(a, rows, path):
     mults = a.lengths.split(",")
-    lines = [f"# Window-size sweep ({a.grid} grid)", "",
+    name = os.path.basename(os.path.normpath(a.out))
+    title = f"{a.grid} grid" if name == a.grid else f"`{name}`: the {a.grid} grid's settings with overrides"
+    lines = [f"# Window-size sweep ({title})", "",
              f"Model: d_model {a.d_model}, {a.layers} layers, 2 heads of 32, T = {a.seq_len}, batch {a.batch}; "
              f"local-global pattern `{a.lg_pattern}`. Accuracies in %, mean over seeds (min..max when they differ); "
              "chance is 1.6 % for recall, 3.8 % for passkey letters. `in`: queries whose key is within the window "
