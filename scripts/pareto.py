@@ -608,7 +608,8 @@ def main():
         wr.writeheader()
         wr.writerows(rows)
     train_s = sum(fnum(r["train_s"]) or 0 for r in rows)
-    a.timing_note = (f"Timing: the runs' training took {train_s:.0f} s in all (`train_s` in runs.csv); the "
+    a.timing_note = previous_timing(os.path.join(a.out, "table.md")) if not todo else None
+    a.timing_note = a.timing_note or (f"Timing: the runs' training took {train_s:.0f} s in all (`train_s` in runs.csv); the "
                      f"invocation that wrote this table trained {len(todo)} of them and took "
                      f"{time.time() - t0:.0f} s wall including evaluation, with --jobs {a.jobs} --threads "
                      f"{a.threads} on a machine with {os.cpu_count()} cores, load average (1 min) {load0} "
@@ -684,6 +685,18 @@ def estimate_seconds(a, runs, todo):
     if machine_cores(a) == 1:
         return two_thread_s * SPEEDUP_2T
     return two_thread_s * 2.0 / machine_cores(a)
+
+
+def previous_timing(table_path):
+    """The timing line of an earlier table.md, kept when this invocation trained nothing (a redraw)."""
+    try:
+        with open(table_path) as f:
+            for line in f:
+                if line.startswith("Timing: "):
+                    return line.rstrip("\n")
+    except OSError:
+        pass
+    return None
 
 
 def load_average():
