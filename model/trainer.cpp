@@ -2,6 +2,9 @@
 #include "model/trainer.h"
 
 #include <omp.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <chrono>
 #include <cstdarg>
@@ -91,7 +94,17 @@ void report_eval(std::ostream& out, const Model<float>& model, const ModelParams
 
 }  // namespace
 
+void keep_freed_memory() {
+  // glibc: blocks above M_MMAP_THRESHOLD get their own mapping, unmapped on free (raised to its
+  // maximum, 32 MiB on 64-bit); the heap top is given back above M_TRIM_THRESHOLD (raised to 1 GiB).
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
 TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, const BeforeStepHook& hook) {
+  keep_freed_memory();
   Config c = c_in;
   if (!c.train.text_file.empty()) c.train.task = "text";
   validate(c);

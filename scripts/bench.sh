@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# make bench: every benchmark program, one after the other (benchmarks are not tests: they print
-# times and ratios measured in the same run, and fail only if a program crashes).
+# make bench: the CPU benchmarks (benchmarks are not tests: they print times and ratios measured in the
+# same run, and fail only if a program crashes).
+#   1. bin/bench_cpu: SWA forward+backward against T, RLA masked / recurrent / chunked, matmul GFLOP/s,
+#      and the model's training step on 1 and 2 threads;
+#   2. scripts/bench_compare.sh: our training step next to the same model in PyTorch, config by config,
+#      run alternately, with the ratio (PyTorch columns say "skipped" without PyTorch);
+#   3. bin/bench_ops, bin/bench_attn: the CUDA kernels on the CPU execution layer (emulation times, a
+#      smoke run; the GPU figures come from `make gpu-check`).
+#   BENCH_QUICK=1 make bench     shorter runs (bench_cpu --quick, bench_compare.sh --quick)
 set -u
 cd "$(dirname "$0")/.."
 status=0
-for b in bin/bench_*; do
+quick=()
+[ "${BENCH_QUICK:-0}" = 1 ] && quick=(--quick)
+echo "== bin/bench_cpu ${quick[*]}"
+bin/bench_cpu "${quick[@]}" || status=1
+echo "== scripts/bench_compare.sh ${quick[*]}"
+scripts/bench_compare.sh "${quick[@]}" || status=1
+for b in bin/bench_ops bin/bench_attn; do
   [ -x "$b" ] || continue
-  echo "== $b"
+  echo "== $b (CUDA kernels on the CPU execution layer: emulation times)"
   "$b" || status=1
 done
-[ -x scripts/bench_torch.py ] && { echo "== scripts/bench_torch.py"; python3 scripts/bench_torch.py || status=1; }
 exit $status

@@ -28,7 +28,8 @@
 //     chunked backward   about 2.5x the chunked forward (two sweeps)
 //   matmul (M, K) x (K, N): 2 M K N.
 //   model training step ("model FLOPs", the usual 6N rule plus attention):
-//     6 * tokens * (matmul parameters: per layer 2 C H D + 2 C G D + 3 C F, plus C V for the head)
+//     6 * tokens * parameters (model::parameter_count: per layer 2 C H D + 2 C G D + 3 C F, the head C V,
+//     and the norm scales, a fraction of a percent)
 //     + 3 * forward attention FLOPs (local swa 4 H D (w+1) per token, global 2 H D (T+1) per token,
 //       rattn adds the chunked RLA forward above)
 #include <omp.h>
@@ -49,6 +50,7 @@
 #include "model/backend_cpu.h"
 #include "model/model.h"
 #include "model/params.h"
+#include "model/trainer.h"
 #include "ref/attention.h"
 #include "ref/attention_blocked.h"
 #include "ref/linear.h"
@@ -280,12 +282,11 @@ model::ModelConfig model_config(const ModelBench& b) {
 // "Model FLOPs" of one training step (see the header comment).
 double step_flops(const ModelBench& b) {
   const model::ModelConfig m = model_config(b);
-  const double C = m.d_model, H = m.n_heads, G = m.n_kv_heads, D = m.head_dim, F = m.ffn(), V = m.vocab;
+  const double H = m.n_heads, D = m.head_dim;
   const double tokens = double(b.B) * b.T;
-  double params = C * V;
+  const double params = double(model::parameter_count(m));  // norm scales included: negligible
   double attn = 0;  // forward, per token
   for (int l = 0; l < m.n_layers; ++l) {
-    params += 2 * C * H * D + 2 * C * G * D + 3 * C * F;
     if (m.is_global(l)) {
       attn += 2 * H * D * (b.T + 1);
     } else {
@@ -304,6 +305,7 @@ struct StepTime {
 // One training step with `threads` OpenMP threads, medians over `steps` steps after 1 warm-up.
 StepTime time_step(const ModelBench& b, int threads, int steps) {
   omp_set_num_threads(threads);
+  model::keep_freed_memory();  // as model::train() does
   const model::ModelConfig m = model_config(b);
   const model::CpuBackend<float> backend;
   const model::Model<float> net(m, backend);
