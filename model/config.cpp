@@ -47,7 +47,7 @@ void bind_train_flags(FlagSet& fs, TrainConfig& t) {
   fs.add_real("in-window-frac", &t.in_window_frac, 0.0, 1.0,
               "recall: target fraction of queries with key-to-query distance <= w");
   fs.add_int("data-window", &t.data_window, -1, 1 << 20,
-             "recall: the w of --in-window-frac (gap mix, in/out-of-window scores); -1 = --window");
+             "recall: the window w that --in-window-frac (the gap mix) refers to; -1 = --window");
   fs.add_real("lr", &t.lr, 1e-8, 1.0, "peak learning rate");
   fs.add_long("warmup", &t.warmup, 0, 1L << 40, "linear warmup steps");
   fs.add_int("cosine", &t.cosine, 0, 1, "1: cosine decay after warmup to lr * lr-min-ratio; 0: constant");
