@@ -71,8 +71,8 @@ GRIDS = {
 }
 
 # Fields of runs.csv, in order. Metric fields are "<metric>_<m>x" for each length multiplier m.
-CONFIG_FIELDS = ["grid", "task", "arm", "stack", "local", "window", "model_window", "seed", "T", "steps", "batch", "d_model",
-                 "layers", "pattern", "train_s", "ms_per_step", "final_train_loss"]
+CONFIG_FIELDS = ["grid", "task", "arm", "stack", "local", "window", "model_window", "seed", "T", "steps", "batch",
+                 "d_model", "layers", "pattern", "train_s", "ms_per_step", "final_train_loss"]
 METRICS = ["loss", "acc", "in_acc", "out_acc", "b1_acc", "b2_acc", "b3_acc", "b4_acc", "beyondT_acc",
            "depth0_acc", "depth25_acc", "depth50_acc", "depth75_acc", "depth100_acc", "bpb", "n", "in_n", "out_n",
            "b1_n", "b2_n", "b3_n", "b4_n"]
@@ -100,7 +100,8 @@ class Run:
         self.ckpt, self.log, self.cmdfile, self.evalfile = base + ".ckpt", base + ".log", base + ".cmd", base + ".eval"
         self.a = a
         cmd = [a.bin_train, "--layers", str(a.layers), "--pattern", self.pattern, "--local", kind,
-               "--window", str(self.model_window), "--data-window", str(window), "--d-model", str(a.d_model), "--seq-len", str(a.seq_len),
+               "--window", str(self.model_window), "--data-window", str(window), "--d-model", str(a.d_model),
+               "--seq-len", str(a.seq_len),
                "--batch", str(a.batch), "--lr", repr(a.lr), "--steps", str(self.steps),
                "--warmup", str(min(a.warmup, self.steps)), "--seed", str(seed)]
         if task == "text":
@@ -194,7 +195,8 @@ class Run:
         """The CSV row: config, training figures from the log, metrics from the evaluation."""
         row = {k: "" for k in csv_fields(self.a)}
         row.update(grid=self.grid, task=self.task, arm=self.arm, stack=self.stack, local=self.local,
-                   window=self.window, model_window=self.model_window, seed=self.seed, T=self.a.seq_len, steps=self.steps, batch=self.a.batch,
+                   window=self.window, model_window=self.model_window, seed=self.seed, T=self.a.seq_len,
+                   steps=self.steps, batch=self.a.batch,
                    d_model=self.a.d_model, layers=self.a.layers, pattern=self.pattern)
         with open(self.log) as f:
             lines = f.read().splitlines()
@@ -609,11 +611,12 @@ def main():
         wr.writerows(rows)
     train_s = sum(fnum(r["train_s"]) or 0 for r in rows)
     a.timing_note = previous_timing(os.path.join(a.out, "table.md")) if not todo else None
-    a.timing_note = a.timing_note or (f"Timing: the runs' training took {train_s:.0f} s in all (`train_s` in runs.csv); the "
-                     f"invocation that wrote this table trained {len(todo)} of them and took "
-                     f"{time.time() - t0:.0f} s wall including evaluation, with --jobs {a.jobs} --threads "
-                     f"{a.threads} on a machine with {os.cpu_count()} cores, load average (1 min) {load0} "
-                     f"at its start and {load_average()} at its end.")
+    a.timing_note = a.timing_note or (
+        f"Timing: the runs' training took {train_s:.0f} s in all (`train_s` in runs.csv); the "
+        f"invocation that wrote this table trained {len(todo)} of them and took "
+        f"{time.time() - t0:.0f} s wall including evaluation, with --jobs {a.jobs} --threads "
+        f"{a.threads} on a machine with {os.cpu_count()} cores, load average (1 min) {load0} "
+        f"at its start and {load_average()} at its end.")
     table = write_table(a, rows, os.path.join(a.out, "table.md"))
     print("\n".join(table))
     made = []
