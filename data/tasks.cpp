@@ -37,7 +37,10 @@ RecallTask::RecallTask(int T, int pairs, int w, double in_window_frac) : T_(T), 
     throw std::invalid_argument("recall: T = " + std::to_string(T) + " is shorter than 4 * pairs");
   // Split the possible gaps into "near" (at least half the queries within w) and "far", and draw
   // near gaps with the probability p that makes the expected in-window fraction in_window_frac:
-  //   p * mean_near f + (1 - p) * mean_far f = in_window_frac,  clamped to [0, 1].
+  //   p * mean_near f + (1 - p) * mean_far f = in_window_frac,  clamped to [0, kMaxNear].
+  // The cap keeps a quarter of the sequences far, so long distances occur at every w: when w is
+  // below the key-value block (w < 2 * pairs) no gap puts half the queries within w, and without
+  // it every sequence would get gap 0 (no key farther back than 4 * pairs).
   std::vector<int>& far = far_gaps_;
   double f_near = 0, f_far = 0;
   for (int g = 0; g <= max_gap(); ++g) {
@@ -60,7 +63,7 @@ RecallTask::RecallTask(int T, int pairs, int w, double in_window_frac) : T_(T), 
   f_far = far.empty() ? 0.0 : f_far / double(far.size());
   if (far.empty()) p_near_ = 1.0;
   else if (f_near - f_far < 1e-12) p_near_ = 0.0;
-  else p_near_ = std::clamp((in_window_frac - f_far) / (f_near - f_far), 0.0, 1.0);
+  else p_near_ = std::clamp((in_window_frac - f_far) / (f_near - f_far), 0.0, kMaxNear);
   expected_in_window_ = p_near_ * f_near + (1.0 - p_near_) * f_far;
 }
 

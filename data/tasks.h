@@ -6,7 +6,8 @@
 //                the n key-value pairs, a filler gap, then the same keys in random order, each
 //                followed by its value. Only the values are scored (the target at a query key is its
 //                value), and each query knows its key-to-query distance d = t_query - t_key.
-//                Gap lengths are mixed so that a chosen fraction of queries (default 40%) has d <= w.
+//                Gap lengths are mixed so that a chosen fraction of queries (default 40%) has d <= w,
+//                with at least a quarter of the sequences drawing a gap that puts most queries past w.
 //   PasskeyTask  a short random lowercase string hidden at a controlled depth in filler text:
 //                  filler ... #abcde ... filler ... #abcde
 //                the second copy (the question) ends the sequence and its letters are scored;
@@ -77,6 +78,7 @@ class RecallTask : public Task {
   int max_gap() const { return T_ - 4 * pairs_; }
 
  private:
+  static constexpr double kMaxNear = 0.75;  // most sequences drawn from the near gaps
   int gap_for(std::mt19937_64& rng) const;
   int T_, pairs_, w_;
   double p_near_ = 0;          // probability of drawing from the near gaps

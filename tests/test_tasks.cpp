@@ -73,8 +73,11 @@ TEST_CASE("recall: the gap mixture puts 30-50% of the queries within w, and span
       if (4 * w < 100) CHECK(far > 0);  // distances reach T - 2 = 126
     } else {
       // w < 2 * pairs: the key-value block alone is longer than the window, so even with no gap
-      // only a few queries can reach their key (for 8 pairs, w = 8: 10 of 64 pairs (i, j)).
-      CHECK(task.expected_in_window() == doctest::Approx(10.0 / 64));
+      // only a few queries can reach their key (for 8 pairs, w = 8: 10 of 64 pairs (i, j)); gap 0
+      // is drawn for at most 3/4 of the sequences, so keys far beyond the window still occur.
+      CHECK(task.expected_in_window() < 10.0 / 64);
+      CHECK(task.expected_in_window() > 0.75 * 10.0 / 64 - 1e-12);
+      CHECK(far > 0);
     }
   }
 }
