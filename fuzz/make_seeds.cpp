@@ -14,6 +14,7 @@
 
 #include "io/npy.h"
 #include "model/checkpoint.h"
+#include "tests/tiny_state.h"
 
 namespace fs = std::filesystem;
 
@@ -48,27 +49,10 @@ int main(int argc, char** argv) {
     v2 = v2.substr(0, 6) + std::string("\x02\x00", 2) + len4 + v2.substr(10);
     put(d, "f64_v2.npy", v2);
   }
-  // ---- checkpoint: the smallest model the flags allow
+  // ---- checkpoint: the smallest model the flags allow (tests/tiny_state.h)
   {
     const fs::path d = root / "checkpoint";
-    model::TrainState<float> st;
-    st.config.model.d_model = 8;
-    st.config.model.n_heads = 1;
-    st.config.model.n_kv_heads = 1;
-    st.config.model.head_dim = 2;
-    st.config.model.ffn_dim = 8;
-    st.config.model.n_layers = 1;
-    st.config.model.pattern = "L";
-    st.config.model.window = 2;
-    st.config.train.seq_len = 8;
-    st.config.train.pairs = 2;
-    st.config.train.warmup = 1;
-    st.config.train.steps = 2;
-    st.params = model::params_filled<float>(st.config.model, 0.25f);
-    st.m = model::params_filled<float>(st.config.model, 0.0f);
-    st.v = model::params_filled<float>(st.config.model, 0.0f);
-    st.step = 1;
-    st.data_rng = "1 2 3";
+    model::TrainState<float> st = rattn_test::tiny_train_state();
     const std::string tmp = (fs::temp_directory_path() / "rattn_make_seeds.ckpt").string();
     model::save_checkpoint(tmp, st);
     const std::string full = slurp(tmp);

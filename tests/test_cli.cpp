@@ -16,6 +16,7 @@
 #include "model/checkpoint.h"
 #include "tests/check.h"
 #include "tests/proc.h"
+#include "tests/tiny_state.h"
 
 namespace {
 using rattn_test::run_program;
@@ -50,28 +51,8 @@ void expect_refused(const std::string& program, const std::vector<std::string>& 
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
-// A valid checkpoint of the smallest model (d_model 8, one local layer), written without training.
-void write_tiny_checkpoint(const std::string& path) {
-  model::TrainState<float> st;
-  st.config.model.d_model = 8;
-  st.config.model.n_heads = 1;
-  st.config.model.n_kv_heads = 1;
-  st.config.model.head_dim = 2;
-  st.config.model.ffn_dim = 8;
-  st.config.model.n_layers = 1;
-  st.config.model.pattern = "L";
-  st.config.model.window = 2;
-  st.config.train.seq_len = 8;
-  st.config.train.pairs = 2;
-  st.config.train.warmup = 0;
-  st.config.train.steps = 1;
-  st.params = model::init_params<float>(st.config.model, 1);
-  st.m = model::params_filled<float>(st.config.model, 0.0f);
-  st.v = model::params_filled<float>(st.config.model, 0.0f);
-  st.step = 1;
-  st.data_rng = "1";
-  model::save_checkpoint(path, st);
-}
+// A valid checkpoint of the smallest model (tests/tiny_state.h), written without training.
+void write_tiny_checkpoint(const std::string& path) { model::save_checkpoint(path, rattn_test::tiny_train_state()); }
 }  // namespace
 
 TEST_CASE("cli: train_tiny refuses every bad flag with exit 2 and one line naming it") {
