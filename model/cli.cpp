@@ -21,6 +21,12 @@ std::string fmt_bound(double x) {
   std::snprintf(buf, sizeof buf, "%g", x);
   return buf;
 }
+// Integer bounds in full ("[0, 1048576]", not %g's "1.04858e+06"): they are exact in a double.
+std::string fmt_int_bound(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.0f", x);
+  return buf;
+}
 }  // namespace
 
 void FlagSet::add_int(const std::string& name, int* field, long lo, long hi, const std::string& help) {
@@ -61,7 +67,7 @@ std::string FlagSet::allowed(const Flag& f) {
   switch (f.kind) {
     case Flag::Kind::integer:
     case Flag::Kind::long_integer:
-      return "an integer in [" + fmt_bound(f.lo) + ", " + fmt_bound(f.hi) + "]";
+      return "an integer in [" + fmt_int_bound(f.lo) + ", " + fmt_int_bound(f.hi) + "]";
     case Flag::Kind::real: return "a number in [" + fmt_bound(f.lo) + ", " + fmt_bound(f.hi) + "]";
     case Flag::Kind::text: return "a non-empty string";
     case Flag::Kind::choice: {

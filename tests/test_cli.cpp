@@ -55,6 +55,19 @@ void write_text(const std::string& path, const std::string& text) { std::ofstrea
 void write_tiny_checkpoint(const std::string& path) { model::save_checkpoint(path, rattn_test::tiny_train_state()); }
 }  // namespace
 
+TEST_CASE("cli: an out-of-range integer flag names its allowed range in full") {
+  // "[0, 1048576]", not a rounded "1.04858e+06" a user cannot type back
+  const rattn_test::Run r = run_program("train_tiny", {"--window", "99999999999"}, 60);
+  INFO("stderr: " << r.err);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("--window") != std::string::npos);
+  CHECK(r.err.find("[0, 1048576]") != std::string::npos);
+  const rattn_test::Run d = run_program("train_tiny", {"--data-window", "-2"}, 60);
+  INFO("stderr: " << d.err);
+  CHECK(d.status == 2);
+  CHECK(d.err.find("[-1, 1048576]") != std::string::npos);
+}
+
 TEST_CASE("cli: train_tiny refuses every bad flag with exit 2 and one line naming it") {
   TempDir dir("cli_train");
   write_text(dir / "empty.txt", "");
@@ -87,6 +100,9 @@ TEST_CASE("cli: train_tiny refuses every bad flag with exit 2 and one line namin
                      {{"--heads", "3", "--kv-heads", "2"}, "--kv-heads"},  // H not a multiple of G
                      {{"--window", "-2"}, "--window"},                 // window < -1
                      {{"--window", "-1"}, "--window"},                 // the model's local layers need w >= 0
+                     {{"--data-window", "-2"}, "--data-window"},       // -1 (= --window) or a window
+                     {{"--data-window", "x"}, "--data-window"},
+                     {{"--data-window"}, "--data-window"},             // missing value
                      {{"--seq-len", "4"}, "--seq-len"},                // below what the model takes
                      {{"--seq-len", "70000"}, "--seq-len"},            // above it
                      {{"--seq-len", "16", "--pairs", "8"}, "--seq-len"},  // too short for the recall task
