@@ -125,10 +125,10 @@ class Run:
 
     @staticmethod
     def key(cmdline):
-        """The command without the run flags that cannot change the model (threads, logging, how often
-        to checkpoint): a run trained with other such flags is the same run (training is bit-exact
-        for any thread count)."""
-        words, out, i = shlex.split(cmdline), [], 0
+        """The command without the program's path (--bin: another build folder of the same program) and
+        the run flags that cannot change the model (threads, logging, how often to checkpoint): a run
+        trained with other such flags is the same run (training is bit-exact for any thread count)."""
+        words, out, i = shlex.split(cmdline)[1:], [], 0
         while i < len(words):
             if words[i] in ("--threads", "--log-every", "--ckpt-interval", "--eval-seqs", "--eval-interval"):
                 i += 2

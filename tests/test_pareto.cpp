@@ -148,10 +148,18 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
     MESSAGE("gnuplot not installed: the PNG plots were not checked");
   }
 
-  // A second call finds every run cached: nothing retrained, the same CSV.
+  // A second call finds every run cached: nothing retrained, the same CSV; also when the programs
+  // are run from another folder (--bin is where the programs are, not part of what a run is).
   const std::string csv1 = slurp(out / "runs.csv");
-  REQUIRE(shell(cmd) == 0);
+  const fs::path other_bin = tmp.path / "other-bin";
+  fs::create_directories(other_bin);
+  for (const char* prog : {"train_tiny", "pareto_eval"}) fs::create_symlink(fs::absolute(program_dir() / prog), other_bin / prog);
+  std::string again = cmd;
+  again.replace(again.find(" --bin " + q(program_dir())), (" --bin " + q(program_dir())).size(), " --bin " + q(other_bin));
+  REQUIRE(shell(again) == 0);
+  INFO("second pareto.py output:\n" << slurp(tmp.path / "log.txt"));
   CHECK(slurp(tmp.path / "log.txt").find("training (") == std::string::npos);
+  CHECK(slurp(tmp.path / "log.txt").find("(3 cached)") != std::string::npos);
   CHECK(slurp(out / "runs.csv") == csv1);
 }
 
