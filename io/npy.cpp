@@ -173,6 +173,8 @@ std::string dtype_name(const std::string& descr) {
   } catch (...) {
     return "'" + descr + "'";
   }
+  // Not a numpy item size (and 8 * n below must not overflow): name it as it is.
+  if (n < 0 || n > (1L << 30)) return "'" + descr + "'";
   std::string name;
   switch (kind) {
     case 'f': name = "float" + std::to_string(8 * n); break;
