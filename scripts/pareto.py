@@ -69,8 +69,8 @@ GRIDS = {
     # The full sweep (hours: `--dry-run` prints the estimate): window ladder T/32 .. T at T = 256, every
     # arm, 2 seeds; passkey at w = T/8 (half the steps).
     "full": dict(arms="full,full-nope,lg-swa,lg-rattn,lg-linear,lo-swa,lo-rattn", windows="8,16,32,64,128,256",
-                 seeds="1,2", seq_len=256, steps=3000, warmup=100, lr=3e-3, tasks="recall,passkey", pairs=8, eval_seqs=128,
-                 lengths="1,2,4", layers=2, batch=32, jobs=1, threads=2),
+                 seeds="1,2", seq_len=256, steps=3000, warmup=100, lr=3e-3, tasks="recall,passkey", pairs=8,
+                 eval_seqs=128, lengths="1,2,4", layers=2, batch=32, jobs=1, threads=2),
     # The test's grid (tests/test_pareto.cpp): seconds, checks the plumbing only.
     "test": dict(arms="full,lo-swa,lo-rattn", windows="8", seeds="1", seq_len=32, steps=3, warmup=1, lr=3e-3,
                  tasks="recall", pairs=8, eval_seqs=4, lengths="1,2", layers=1, batch=4, jobs=1, threads=1),
@@ -640,8 +640,8 @@ def main():
 # machine (-march=native build, batch 32, d_model 64, 2 layers, w = 16; `full` has w = 4T): the mean of
 # steps 2..20 of a 20-step bin/train_tiny run, the smallest of 3 such runs, measured 2026-11-29 with a
 # load average of 3.6-4.6 (about 2 of it from other users' builds), so on idle cores expect less
-# (on idle cores the quick grid's runs took 43 (full), 43 (lo-swa) and 55 (lo-rattn) ms/step at T = 128). Other T, layers and batch
-# sizes are scaled from the nearest T, linearly: an estimate, not a measurement.
+# (on idle cores the quick grid's runs took 43 (full), 43 (lo-swa) and 55 (lo-rattn) ms/step at T = 128).
+# Other T, layers and batch sizes are scaled from the nearest T, linearly: an estimate, not a measurement.
 MS_PER_STEP = {
     128: {"full": 76, "full-nope": 77, "lg-swa": 80, "lg-rattn": 99, "lg-linear": 81, "lo-swa": 74, "lo-rattn": 112},
     256: {"full": 207, "full-nope": 226, "lg-swa": 257, "lg-rattn": 286, "lg-linear": 248, "lo-swa": 229,

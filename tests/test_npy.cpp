@@ -195,6 +195,10 @@ TEST_CASE("npy rejects every malformed or unsupported file with a message naming
   expect_rejected(dir, "record.npy",
                   npy_file("{'descr': [('a', '<f4'), ('b', '<f4')], 'fortran_order': False, 'shape': (3,), }", data6f),
                   {"structured dtype"});
+  // An item size whose bit count (8 * n) overflows a long: the message quotes the descriptor as written
+  // (before the fix, naming it was signed overflow: UBSan fails this line in make test-sanitize).
+  expect_rejected(dir, "huge_itemsize.npy", npy_file(hdr("<f4611686018427387904", "False", "(2, 3)"), data6f),
+                  {"'<f4611686018427387904'"});
   expect_rejected(dir, "bigendian4.npy", npy_file(hdr(">f4", "False", "(2, 3)"), data6f), {"big-endian", "float32"});
   expect_rejected(dir, "bigendian8.npy", npy_file(hdr(">f8", "False", "(2, 3)"), zeros(48)), {"big-endian", "float64"});
   // Data that does not match the shape.

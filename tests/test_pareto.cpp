@@ -81,10 +81,12 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
   REQUIRE_MESSAGE(fs::exists(program_dir() / "pareto_eval"), "build bin/pareto_eval first (make)");
   Tmp tmp;
   const fs::path out = tmp.path / "out", runs = tmp.path / "runs";
-  const std::string cmd = "cd " + q(root) + " && OMP_WAIT_POLICY=passive python3 scripts/pareto.py --grid test" +
-                          " --threads 1 --no-install --bin " + q(program_dir()) + " --runs " + q(runs) +
-                          " --out " + q(out) + " > " + q(tmp.path / "log.txt") + " 2>&1";
-  const int rc = shell(cmd);
+  auto sweep = [&](const fs::path& bin) {  // the test grid with the programs of folder bin
+    return shell("cd " + q(root) + " && OMP_WAIT_POLICY=passive python3 scripts/pareto.py --grid test" +
+                 " --threads 1 --no-install --bin " + q(bin) + " --runs " + q(runs) + " --out " + q(out) + " > " +
+                 q(tmp.path / "log.txt") + " 2>&1");
+  };
+  const int rc = sweep(program_dir());
   INFO("pareto.py output:\n" << slurp(tmp.path / "log.txt"));
   REQUIRE(rc == 0);
 
@@ -153,10 +155,9 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
   const std::string csv1 = slurp(out / "runs.csv");
   const fs::path other_bin = tmp.path / "other-bin";
   fs::create_directories(other_bin);
-  for (const char* prog : {"train_tiny", "pareto_eval"}) fs::create_symlink(fs::absolute(program_dir() / prog), other_bin / prog);
-  std::string again = cmd;
-  again.replace(again.find(" --bin " + q(program_dir())), (" --bin " + q(program_dir())).size(), " --bin " + q(other_bin));
-  REQUIRE(shell(again) == 0);
+  for (const char* prog : {"train_tiny", "pareto_eval"})
+    fs::create_symlink(fs::absolute(program_dir() / prog), other_bin / prog);
+  REQUIRE(sweep(other_bin) == 0);
   INFO("second pareto.py output:\n" << slurp(tmp.path / "log.txt"));
   CHECK(slurp(tmp.path / "log.txt").find("training (") == std::string::npos);
   CHECK(slurp(tmp.path / "log.txt").find("(3 cached)") != std::string::npos);
