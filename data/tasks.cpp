@@ -30,11 +30,15 @@ void Task::eval_set(int n, uint64_t seed, Batch& out) const {
 
 // ---- recall ----------------------------------------------------------------------------------
 
-RecallTask::RecallTask(int T, int pairs, int w, double in_window_frac) : T_(T), pairs_(pairs), w_(w) {
+RecallTask::RecallTask(int T, int pairs, int w, double in_window_frac, int far_beyond)
+    : T_(T), pairs_(pairs), w_(w), far_beyond_(far_beyond) {
   if (pairs < 1 || pairs > kRecallAlphabet)
     throw std::invalid_argument("recall: pairs must be in [1, " + std::to_string(kRecallAlphabet) + "]");
   if (T < 4 * pairs)
     throw std::invalid_argument("recall: T = " + std::to_string(T) + " is shorter than 4 * pairs");
+  if (far_beyond != 0 && far_beyond <= w)
+    throw std::invalid_argument("recall: far_beyond = " + std::to_string(far_beyond) +
+                                " must be 0 (off) or larger than the window w = " + std::to_string(w));
   // Split the possible gaps into "near" (at least half the queries within w) and "far", and draw
   // near gaps with the probability p that makes the expected in-window fraction in_window_frac:
   //   p * mean_near f + (1 - p) * mean_far f = in_window_frac,  clamped to [0, kMaxNear].
@@ -44,6 +48,7 @@ RecallTask::RecallTask(int T, int pairs, int w, double in_window_frac) : T_(T), 
   std::vector<int>& far = far_gaps_;
   double f_near = 0, f_far = 0;
   for (int g = 0; g <= max_gap(); ++g) {
+    if (in_skipped_band(g)) continue;
     double f = in_window_fraction(g);
     if (f >= 0.5) {
       near_gaps_.push_back(g);
@@ -53,6 +58,13 @@ RecallTask::RecallTask(int T, int pairs, int w, double in_window_frac) : T_(T), 
       f_far += f;
     }
   }
+  if (far_beyond_ != 0 && (near_gaps_.empty() || far.empty()))
+    throw std::invalid_argument(
+        "recall: with far_beyond = " + std::to_string(far_beyond_) + " no gap puts " +
+        (near_gaps_.empty() ? "every query within w = " + std::to_string(w_) + " (needs w >= 4 * pairs - 2 = " +
+                                  std::to_string(4 * pairs_ - 2) + ")"
+                            : "every key farther than " + std::to_string(far_beyond_) + " at T = " +
+                                  std::to_string(T_) + " (needs T > far_beyond + 4 * pairs - 2)"));
   if (near_gaps_.empty()) {  // w too small for half the queries: use the shortest gap as "near"
     near_gaps_.push_back(0);
     f_near = in_window_fraction(0);
@@ -76,6 +88,17 @@ double RecallTask::in_window_fraction(int gap) const {
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j) in += (2 * n + gap + 2 * (i - j) <= w_);
   return double(in) / double(n * n);
+}
+
+bool RecallTask::in_skipped_band(int gap) const {
+  if (far_beyond_ == 0) return false;
+  const int n = pairs_;
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      const int d = 2 * n + gap + 2 * (i - j);
+      if (d > w_ && d <= far_beyond_) return true;
+    }
+  return false;
 }
 
 int RecallTask::gap_for(std::mt19937_64& rng) const {

@@ -8,6 +8,9 @@
 //                value), and each query knows its key-to-query distance d = t_query - t_key.
 //                Gap lengths are mixed so that a chosen fraction of queries (default 40%) has d <= w,
 //                with at least a quarter of the sequences drawing a gap that puts most queries past w.
+//                With far_beyond = D > w, no gap that puts a key in (w, D] is drawn: every query is
+//                either within w or farther than D (D = layers * w: past the reach of a stack of
+//                SWA layers, whose receptive field grows by w per layer).
 //   PasskeyTask  a short random lowercase string hidden at a controlled depth in filler text:
 //                  filler ... #abcde ... filler ... #abcde
 //                the second copy (the question) ends the sequence and its letters are scored;
@@ -64,8 +67,10 @@ constexpr int kFiller = '.';
 class RecallTask : public Task {
  public:
   // T: sequence length (>= 4 * pairs); pairs: key-value pairs; w: the model's window, used only to
-  // mix gap lengths so that about in_window_frac of the queries have d <= w (see gap_for()).
-  RecallTask(int T, int pairs, int w, double in_window_frac);
+  // mix gap lengths so that about in_window_frac of the queries have d <= w (see gap_for());
+  // far_beyond: 0, or D > w: only gaps with no key-to-query distance in (w, D] (needs
+  // w >= 4 * pairs - 2, so that one gap puts every query within w, and a gap with every key past D).
+  RecallTask(int T, int pairs, int w, double in_window_frac, int far_beyond = 0);
   std::string name() const override { return "recall"; }
   int seq_len() const override { return T_; }
   void sample(std::mt19937_64& rng, int B, Batch& out) const override;
@@ -76,11 +81,14 @@ class RecallTask : public Task {
   // Expected fraction of queries with d <= w over the gap mixture this task draws from.
   double expected_in_window() const { return expected_in_window_; }
   int max_gap() const { return T_ - 4 * pairs_; }
+  int far_beyond() const { return far_beyond_; }
 
  private:
   static constexpr double kMaxNear = 0.75;  // most sequences drawn from the near gaps
   int gap_for(std::mt19937_64& rng) const;
-  int T_, pairs_, w_;
+  // Some key-to-query distance of a sequence with this gap lies in (w, far_beyond].
+  bool in_skipped_band(int gap) const;
+  int T_, pairs_, w_, far_beyond_;
   double p_near_ = 0;          // probability of drawing from the near gaps
   std::vector<int> near_gaps_; // gaps whose queries are mostly (>= half) in the window
   std::vector<int> far_gaps_;  // the other gaps

@@ -48,6 +48,9 @@ void bind_train_flags(FlagSet& fs, TrainConfig& t) {
               "recall: target fraction of queries with key-to-query distance <= w");
   fs.add_int("data-window", &t.data_window, -1, 1 << 20,
              "recall: the window w that --in-window-frac (the gap mix) refers to; -1 = --window");
+  fs.add_int("far-beyond", &t.far_beyond, 0, 1 << 20,
+             "recall: D > w: draw no gap that puts a key at a distance in (w, D], so every query is within w "
+             "or past D (D = layers * w: past the reach of stacked SWA layers); 0 = off");
   fs.add_real("lr", &t.lr, 1e-8, 1.0, "peak learning rate");
   fs.add_long("warmup", &t.warmup, 0, 1L << 40, "linear warmup steps");
   fs.add_int("cosine", &t.cosine, 0, 1, "1: cosine decay after warmup to lr * lr-min-ratio; 0: constant");
@@ -88,6 +91,9 @@ void validate(const Config& c) {
     need(t.seq_len >= 4 * t.pairs,
          "--seq-len: the recall task needs at least 4 * --pairs = " + std::to_string(4 * t.pairs) +
              " tokens, got " + std::to_string(t.seq_len));
+  if (t.task == "recall" && t.far_beyond > 0)
+    need(t.far_beyond > data_window(c), "--far-beyond: expected 0 or more than the data window w = " +
+                                            std::to_string(data_window(c)) + ", got " + std::to_string(t.far_beyond));
   if (t.task == "passkey")
     need(t.seq_len >= 2 * (t.passkey_len + 1) + 4,
          "--seq-len: the passkey task needs at least 2 * (--passkey-len + 1) + 4 = " +
@@ -160,6 +166,7 @@ std::string describe(const Config& c) {
   if (t.task == "recall") {
     os << " (" << t.pairs << " key-value pairs, target in-window fraction " << t.in_window_frac;
     if (t.data_window >= 0) os << " of the data window " << t.data_window;
+    if (t.far_beyond > 0) os << ", no key at a distance in (w, " << t.far_beyond << "]";
     os << ")";
   }
   if (t.task == "passkey") os << " (" << t.passkey_len << "-letter key)";

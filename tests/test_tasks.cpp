@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "data/tasks.h"
@@ -80,6 +81,48 @@ TEST_CASE("recall: the gap mixture puts 30-50% of the queries within w, and span
       CHECK(far > 0);
     }
   }
+}
+
+TEST_CASE("recall far_beyond: no key in (w, D], 40% of the queries within w, the rest past D") {
+  // D = 2w: past the reach of two stacked SWA layers. w = 16, 4 pairs: only gaps 0..2 put every
+  // query within w (d = gap + 2 .. gap + 14), and gaps >= 31 put every key past 32.
+  for (auto [T, pairs, w, D] : {std::tuple{128, 4, 16, 32}, std::tuple{512, 4, 16, 32}, std::tuple{128, 2, 8, 24},
+                                std::tuple{256, 8, 32, 64}}) {
+    CAPTURE(T);
+    CAPTURE(pairs);
+    CAPTURE(w);
+    RecallTask task(T, pairs, w, 0.4, D);
+    CHECK(task.far_beyond() == D);
+    std::mt19937_64 rng(11);
+    Batch b;
+    task.sample(rng, 2000, b);
+    long in = 0, total = 0, band = 0, past = 0;
+    for (size_t i = 0; i < b.targets.size(); ++i) {
+      if (b.targets[i] < 0) continue;
+      ++total;
+      in += b.dist[i] <= w;
+      band += b.dist[i] > w && b.dist[i] <= D;
+      past += b.dist[i] > D;
+    }
+    CHECK(band == 0);
+    CHECK(in + past == total);
+    CHECK(std::abs(double(in) / double(total) - 0.4) < 0.03);
+    CHECK(task.expected_in_window() == doctest::Approx(0.4));
+  }
+  // Without far_beyond the same task does put keys in (w, 2w]: the option is what removes them.
+  RecallTask plain(128, 4, 16, 0.4);
+  std::mt19937_64 rng(11);
+  Batch b;
+  plain.sample(rng, 2000, b);
+  long band = 0;
+  for (size_t i = 0; i < b.targets.size(); ++i) band += b.targets[i] >= 0 && b.dist[i] > 16 && b.dist[i] <= 32;
+  CHECK(band > 0);
+  // Refused: D <= w; a block of pairs longer than the window (8 pairs need w >= 30); no room past D.
+  CHECK_THROWS_WITH_AS(RecallTask(128, 4, 16, 0.4, 16), doctest::Contains("larger than the window"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(RecallTask(128, 8, 16, 0.4, 32), doctest::Contains("needs w >= 4 * pairs - 2 = 30"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(RecallTask(64, 4, 16, 0.4, 60), doctest::Contains("farther than 60"), std::invalid_argument);
 }
 
 TEST_CASE("recall: in_window_fraction counts (query slot, pair) combinations exactly") {
