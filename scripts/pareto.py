@@ -292,7 +292,7 @@ def pct(s):
     mean, lo, hi = s
     if hi - lo < 5e-4:
         return f"{100 * mean:.1f}"
-    return f"{100 * mean:.1f} ({100 * lo:.0f}..{100 * hi:.0f})"
+    return f"{100 * mean:.1f} ({100 * lo:.1f}..{100 * hi:.1f})"
 
 
 def groups(rows, task):

@@ -81,12 +81,13 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
   REQUIRE_MESSAGE(fs::exists(program_dir() / "pareto_eval"), "build bin/pareto_eval first (make)");
   Tmp tmp;
   const fs::path out = tmp.path / "out", runs = tmp.path / "runs";
-  auto sweep = [&](const fs::path& bin) {  // the test grid with the programs of folder bin
+  // the test grid with the programs of folder bin and the run files in folder runs_dir
+  auto sweep = [&](const fs::path& bin, const fs::path& runs_dir) {
     return shell("cd " + q(root) + " && OMP_WAIT_POLICY=passive python3 scripts/pareto.py --grid test" +
-                 " --threads 1 --no-install --bin " + q(bin) + " --runs " + q(runs) + " --out " + q(out) + " > " +
+                 " --threads 1 --no-install --bin " + q(bin) + " --runs " + q(runs_dir) + " --out " + q(out) + " > " +
                  q(tmp.path / "log.txt") + " 2>&1");
   };
-  const int rc = sweep(program_dir());
+  const int rc = sweep(program_dir(), runs);
   INFO("pareto.py output:\n" << slurp(tmp.path / "log.txt"));
   REQUIRE(rc == 0);
 
@@ -152,13 +153,16 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
   }
 
   // A second call finds every run cached: nothing retrained, the same CSV; also when the programs
-  // are run from another folder (--bin is where the programs are, not part of what a run is).
+  // are run from another folder and the run files were moved to another one (--bin and --runs say
+  // where things are, not what a run is).
   const std::string csv1 = slurp(out / "runs.csv");
   const fs::path other_bin = tmp.path / "other-bin";
   fs::create_directories(other_bin);
   for (const char* prog : {"train_tiny", "pareto_eval"})
     fs::create_symlink(fs::absolute(program_dir() / prog), other_bin / prog);
-  REQUIRE(sweep(other_bin) == 0);
+  const fs::path moved_runs = tmp.path / "moved-runs";
+  fs::rename(runs, moved_runs);
+  REQUIRE(sweep(other_bin, moved_runs) == 0);
   INFO("second pareto.py output:\n" << slurp(tmp.path / "log.txt"));
   CHECK(slurp(tmp.path / "log.txt").find("training (") == std::string::npos);
   CHECK(slurp(tmp.path / "log.txt").find("(3 cached)") != std::string::npos);
