@@ -71,10 +71,11 @@ GRIDS = {
                   lr=3e-3, tasks="recall", pairs=4, far_beyond_reach=1, eval_seqs=128, lengths="1,2,4", layers=2,
                   batch=32, jobs=1, threads=2),
     # The full sweep (`--dry-run` prints the estimate; measured time in the README): T = 128, the window
-    # ladder T/16 .. T/2, every arm, 2 seeds, recall; passkey at w = T/8 (half the steps). 3000 steps:
-    # at 1500 the local-global stack at w = 8 had not yet learned recall (51 %, every seed-1 arm below
-    # 100 %). T = 128, not 256: at 256 the same grid is about 20 hours on 2 cores, at 128 about 2.
-    "full": dict(arms="full,full-nope,lg-swa,lg-rattn,lg-linear,lo-swa,lo-rattn", windows="8,16,32,64",
+    # ladder T/16, T/8, T/4, every arm, 2 seeds, recall; passkey at w = T/8 (half the steps). w >= T - 1
+    # is full attention by construction (the `full` arm). 3000 steps: at 1500 the local-global stack at
+    # w = 8 had not yet learned recall (51 %). T = 128, not 256: at 256 the grid is about 20 hours on 2
+    # cores; `--windows 8,16,32,64` adds T/2 (14 runs, about 40 minutes; the others stay cached).
+    "full": dict(arms="full,full-nope,lg-swa,lg-rattn,lg-linear,lo-swa,lo-rattn", windows="8,16,32",
                  seeds="1,2", seq_len=128, steps=3000, warmup=100, lr=3e-3, tasks="recall,passkey", pairs=8,
                  far_beyond_reach=0,
                  eval_seqs=128, lengths="1,2,4", layers=2, batch=32, jobs=2, threads=1),
@@ -118,8 +119,8 @@ class Run:
         self.ckpt, self.log, self.cmdfile, self.evalfile = base + ".ckpt", base + ".log", base + ".cmd", base + ".eval"
         self.a = a
         cmd = [a.bin_train, "--layers", str(a.layers), "--pattern", self.pattern, "--local", kind,
-               "--window", str(self.model_window), "--data-window", str(window), "--d-model", str(a.d_model),
-               "--seq-len", str(a.seq_len),
+               "--window", str(self.model_window), "--data-window", str(a.data_window or window),
+               "--d-model", str(a.d_model), "--seq-len", str(a.seq_len),
                "--batch", str(a.batch), "--lr", repr(a.lr), "--steps", str(self.steps),
                "--warmup", str(min(a.warmup, self.steps)), "--seed", str(seed)]
         if task == "text":
@@ -129,7 +130,7 @@ class Run:
         if task == "recall":
             cmd += ["--pairs", str(a.pairs)]
             if a.far_beyond_reach and a.layers > 1:  # no key within the stack's reach but out of w
-                cmd += ["--far-beyond", str(a.layers * window)]
+                cmd += ["--far-beyond", str(a.layers * (a.data_window or window))]
         cmd += ["--eval-interval", "0", "--eval-seqs", "32", "--ckpt-interval", str(a.ckpt_interval),
                 "--log-every", str(a.log_every), "--threads", str(a.threads), "--ckpt", self.ckpt]
         self.cmd = cmd
@@ -324,6 +325,10 @@ def write_table(a, rows, path):
              "local); `lg-*` = local-global. `w` is the window of the data: every arm of a row trains on the same "
              "recall data, whose gap mix puts about 40 % of the queries within w (train_tiny --data-window w); "
              "`full` ignores w otherwise.", ""]
+    if a.data_window:
+        lines += [f"Every run trains and is scored on the recall data of window {a.data_window} (--data-window "
+                  f"{a.data_window}): `w` is the model's window, and the distance buckets (in, out, w<d<=2w, ...) "
+                  f"refer to {a.data_window}, not to w.", ""]
     if a.far_beyond_reach and a.layers > 1:
         lines += [f"Recall data with no key in (w, {a.layers}w] (train_tiny --far-beyond {a.layers}w): every "
                   f"out-of-window key is past the reach of the {a.layers}-layer SWA stack (each layer of window "
@@ -515,12 +520,13 @@ def plots(a, rows, out_dir, gnuplot):
             for m in mults:
                 p = series(f"passkey-{arm}-w{w}-{m}x", [(d, stats(rs, f"depth{d}_acc_{m}x")) for d in depths])
                 style = STYLE.get(arm, "")
-                if m != "1":  # longer evaluation lengths: the arm's colour, dashed
-                    style = re.sub(r"dt \d+", "", style) + " dt 4"
+                if m != "1":  # longer evaluation lengths: the arm's colour, dashed (2x), dotted (4x and up)
+                    style = re.sub(r"dt \d+", "", style) + (" dt 2" if m == "2" else " dt 3")
                 pl.append(f"'{p}' using 1:2 with linespoints {style} lw 2 "
                           f"title '{arm} w={w} {m}x T'")
         draw(os.path.join(out_dir, "passkey_by_depth.png", ), "Passkey retrieval by depth (0 % = key at the start)",
-             "depth of the hidden key, % of the sequence", "passkey letters correct, %", pl)
+             "depth of the hidden key, % of the sequence", "passkey letters correct, %", pl,
+             xtics=[(f"{d}", d) for d in depths])
     return made
 
 
@@ -559,6 +565,10 @@ def main():
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--batch", type=int, help="sequences per step (default 32)")
     p.add_argument("--pairs", type=int, help="recall key-value pairs (default: the grid's, 4 quick, 8 full)")
+    p.add_argument("--data-window", type=int, default=0,
+                   help="train and score every window on the recall data of this one window (its gap mix and "
+                        "distance buckets), so that along the ladder only the model's window changes "
+                        "(default: each window its own data, about 40 %% of the queries within it)")
     p.add_argument("--far-beyond-reach", type=int, choices=[0, 1],
                    help="1: recall data with no key in (w, layers * w], the band two or more stacked SWA layers "
                         "reach (train_tiny --far-beyond); out-of-window queries are then out of every SWA "

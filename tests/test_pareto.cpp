@@ -169,6 +169,28 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
   CHECK(slurp(out / "runs.csv") == csv1);
 }
 
+TEST_CASE("pareto.py --data-window: every window of the ladder trains on the data of one window") {
+  if (shell("command -v python3 >/dev/null 2>&1") != 0) RATTN_SKIP("python3 not found");
+  const fs::path root = repo_root();
+  REQUIRE(!root.empty());
+  Tmp tmp;
+  const int rc = shell("cd " + q(root) + " && OMP_WAIT_POLICY=passive python3 scripts/pareto.py --grid test" +
+                       " --arms lo-swa --windows 4,8 --data-window 12 --far-beyond-reach 0 --no-plots --threads 1" +
+                       " --bin " + q(program_dir()) + " --runs " + q(tmp.path / "runs") + " --out " +
+                       q(tmp.path / "out") + " > " + q(tmp.path / "log.txt") + " 2>&1");
+  INFO("pareto.py output:\n" << slurp(tmp.path / "log.txt"));
+  REQUIRE(rc == 0);
+  for (const char* w : {"4", "8"}) {
+    const std::string cmd = slurp(tmp.path / "runs" / ("recall-lo-swa-w" + std::string(w) + "-s1.cmd"));
+    CHECK_MESSAGE(cmd.find("--window " + std::string(w) + " --data-window 12 ") != std::string::npos, cmd);
+    std::string line;
+    for (const std::string& l : lines_of(slurp(tmp.path / "runs" / ("recall-lo-swa-w" + std::string(w) + "-s1.log"))))
+      if (l.rfind("data: recall", 0) == 0) line = l;
+    CHECK_MESSAGE(line.find("within w = 12") != std::string::npos, line);
+  }
+  CHECK(slurp(tmp.path / "out" / "table.md").find("recall data of window 12") != std::string::npos);
+}
+
 TEST_CASE("pareto.py refuses an unknown arm with exit status 2, before training anything") {
   if (shell("command -v python3 >/dev/null 2>&1") != 0) RATTN_SKIP("python3 not found");
   const fs::path root = repo_root();
