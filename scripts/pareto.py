@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""scripts/pareto.py: the paper's quality-vs-window Pareto at tiny scale, in one command (issue 7).
+"""scripts/pareto.py: the paper's quality-vs-window Pareto at tiny scale, in one command.
 
     make pareto-quick                      # = scripts/pareto.py --grid quick   (local-only, w = 16)
     make pareto                            # = scripts/pareto.py --grid full
@@ -9,7 +9,7 @@
 Trains every (arm, window, seed[, task]) of the grid with bin/train_tiny, evaluates each checkpoint
 with bin/pareto_eval at 1x, 2x and 4x its training length, and writes to --out (results/pareto/<grid>):
     runs.csv      one row per run: config, training time, and every metric at every length
-    table.md      the markdown table (mean and min..max over seeds), with the issue's targets checked
+    table.md      the markdown table (mean and min..max over seeds), with the quick sweep's criteria checked
     *.png         plots drawn by gnuplot (accuracy vs window like the paper's Figure 4, accuracy vs
                   evaluation length like its RULER figure, accuracy by distance bucket, passkey by depth)
 
@@ -57,8 +57,8 @@ ARMS = {  # name: (pattern source, local kind); "full" is local-only with a wind
 
 # Grids. Every field can be overridden on the command line (--steps, --windows, ...).
 GRIDS = {
-    # CI / workshop (under 5 minutes on 2 idle cores): the local-only diagnostic at w = 16, the issue's quick
-    # targets checked. 3 runs of 1500 steps, one after the other on 2 threads. 1500, not 1000: at 1000 steps
+    # CI / workshop (under 5 minutes on 2 idle cores): the local-only diagnostic at w = 16, the quick-sweep
+    # criteria checked. 3 runs of 1500 steps, one after the other on 2 threads. 1500, not 1000: at 1000 steps
     # full attention had learned the task with seed 1 (100 %) but not with seed 2 (29 %, still on the loss
     # plateau before the recall circuit forms); at 1500 seeds 2 and 3 reach 99-100 %.
     # 4 key-value pairs (8 tokens, half the window): with 8 pairs the key block is as long as w = 16, so
@@ -70,7 +70,7 @@ GRIDS = {
     "quick": dict(arms="full,lo-swa,lo-rattn", windows="16", seeds="1", seq_len=128, steps=1500, warmup=50,
                   lr=3e-3, tasks="recall", pairs=4, far_beyond_reach=1, eval_seqs=128, lengths="1,2,4", layers=2,
                   batch=32, jobs=1, threads=2),
-    # The full sweep (`--dry-run` prints the estimate; measured time in the README): T = 128, the window
+    # The full sweep (`--dry-run` prints the estimate; measured time in docs/experiments.md): T = 128, the window
     # ladder T/16, T/8, T/4, every arm, 2 seeds, recall; passkey at w = T/8 (half the steps). w >= T - 1
     # is full attention by construction (the `full` arm). 3000 steps: at 1500 the local-global stack at
     # w = 8 had not yet learned recall (51 %). T = 128, not 256: at 256 the grid is about 20 hours on 2
@@ -333,7 +333,7 @@ def write_table(a, rows, path):
         lines += [f"Recall data with no key in (w, {a.layers}w] (train_tiny --far-beyond {a.layers}w): every "
                   f"out-of-window key is past the reach of the {a.layers}-layer SWA stack (each layer of window "
                   "w reaches w further back), so `out (d>w)` measures what a window cannot see at all; without "
-                  "it, SWA solves much of (w, 2w] in two hops (see the README).", ""]
+                  "it, SWA solves much of (w, 2w] in two hops (see docs/experiments.md).", ""]
     g = groups(rows, "recall")
     if g:
         head = ["arm", "w", "seeds", "steps", "s/run", "acc 1x", "in (d<=w)", "out (d>w)", "w<d<=2w", "2w<d<=4w",
@@ -393,8 +393,8 @@ def beyond_2w(rows):
 
 
 def targets(rows, a):
-    """The issue's quick-sweep targets (local-only, w = 16), checked when those runs exist; and the same
-    comparison beyond the reach of a 2-layer SWA stack (d > 2w), which is not the issue's definition."""
+    """The quick-sweep criteria (local-only, w = 16), checked when those runs exist; and the same
+    comparison beyond the reach of a 2-layer SWA stack (d > 2w), which is not part of the criteria."""
     g = groups(rows, "recall")
     full, swa, rat = g.get(("full", 16)), g.get(("lo-swa", 16)), g.get(("lo-rattn", 16))
     if not (full and swa and rat):
@@ -407,11 +407,11 @@ def targets(rows, a):
               ("local-only RATTENTION out-of-window (d > w) >= 15 %", r[0] >= 0.15, f"{100 * r[0]:.1f} %"),
               ("RATTENTION out-of-window >= 3x SWA's", r[0] >= 3 * s[0],
                f"{r[0] / s[0]:.1f}x" if s[0] > 0 else "SWA at 0")]
-    out = ["## The issue's quick targets (w = 16, local-only)", "", "| target | measured | met |", "|---|---|---|"]
+    out = ["## Quick-sweep criteria (w = 16, local-only)", "", "| target | measured | met |", "|---|---|---|"]
     out += [f"| {name} | {val} | {'yes' if ok else 'NO'} |" for name, ok, val in checks]
     s2, r2 = beyond_2w(swa), beyond_2w(rat)
     if a.layers == 2 and not a.far_beyond_reach and s2 is not None and r2 is not None:
-        out += ["", "Not the issue's definition: the same comparison beyond the reach of the 2-layer SWA stack "
+        out += ["", "Not part of the criteria: the same comparison beyond the reach of the 2-layer SWA stack "
                 "(two layers of window w see 2w tokens back), d > 2w:", "",
                 "| beyond 2w (d > 2w) | measured |", "|---|---|",
                 f"| local-only SWA | {100 * s2:.1f} % |", f"| local-only RATTENTION | {100 * r2:.1f} % |",
