@@ -80,7 +80,7 @@ inline void attn_core_forward_dev(const ref::AttnConfig& cfg, const float* q, co
     return;
   }
   if (swa) {
-    // SWA branch: o_swa = SWA(RoPE(q), RoPE(k), v; w, 1/sqrt(D))   (spec 2.2)
+    // SWA branch: o_swa = SWA(RoPE(q), RoPE(k), v; w, 1/sqrt(D))   (spec §2.2)
     cc.q_rope = DeviceBuffer<float>(nq);
     cc.k_rope = DeviceBuffer<float>(nk);
     rope_each(q, cc.q_rope.data(), B, T, H, D, cfg.rope_theta, false);
@@ -88,14 +88,14 @@ inline void attn_core_forward_dev(const ref::AttnConfig& cfg, const float* q, co
     swa_forward(cc.q_rope.data(), cc.k_rope.data(), v, cc.o_swa.data(), cc.lse.data(), B, T, H, G, D, cfg.w, scale);
   }
   if (rla) {
-    // RLA branch on the raw q, k: o_rla[t] = phi(q_t) S_{t-w-1}   (spec 2.3), chunked (spec 3.2)
+    // RLA branch on the raw q, k: o_rla[t] = phi(q_t) S_{t-w-1}   (spec §2.3), chunked (spec §3.2)
     const int w_rla = ref::rla_window(cfg), m = 1;
     cc.o_rla = DeviceBuffer<float>(nq);
     cc.states = DeviceBuffer<float>(rla_states_size(B, T, G, D, to_cu(cfg.fm), cfg.chunk, m));
     rla_forward(q, k, v, nullptr, cc.o_rla.data(), cc.states.data(), B, T, H, G, D, w_rla, to_cu(cfg.fm), cfg.chunk, m);
   }
   if (swa && rla) {
-    // c = GRMS_swa(o_swa) + GRMS_rla(o_rla)   (spec 2.5, one fused kernel)
+    // c = GRMS_swa(o_swa) + GRMS_rla(o_rla)   (spec §2.5, one fused kernel)
     rattn_merge_forward(cc.o_swa.data(), cc.o_rla.data(), gamma_swa, gamma_rla, c, B, T, H, D, eps);
   } else if (swa) {
     // c = GRMS_swa(o_swa)

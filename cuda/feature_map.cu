@@ -3,7 +3,7 @@
 // Every (row, head) is one independent D-vector x -> phi(x) of width Dp. The reference loop
 // (ref/feature_map.h, detail::phi_row / phi_row_backward):
 //   sm2:  y1 = softmax(x) (max-subtracted), y2 = softmax(-x) (subtracting -min(x));  phi = [y1, y2]
-//         backward: dx = y1 * (g1 - <g1, y1>) - y2 * (g2 - <g2, y2>),  [g1, g2] = dphi   (spec 2.4)
+//         backward: dx = y1 * (g1 - <g1, y1>) - y2 * (g2 - <g2, y2>),  [g1, g2] = dphi   (spec §2.4)
 //   relu2: phi = [max(x, 0), max(-x, 0)];  dx = g1 [x > 0] - g2 [x < 0]
 //   identity: phi = x;  dx = dphi
 //

@@ -1,6 +1,6 @@
 // cuda/rattn_merge.cu: the RATTENTION merge out = GRMS_swa(o_swa) + GRMS_rla(o_rla), fused, fp32.
 //
-// Per (token t, head h) row of D values and each branch x in {o_swa, o_rla} with its gamma (spec 2.5, 4):
+// Per (token t, head h) row of D values and each branch x in {o_swa, o_rla} with its gamma (spec §2.5, §4.5):
 //   r = sqrt(mean_d(x^2) + eps),   y = x / r * gamma[h],   out = y_swa + y_rla
 // Backward, with g = dout (the same for both branches, since out is their sum):
 //   dx = (gamma * g) / r - x * mean_d(x * gamma * g) / r^3,     dgamma[h] += sum_t (x / r) * g

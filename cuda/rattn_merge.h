@@ -1,7 +1,7 @@
 // cuda/rattn_merge.h: the RATTENTION branch merge, fused, forward and backward, fp32
 // (kernels: cuda/rattn_merge.cu).
 //
-//   out[t,h] = GRMS_swa(o_swa[t,h]) + GRMS_rla(o_rla[t,h])                    (spec 2.5)
+//   out[t,h] = GRMS_swa(o_swa[t,h]) + GRMS_rla(o_rla[t,h])                    (spec §2.5)
 //   GRMS(x)[t,h] = x[t,h] * rsqrt(mean_d(x[t,h]^2) + eps) * gamma[h]          per (token, head) over D
 // The CUDA counterpart of two ref/norm.h group_rmsnorm_forward calls and a sum (ref/rattention.h).
 //

@@ -2,7 +2,7 @@
 //
 // Both ops normalise independent blocks of D contiguous values ("rows"): rmsnorm has one row per
 // token (D = C, one gamma), group_rmsnorm has H rows per token, row r = t*H + h using gamma[h]
-// (spec 2.5). So every kernel here works on R = T*H rows of length D with gamma row r % H, and
+// (spec §2.5). So every kernel here works on R = T*H rows of length D with gamma row r % H, and
 // plain rmsnorm is the case H = 1. The reference loop (ref/norm.h, detail::rms_block_*):
 //   forward   rstd = 1 / sqrt(mean(x^2) + eps);  y = x * rstd * gamma
 //   backward  dx = gamma * dy * rstd - x * mean(x * gamma * dy) * rstd^3;  dgamma += x * rstd * dy

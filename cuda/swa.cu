@@ -1,6 +1,6 @@
 // cuda/swa.cu: windowed flash attention (SWA), forward and backward, fp32.
 //
-// The math (spec section 2.2; reference: ref/attention.h), for query t, head h, kv head g = h / (H/G):
+// The math (spec §2.2; reference: ref/attention.h), for query t, head h, kv head g = h / (H/G):
 //   s[t,j] = scale * q[t,h] . k[j,g]              for j in [max(0, t-w), t]   (w+1 keys; w < 0: [0, t])
 //   P[t,j] = softmax_j(s[t,j]),   o[t,h] = sum_j P[t,j] v[j,g],   lse[t] = log sum_j exp(s[t,j])
 // Backward (FlashAttention-2, Dao 2023, Algorithm 2), with delta[t] = rowsum(dO_t * o_t):

@@ -1,6 +1,6 @@
 // cuda/swa.h: windowed (sliding-window) flash attention, forward and backward, fp32 (kernels: cuda/swa.cu).
 //
-// The CUDA counterpart of ref/attention.h swa_forward / swa_backward (spec section 2.2):
+// The CUDA counterpart of ref/attention.h swa_forward / swa_backward (spec §2.2):
 //   o[t,h] = sum_{j in [max(0,t-w), t]} softmax_j(scale * q[t,h] . k[j,g]) v[j,g],   g = h / (H/G)
 //   w < 0: no window (global causal attention); w >= T-1: the same as global.
 //

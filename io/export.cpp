@@ -111,7 +111,7 @@ std::string model_config_json(const model::TrainState<float>& st, const std::str
       << ", \"shape\": " << jshape(tensors[i].second.shape) << ", \"dtype\": \"float32\"}"
       << (i + 1 < tensors.size() ? "," : "") << "\n";
   o << "  ],\n";
-  // The formulas, exactly as model/model.h and ref/ compute them (spec "Project decisions").
+  // The formulas, exactly as model/model.h and ref/ compute them (spec §0).
   const char* conventions[][2] = {
       {"tokens", "bytes 0..255 (vocab 256); input ids are the bytes of the text"},
       {"shapes", "C = d_model, H = n_heads, G = n_kv_heads, D = head_dim, F = ffn_dim, V = vocab; one sequence of T tokens"},

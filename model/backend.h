@@ -48,7 +48,7 @@ class Backend {
   // returns dx (T, C); dp +=
   virtual Mat<S> attention_backward(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p,
                                     const Mat<S>& x, const Mat<S>& dy, ref::AttnParams<S>& dp) const = 0;
-  // constant-memory decode of one layer (spec 3.1): x_t (1, C) -> (1, C), advancing cache
+  // constant-memory decode of one layer (spec §3.1): x_t (1, C) -> (1, C), advancing cache
   virtual ref::AttnDecodeCache<S> attention_decode_init(const ref::AttnConfig& cfg) const = 0;
   virtual Mat<S> attention_decode_step(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p,
                                        ref::AttnDecodeCache<S>& cache, const Mat<S>& x_t) const = 0;

@@ -312,7 +312,7 @@ class CudaBackend final : public Backend<float> {
           q(size_t(T) * cfg.H * cfg.D), k(size_t(T) * cfg.G * cfg.D), v(size_t(T) * cfg.G * cfg.D),
           c(size_t(T) * cfg.H * cfg.D), y(size_t(T) * C) {
       const int nq = cfg.H * cfg.D, nk = cfg.G * cfg.D;
-      // q = x W_Q, k = x W_K, v = x W_V   (spec 2.1)
+      // q = x W_Q, k = x W_K, v = x W_V   (spec §2.1)
       cu::linear_forward(x.data(), Wq.data(), q.data(), T, C, nq);
       cu::linear_forward(x.data(), Wk.data(), k.data(), T, C, nk);
       cu::linear_forward(x.data(), Wv.data(), v.data(), T, C, nk);

@@ -10,7 +10,7 @@
 
 namespace model {
 
-// The model: byte-level pre-norm Transformer (spec "Project decisions"):
+// The model: byte-level pre-norm Transformer (spec §0):
 //   x = E[tokens];  per block l:  y = x + Attn_l(RMS(x));  x = y + SwiGLU(RMS(y))
 //   logits = RMS(x) W_out
 // Block l is global ('G': full causal attention, NoPE) or local ('L': swa | rattn | linear with
@@ -30,7 +30,7 @@ struct ModelConfig {
   int chunk = 32;                 // RLA chunk size C of the chunked training form
   double rope_theta = 5e5;
   double norm_eps = 1e-5;         // the block RMSNorms and the final norm
-  double branch_eps = 1e-8;       // the per-head branch norms (AttnConfig::eps, spec 2.5)
+  double branch_eps = 1e-8;       // the per-head branch norms (AttnConfig::eps, spec §2.5)
 
   bool is_global(int layer) const { return pattern[size_t(layer) % pattern.size()] == 'G'; }
   int ffn() const { return ffn_dim > 0 ? ffn_dim : ((8 * d_model / 3 + 7) / 8) * 8; }

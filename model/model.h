@@ -1,6 +1,6 @@
 // model/model.h: the model logic, written once; every op runs through a Backend (model/backend.h).
 //
-// Forward of one sequence (spec "Project decisions", block = pre-norm):
+// Forward of one sequence (spec §0, §1.1: block = pre-norm):
 //   x_0 = E[tokens]                                 (T, C)
 //   for l = 0 .. L-1:
 //     a_l = RMS(x_l; norm1)                         (T, C)

@@ -1,6 +1,6 @@
 // ref/attention.h: causal softmax attention with a left window w (SWA), GQA.
 //
-// Spec section 2.2 (paper section 2.1):
+// spec §2.2 (paper section 2.1):
 //     o[t,h] = sum_{j in [max(0,t-w), t]} softmax_j( scale * q[t,h] . k[j,g] ) v[j,g],   g = h / (H/G)
 // w = number of keys to the LEFT of the query: the window holds w+1 keys including the query's own
 // (FlashAttention window_size=(w,0), axlearn sliding_window_size=w). w < 0 means no window: global

@@ -1,4 +1,4 @@
-// ref/decode.h: constant-memory decode of one attention layer, one token at a time (spec 3.1).
+// ref/decode.h: constant-memory decode of one attention layer, one token at a time (spec §3.1).
 //
 // The per-layer cache holds, for a layer whose forward is ref::attention_layer_forward:
 //   local swa    a ring of the last w+1 RAW (un-RoPE'd) k, v rows with their positions
@@ -90,7 +90,7 @@ Mat<S> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<S>& p
   const long t = cache.t;
   const S scale = S(1.0 / std::sqrt(double(cfg.D)));
   const S eps = S(cfg.eps);
-  // q_t = x_t W_Q, k_t = x_t W_K, v_t = x_t W_V   (spec 2.1)
+  // q_t = x_t W_Q, k_t = x_t W_K, v_t = x_t W_V   (spec §2.1)
   const Mat<S> q = linear_forward(x_t, p.Wq), k = linear_forward(x_t, p.Wk), v = linear_forward(x_t, p.Wv);
   Mat<S> c = Mat<S>::Zero(1, q.cols());
 

@@ -1,11 +1,11 @@
-// ref/feature_map.h: the parameter-free feature maps phi of the RLA branch (spec section 2.4).
+// ref/feature_map.h: the parameter-free feature maps phi of the RLA branch (spec §2.4).
 //
 //   sm2      phi(x) = [softmax(x), softmax(-x)]   Dp = 2D   (Hedgehog-style, the paper's default)
 //   relu2    phi(x) = [relu(x), relu(-x)]         Dp = 2D   (paper Table 4, "w. ReLU")
 //   identity phi(x) = x                           Dp = D    (paper Table 4, "w. Identity")
 //
 // phi acts on one head's D-vector at a time (each softmax runs over the head dimension, with max
-// subtraction), applied to the RAW q and k: no RoPE, no 1/sqrt(D), no qk-norm (spec 1.3, 2.4).
+// subtraction), applied to the RAW q and k: no RoPE, no 1/sqrt(D), no qk-norm (spec §1.3, §2.4).
 // With sm2 every phi(k) is non-negative and sums to 2, so phi(q) . phi(k) is in (0, 2].
 //
 // The work is done by two row kernels (detail::phi_row, detail::phi_row_backward) on raw pointers;
@@ -82,7 +82,7 @@ void phi_row_backward(FeatureMap fm, const S* y, const S* dy, S* dx, int D) {
     case FeatureMap::sm2: {
       // In the forward pass this was:  y1 = softmax(x),  y2 = softmax(-x),  phi = [y1, y2]
       // so now (softmax backward, the second half with the sign of -x):
-      //   dx = y1 * (g1 - <g1, y1>) - y2 * (g2 - <g2, y2>),   [g1, g2] = dy   (spec 2.4)
+      //   dx = y1 * (g1 - <g1, y1>) - y2 * (g2 - <g2, y2>),   [g1, g2] = dy   (spec §2.4)
       const S* y1 = y;
       const S* y2 = y + D;
       S dot1 = 0, dot2 = 0;
@@ -108,7 +108,7 @@ void phi_row_backward(FeatureMap fm, const S* y, const S* dy, S* dx, int D) {
 
 // phi of every head of every row.
 // x: (N, n_heads*D) -> (N, n_heads*Dp); head h of row t maps columns [h*D,(h+1)*D) to [h*Dp,(h+1)*Dp).
-// This is the layout the RLA code uses: phi_forward_heads(q, H) is Q~ = phi(Q) of spec 2.8.
+// This is the layout the RLA code uses: phi_forward_heads(q, H) is Q~ = phi(Q) of spec §2.8.
 template <class S>
 Mat<S> phi_forward_heads(FeatureMap fm, const Mat<S>& x, int n_heads) {
   if (n_heads <= 0 || x.cols() == 0 || x.cols() % n_heads != 0)

@@ -1,5 +1,5 @@
 // ref/linear.h: the linear layer, y = x W (no bias; every projection in the model: W_Q, W_K, W_V,
-// W_O (spec 2.1), the MLP matrices and the output head).
+// W_O (spec §2.1), the MLP matrices and the output head).
 #pragma once
 #include "ref/tensor.h"
 

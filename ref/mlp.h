@@ -1,5 +1,5 @@
-// ref/mlp.h: the SwiGLU feed-forward block (spec 1.1 FFN; 1.4 and open question 3: the text says
-// SwiGLU, which we use):
+// ref/mlp.h: the SwiGLU feed-forward block (spec §1.1, §1.4: the paper's text says
+// SwiGLU and its size table GeGLU; we use SwiGLU):
 //
 //   a = x W1,  b = x W3,  g = silu(a) * b,  y = g W2,     silu(z) = z * sigmoid(z)
 //

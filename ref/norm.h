@@ -1,12 +1,12 @@
 // ref/norm.h: RMSNorm, the block pre-norm, and the per-head group RMSNorm, the branch norms.
 //
-//   RMS(x) = x * rsqrt(mean(x^2) + eps) * gamma               (spec 1.1, pre-norm block)
-//   GRMS_h(x) = x[h] * rsqrt(mean_d(x[h]^2) + eps) * gamma[h]  (spec 2.5, one norm per query head)
+//   RMS(x) = x * rsqrt(mean(x^2) + eps) * gamma               (spec §1.1, pre-norm block)
+//   GRMS_h(x) = x[h] * rsqrt(mean_d(x[h]^2) + eps) * gamma[h]  (spec §2.5, one norm per query head)
 //
 // Both reduce over one contiguous block of a row: the whole row for rmsnorm, the D columns of one
 // head for group_rmsnorm. The shared block step is written once (detail::rms_block_*) and both
 // public ops are loops over blocks. Arithmetic is in the scalar type S (fp32 in the float build,
-// as the spec asks for the group norms).
+// as spec §4.10 asks for the group norms).
 #pragma once
 #include <cmath>
 
@@ -29,7 +29,7 @@ void rms_block_forward(const X& x, const Gm& gamma, S eps, Y&& y) {
 //   dgamma += (x / r) * dy
 //   dx_i = gamma_i dy_i / r + sum_j x_j gamma_j dy_j * d(1/r)/dx_i,  with d(1/r)/dx_i = -x_i / (D r^3)
 //        = (gamma * dy) / r - x * mean(x * gamma * dy) / r^3
-// (spec section 4: dx = (γ ⊙ dy)/r − x · mean(x ⊙ γ ⊙ dy)/r³, dγ = Σ (x/r) ⊙ dy).
+// (spec §4.5: dx = (γ ⊙ dy)/r − x · mean(x ⊙ γ ⊙ dy)/r³, dγ = Σ (x/r) ⊙ dy).
 template <class S, class X, class Gm, class DY, class DX, class DG>
 void rms_block_backward(const X& x, const Gm& gamma, S eps, const DY& dy, DX&& dx, DG&& dgamma) {
   const S D = S(x.size());
@@ -66,7 +66,7 @@ Mat<S> rmsnorm_backward(const Mat<S>& x, const RowVec<S>& gamma, S eps, const Ma
 }
 
 // Group RMSNorm: each (token t, head h) block of D columns is normalised on its own, with its own
-// scale row gamma[h] (spec 2.5: GroupRMSNorm with num_groups = H).
+// scale row gamma[h] (spec §2.5: GroupRMSNorm with num_groups = H).
 // x: (T, H*D), gamma: (H, D) -> y: (T, H*D)
 //   y[t, h*D:(h+1)*D] = x[t, h] * rsqrt(mean_d(x[t, h]^2) + eps) * gamma[h]
 template <class S>

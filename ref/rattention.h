@@ -1,17 +1,17 @@
-// ref/rattention.h: the RATTENTION attention layer (spec section 2, paper sections 2-3).
+// ref/rattention.h: the RATTENTION attention layer (spec §2, paper sections 2-3).
 //
 // One attention layer of the local-global stack, on one sequence (rows = tokens):
 //
-//   q = x W_Q   (T, H*D);   k = x W_K,  v = x W_V   (T, G*D)                  spec 2.1, shared by both branches
+//   q = x W_Q   (T, H*D);   k = x W_K,  v = x W_V   (T, G*D)                  spec §2.1, shared by both branches
 //   local layer, kind:
 //     swa     c = GRMS_swa( SWA(RoPE(q), RoPE(k), v; w, scale 1/sqrt(D)) )     the baseline
-//     rattn   c = GRMS_swa( SWA(...) ) + GRMS_rla( RLA(q, k, v; w) )           the paper (spec 2.5)
+//     rattn   c = GRMS_swa( SWA(...) ) + GRMS_rla( RLA(q, k, v; w) )           the paper (spec §2.5)
 //     linear  c = GRMS_rla( RLA(q, k, v; w = -1) )                              the "-SWA" ablation
-//   global layer: c = causal softmax attention over [0, t], scale 1/sqrt(D), NO RoPE (NoPE, spec 1.3),
+//   global layer: c = causal softmax attention over [0, t], scale 1/sqrt(D), NO RoPE (NoPE, spec §1.3),
 //                 no branch norm
 //   y = c W_O   (T, C)
 //
-// The window boundary (spec 2.3): for query t, SWA sees keys [max(0,t-w), t] and RLA sees j <= t-w-1;
+// The window boundary (spec §2.3): for query t, SWA sees keys [max(0,t-w), t] and RLA sees j <= t-w-1;
 // the two sets partition the causal prefix [0, t]. RoPE is applied on the SWA branch only; the RLA
 // branch reads the raw q, k through phi (ref/feature_map.h). GRMS is the per-head group RMSNorm with
 // scales gamma (H, D), eps 1e-8 (ref/norm.h).
@@ -34,7 +34,7 @@
 
 namespace ref {
 
-// The three local-layer kinds of the spec's "Project decisions" table.
+// The three local-layer kinds of the project decisions (spec §0).
 enum class LocalKind { swa, rattn, linear };
 
 inline LocalKind parse_local_kind(const std::string& s) {
@@ -122,7 +122,7 @@ Mat<S> attn_core_forward(const AttnConfig& cfg, const Mat<S>& q, const Mat<S>& k
   Mat<S> c = Mat<S>::Zero(T, q.cols());
   if (has_swa_branch(cfg)) {
     expect_shape("gamma_swa", gamma_swa, cfg.H, cfg.D);
-    // SWA branch: RoPE at positions 0..T-1, scale 1/sqrt(D), window [max(0,t-w), t]  (spec 2.2)
+    // SWA branch: RoPE at positions 0..T-1, scale 1/sqrt(D), window [max(0,t-w), t]  (spec §2.2)
     cc.q_rope = rope_forward(q, cfg.H, cfg.rope_theta);
     cc.k_rope = rope_forward(k, cfg.G, cfg.rope_theta);
     cc.o_swa = swa_forward_blocked(cc.q_rope, cc.k_rope, v, cfg.H, cfg.G, cfg.w, scale);
@@ -130,7 +130,7 @@ Mat<S> attn_core_forward(const AttnConfig& cfg, const Mat<S>& q, const Mat<S>& k
   }
   if (has_rla_branch(cfg)) {
     expect_shape("gamma_rla", gamma_rla, cfg.H, cfg.D);
-    // RLA branch on raw q, k: o_rla[t] = phi(q_t) S_{t-w-1}  (spec 2.3), chunked form (spec 3.2)
+    // RLA branch on raw q, k: o_rla[t] = phi(q_t) S_{t-w-1}  (spec §2.3), chunked form (spec §3.2)
     cc.o_rla = rla_forward_chunked(q, k, v, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk);
     c += group_rmsnorm_forward(cc.o_rla, gamma_rla, eps);
   }
@@ -224,7 +224,7 @@ AttnParams<S> attn_params_zero(const AttnConfig& cfg, int C) {
 // x: (T, C) -> y: (T, C)
 template <class S>
 Mat<S> attention_layer_forward(const AttnConfig& cfg, const AttnParams<S>& p, const Mat<S>& x) {
-  // q = x W_Q, k = x W_K, v = x W_V   (spec 2.1)
+  // q = x W_Q, k = x W_K, v = x W_V   (spec §2.1)
   const Mat<S> q = linear_forward(x, p.Wq), k = linear_forward(x, p.Wk), v = linear_forward(x, p.Wv);
   const Mat<S> c = attn_core_forward(cfg, q, k, v, p.gamma_swa, p.gamma_rla);
   // y = c W_O

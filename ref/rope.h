@@ -1,6 +1,6 @@
 // ref/rope.h: rotary position embedding (RoPE), interleaved-pair form (RoFormer, axlearn).
 //
-// Spec section 1.3 and "Project decisions": local layers only, SWA branch only (the RLA branch
+// spec §1.3 and §0: local layers only, SWA branch only (the RLA branch
 // reads raw q/k), theta = 5e5 by default. Pair i of a head is the dims (2i, 2i+1); it is rotated by
 //     angle(pos, i) = pos * theta^(-2i/D),      i = 0 .. D/2 - 1
 //     y[2i]   = x[2i] cos(angle) - x[2i+1] sin(angle)

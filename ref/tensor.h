@@ -5,7 +5,7 @@
 //   activations are row-major matrices with one row per token:
 //     x: (T, d_model)      q: (T, H*D)      k, v: (T, G*D)
 //   head h of q is the column block [h*D, (h+1)*D); kv head g of k/v likewise.
-//   GQA: query head h uses kv head g = h / (H/G)   (spec section 2.6).
+//   GQA: query head h uses kv head g = h / (H/G)   (spec §2.6).
 #pragma once
 // GCC 12's AVX-512 intrinsics header initialises a variable with itself ("__m512 __Y = __Y;", GCC bug
 // 105593), which -march=native turns into hundreds of false -Wmaybe-uninitialized warnings inside Eigen.

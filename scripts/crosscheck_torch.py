@@ -8,8 +8,8 @@ w = -1, every feature map, an initial RLA state), it writes random float64 input
 bin/rattn-op, and compares o and every gradient with the PyTorch version below, whose gradients come
 from autograd (so the hand-written backward passes of ref/ are checked against automatic
 differentiation). With --device cuda the program runs the fp32 CUDA kernels instead and the bar
-is a relative RMS error of 2e-5 (1e-10 for the float64 reference). The PyTorch code follows the spec (docs/rattention-spec.md sections 2.2-2.5) and
-shares nothing with ref/.
+is a relative RMS error of 2e-5 (1e-10 for the float64 reference). The PyTorch code follows
+spec §2.2, §2.3, §2.4, §2.5 (docs/spec.md) and shares nothing with ref/.
 
 Without PyTorch (or NumPy) it prints that it is skipped and exits 0. Exit status 1 if any check fails.
 """

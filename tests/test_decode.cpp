@@ -1,4 +1,4 @@
-// Constant-memory decode of one attention layer (ref/decode.h, spec 3.1): token-by-token decode and
+// Constant-memory decode of one attention layer (ref/decode.h, spec §3.1): token-by-token decode and
 // prefill-then-decode equal the full-sequence forward at every position, for every kind, for T well
 // past w+1 (so the ring wraps and tokens are folded into the RLA state), GQA; cache sizes.
 #include <doctest/doctest.h>

@@ -1,4 +1,4 @@
-// Tests for ref/feature_map.h: the RLA feature maps phi (spec section 2.4), forward values,
+// Tests for ref/feature_map.h: the RLA feature maps phi (spec §2.4), forward values,
 // backward against central finite differences in double, float against double.
 #include <doctest/doctest.h>
 
@@ -38,7 +38,7 @@ TEST_CASE("sm2 is [softmax(x), softmax(-x)] per head, stable for large inputs") 
       want.row(t).segment(h * 2 * D + D, D) = (e2 / e2.sum()).matrix().transpose();
     }
   check_close("sm2 forward", y, want, 1e-14);
-  // Each half is a probability vector, so phi(k) sums to 2 (spec 2.4 bound on phi(q).phi(k)).
+  // Each half is a probability vector, so phi(k) sums to 2 (spec §2.4: the bound on phi(q).phi(k)).
   for (int t = 0; t < N; ++t)
     for (int h = 0; h < n; ++h) CHECK(y.row(t).segment(h * 2 * D, 2 * D).sum() == doctest::Approx(2.0));
   // Max subtraction keeps huge inputs finite (exp(1000) would overflow without it).

@@ -96,7 +96,7 @@ TEST_CASE("group rmsnorm forward normalises each (t, h) block separately") {
         want(t, h * D + d) = x(t, h * D + d) / std::sqrt(ms + eps) * gamma(h, d);
     }
   check_close("group_rmsnorm y", y, want, 1e-15);
-  // GRMS(0) = 0 (spec 2.5: RLA rows with t <= w are exactly zero and stay zero)
+  // GRMS(0) = 0 (spec §2.5: RLA rows with t <= w are exactly zero and stay zero)
   Mat<double> z = Mat<double>::Zero(2, H * D);
   CHECK(ref::group_rmsnorm_forward(z, gamma, eps).cwiseAbs().maxCoeff() == 0.0);
 }

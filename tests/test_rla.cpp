@@ -1,4 +1,4 @@
-// Tests for ref/rla.h: residual linear attention (spec 2.3, 2.6, 3.1-3.3, 4).
+// Tests for ref/rla.h: residual linear attention (spec §2.3, §2.6, §3.1, §3.2, §3.3, §4).
 //   - the masked, recurrent and chunked forward forms agree (double, 1e-12), T <= w+1 gives 0;
 //   - masked and chunked backward agree, and match finite differences for dq, dk, dv, dh0;
 //   - GQA with one state per kv head equals the kv heads repeated to H heads;
@@ -64,7 +64,7 @@ TEST_CASE("rla_mask is [j <= t-w-1] and partitions the causal triangle with the 
     for (int t = 0; t < T; ++t)
       for (int j = 0; j < T; ++j) {
         const bool in_rla = M(t, j) == 1.0;
-        const bool in_swa = w < 0 ? j <= t : (j >= std::max(0, t - w) && j <= t);  // SWA window (spec 2.2)
+        const bool in_swa = w < 0 ? j <= t : (j >= std::max(0, t - w) && j <= t);  // SWA window (spec §2.2)
         if (w < 0) {
           CHECK(in_rla == (j <= t));  // w = -1: inclusive linear attention, no window
         } else {

@@ -19,7 +19,7 @@
 // Each sequence of the batch is computed on its own, in double whatever the input dtype; outputs are
 // written in the input dtype, all or nothing (temporary names, then renamed).
 //
-// Window (spec "Project decisions"): w = number of keys to the left; SWA at t sees [max(0, t-w), t],
+// Window (spec §0): w = number of keys to the left; SWA at t sees [max(0, t-w), t],
 // RLA sees j <= t-w-1. --window -1 (the default for swa and rla) means global causal SWA, and RLA over
 // all of [0, t] with no shift. rattn needs --window W >= 0.
 //

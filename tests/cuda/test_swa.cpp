@@ -124,7 +124,7 @@ TEST_CASE("swa: every version matches ref/attention.h over T, D, w, GQA and batc
 
 TEST_CASE("swa: the window boundary is [t-w, t]: a key one step outside changes nothing") {
   // A direct check of the convention, independent of ref/: with w = 3, query t = 10 must not move when
-  // key 6 = t-w-1 changes, and must move when key 7 = t-w changes (spec 2.2).
+  // key 6 = t-w-1 changes, and must move when key 7 = t-w changes (spec §2.2).
   REQUIRE_DEVICE();
   Eigen::setNbThreads(1);  // the references are small: OpenMP threads would only spin (2-core CI)
   const int B = 1, T = 12, H = 1, G = 1, D = 16, w = 3, t = 10;
