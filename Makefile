@@ -1,10 +1,14 @@
 # rattn: reference RATTENTION in C++ (Eigen) and CUDA.
 #
 #   make             build the programs into bin/
-#   make train       the main job: train the default tiny model (see README)
+#   make train       the main job: train RATTENTION and SWA side by side (see README)
 #   make test        build and run every test; ends with "N passed, N failed"
+#   make test-portable   the CPU-layer kernel tests built for any x86-64 (ARCH=), in build/portable
 #   make bench       benchmarks (not tests)
 #   make gpu-check   on a machine with an NVIDIA GPU: native tests, compute-sanitizer, benchmarks
+#
+# Builds run in parallel on every core unless a -j is given (make -j1 for a serial build), and print
+# one short line per file; V=1 prints the full compiler command lines.
 #
 # Layout of what is built:
 #   bin/train_tiny bin/infer bin/rattn-op     the programs
@@ -13,10 +17,21 @@
 #   bin/tests/gpu/test_X                       the same test source against the nvcc-built kernels (needs nvcc)
 # No fast-math flags anywhere: every tolerance in the tests assumes IEEE arithmetic.
 
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+  MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
+ifeq ($(V),1)
+  Q :=
+  say = @true
+else
+  Q := @
+  say = @printf '  %-6s %s\n'
+endif
+
 CXX      ?= g++
 OPT      ?= -O2
 # ARCH: the CPU the programs are built for. Default -march=native (when the compiler takes it): Eigen then uses
-# AVX2/AVX-512 with FMA, 2-4x faster training than the SSE2 baseline (README, Performance). The programs run on
+# AVX2/AVX-512 with FMA, 2-4x faster training than the SSE2 baseline (docs/performance.md). The programs run on
 # this machine's kind of CPU; `make ARCH=` builds for any x86-64. The flags are recorded in $(BUILD)/.flags, and
 # a change of flags rebuilds everything (objects built for different vector widths must never be mixed).
 ARCH     ?= $(shell $(CXX) -march=native -E -x c++ /dev/null >/dev/null 2>&1 && echo -march=native)
@@ -81,7 +96,7 @@ ifeq ($(SANITIZE),1)
   PROGRAMS := $(filter-out $(BIN)/bench_%,$(PROGRAMS))  # no test runs the benchmarks
 endif
 
-.PHONY: FORCE pareto pareto-quick all test deps train bench gpu-check gpu-build clean cuda-compile status tsan-test tsan-run test-sanitize fuzz
+.PHONY: FORCE pareto pareto-quick all test test-portable portable-run deps train bench gpu-check gpu-build clean cuda-compile status tsan-test tsan-run test-sanitize fuzz
 .DEFAULT_GOAL := all
 all: status $(PROGRAMS)
 
@@ -95,15 +110,18 @@ deps:
 # ---- libraries --------------------------------------------------------------------------------
 $(BUILD)/librattn.a: $(LIB_OBJS)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libcuda_emu.a: $(EMU_OBJS)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libcuda_gpu.a: $(GPU_OBJS)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(say) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 # Every object depends on the recorded flags: rewritten only when they change, so a change rebuilds.
 FLAGS_STAMP := $(BUILD)/.flags
@@ -114,59 +132,70 @@ FORCE:
 
 $(BUILD)/%.o: %.cpp $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(say) CXX $<
+	$(Q)$(CXX) $(CXXFLAGS) $(DEPFLAGS) -c $< -o $@
 
 # The same .cu source, compiled as C++ against the CPU execution layer (cuda/compat.h picks it).
 $(BUILD)/emu/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) $(DEPFLAGS) -x c++ -c $< -o $@
+	$(say) CXX-CU $<
+	$(Q)$(CXX) $(CXXFLAGS) $(DEPFLAGS) -x c++ -c $< -o $@
 
 $(BUILD)/gpu/%.o: %.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+	$(say) NVCC $<
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 # ---- programs ---------------------------------------------------------------------------------
 TOP_PROGRAMS  := $(patsubst %.cpp,$(BIN)/%,$(wildcard *.cpp))
 TOOL_PROGRAMS := $(patsubst tools/%.cpp,$(BIN)/%,$(wildcard tools/*.cpp))
 $(TOP_PROGRAMS): $(BIN)/%: $(BUILD)/%.o $(BUILD)/librattn.a $(BUILD)/libcuda_emu.a
 	@mkdir -p $(@D)
-	$(CXX) $^ -o $@ $(LDFLAGS)
+	$(say) LINK $@
+	$(Q)$(CXX) $^ -o $@ $(LDFLAGS)
 
 $(TOOL_PROGRAMS): $(BIN)/%: $(BUILD)/tools/%.o $(BUILD)/librattn.a $(BUILD)/libcuda_emu.a
 	@mkdir -p $(@D)
-	$(CXX) $^ -o $@ $(LDFLAGS)
+	$(say) LINK $@
+	$(Q)$(CXX) $^ -o $@ $(LDFLAGS)
 
 # ---- tests ------------------------------------------------------------------------------------
 $(TESTS): $(BIN)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/librattn.a $(BUILD)/libcuda_emu.a
 	@mkdir -p $(@D)
-	$(CXX) $^ -o $@ $(LDFLAGS)
+	$(say) LINK $@
+	$(Q)$(CXX) $^ -o $@ $(LDFLAGS)
 
 $(EMU_TESTS): $(BIN)/tests/emu/%: $(BUILD)/tests/cuda/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/libcuda_emu.a $(BUILD)/librattn.a
 	@mkdir -p $(@D)
-	$(CXX) $^ -o $@ $(LDFLAGS)
+	$(say) LINK $@
+	$(Q)$(CXX) $^ -o $@ $(LDFLAGS)
 
 # The GPU variant of a CUDA test: the same host source, compiled against the real CUDA runtime
 # (RATTN_CUDA_RUNTIME makes cuda/compat.h include <cuda_runtime.h> in g++-compiled host code).
 $(BUILD)/gpu/tests/cuda/%.o: tests/cuda/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) $(DEPFLAGS) -DRATTN_CUDA_RUNTIME -isystem $(CUDA_HOME)/include -c $< -o $@
+	$(say) CXX-GPU $<
+	$(Q)$(CXX) $(CXXFLAGS) $(DEPFLAGS) -DRATTN_CUDA_RUNTIME -isystem $(CUDA_HOME)/include -c $< -o $@
 
 $(BUILD)/gpu/tools/%.o: tools/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) $(DEPFLAGS) -DRATTN_CUDA_RUNTIME -isystem $(CUDA_HOME)/include -c $< -o $@
+	$(say) CXX-GPU $<
+	$(Q)$(CXX) $(CXXFLAGS) $(DEPFLAGS) -DRATTN_CUDA_RUNTIME -isystem $(CUDA_HOME)/include -c $< -o $@
 
 # librattn.a before libcuda_gpu.a: a member of librattn.a pulled in for a common symbol (io/export.o holds
 # the CudaBackend) must find its cu:: kernels in an archive the linker has not passed yet.
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
 $(GPU_TESTS): $(BIN)/tests/gpu/%: $(BUILD)/gpu/tests/cuda/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/librattn.a $(BUILD)/libcuda_gpu.a
 	@mkdir -p $(@D)
-	$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS)
+	$(say) LINK $@
+	$(Q)$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS)
 
 # GPU builds of the benchmark programs (tools/bench_*.cpp): bin/gpu/bench_X.
 GPU_BENCH := $(patsubst tools/%.cpp,$(BIN)/gpu/%,$(wildcard tools/bench_*.cpp))
 $(GPU_BENCH): $(BIN)/gpu/%: $(BUILD)/gpu/tools/%.o $(BUILD)/librattn.a $(BUILD)/libcuda_gpu.a
 	@mkdir -p $(@D)
-	$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS)
+	$(say) LINK $@
+	$(Q)$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS)
 gpu-build: $(GPU_TESTS) $(GPU_BENCH)
 
 test: deps
@@ -197,13 +226,21 @@ fuzz:
 cuda-compile: $(GPU_OBJS)
 	@if [ -z "$(NVCC)" ]; then echo "cuda-compile: nvcc not found; nothing compiled"; fi
 
-train: deps all
+train: deps
+	@$(MAKE) --no-print-directory $(BIN)/train_tiny
 	$(BIN)/train_tiny
+
+# The CPU-layer kernel tests built for the portable x86-64 baseline (no -march: SSE2, no FMA) in their
+# own folders, so that a tolerance that holds only for one vector width or FMA contraction shows here.
+test-portable: deps
+	@$(MAKE) --no-print-directory ARCH= BUILD=build/portable BIN=bin/portable portable-run
+portable-run: $(EMU_TESTS)
+	@scripts/run_tests.sh $(EMU_TESTS)
 
 bench: deps all
 	@scripts/bench.sh
 
-# The paper's quality-vs-window sweep at tiny scale (issue 7; scripts/pareto.py, results/pareto/).
+# The paper's quality-vs-window sweep at tiny scale (scripts/pareto.py, results/pareto/, docs/experiments.md).
 # pareto-quick: local-only diagnostic at w = 16 (full / swa / rattn); pareto: the whole grid
 # (PARETO_ARGS, e.g. "--jobs 2 --text ../shared/data/tinyshakespeare.txt").
 pareto-quick: deps $(BIN)/train_tiny $(BIN)/pareto_eval

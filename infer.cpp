@@ -58,7 +58,7 @@ std::string kind_name(const model::ModelConfig& m, int layer) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --export / --logits: export for NumPy/PyTorch (issue 5), handled in io/export.cpp.
+  // --export / --logits: export for NumPy/PyTorch, handled in io/export.cpp.
   if (io::is_export_command(argc, argv))
     return model::cli_main_guard("infer", [&]() -> int { return io::infer_export_main(argc, argv); });
   return model::cli_main_guard("infer", [&]() -> int {

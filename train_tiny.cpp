@@ -1,7 +1,10 @@
-// train_tiny.cpp: train a tiny RATTENTION model on 2 CPU cores (the README's `make train`).
+// train_tiny.cpp: train tiny RATTENTION models on 2 CPU cores (the README's `make train`).
 //
-//   bin/train_tiny                       the default: recall task, see model/config.h for the values
-//   bin/train_tiny --local swa --window 8 --steps 2000
+//   bin/train_tiny                       the demonstration (= --demo): RATTENTION and sliding-window attention,
+//                                        same shape, window and data, recall side by side
+//   bin/train_tiny --demo --seed 2       the demonstration, any flag changed
+//   bin/train_tiny --single              one model with the defaults that --help lists
+//   bin/train_tiny --local swa --window 8 --steps 2000     one model (any flag without --demo)
 //   bin/train_tiny --text FILE           byte-level LM on any text file (90/10 train/val split)
 //   bin/train_tiny --resume runs/tiny.ckpt --steps 3000     continue a run bit-exactly
 //   bin/train_tiny --help                every flag with its range and default
@@ -12,24 +15,62 @@
 #include <iostream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "model/checkpoint.h"
 #include "model/cli.h"
+#include "model/compare.h"
 #include "model/config.h"
 #include "model/trainer.h"
 
+namespace {
+
+// The demonstration: a local-only stack (2 layers of window 16) on multi-query recall with 4 key-value
+// pairs and no key in (w, layers x w], the band two stacked windows can relay: every key is either
+// inside one window or out of reach of every chain of windows. Then the same model with SWA layers.
+// Flags given with --demo override these; --far-beyond follows --layers x --window unless given.
+const std::vector<std::pair<std::string, std::string>> kDemo = {
+    {"local", "rattn"}, {"pattern", "L"}, {"layers", "2"},        {"window", "16"}, {"pairs", "4"},
+    {"steps", "1500"},  {"compare", "swa"}, {"eval-interval", "0"}, {"ckpt", "runs/demo.ckpt"}};
+
+const char* kModeHelp =
+    "  --demo                 the demonstration (what no flags at all run): --local rattn --compare swa --layers 2\n"
+    "                         --pattern L --window 16 --pairs 4 --far-beyond layers*window --steps 1500; flags after\n"
+    "                         it override these\n"
+    "  --single               one model with the defaults below (the same as giving any flag without --demo)\n";
+
+}  // namespace
+
 int main(int argc, char** argv) {
   return model::cli_main_guard("train_tiny", [&]() -> int {
+    // --demo / --single select the preset; every other argument goes to the flag table.
+    bool demo = argc == 1, single = false;
+    std::vector<char*> args = {argv[0]};
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--demo") demo = true;
+      else if (a == "--single") single = true;
+      else args.push_back(argv[i]);
+    }
+    if (demo && single) throw model::UsageError("--demo and --single: expected one of them, got both");
+
     model::Config c;
     model::RunConfig run;
     model::FlagSet fs("train_tiny");
     model::bind_model_flags(fs, c.model);
     model::bind_train_flags(fs, c.train);
     model::bind_run_flags(fs, run);
-    fs.parse(argc, argv);
+    fs.parse(int(args.size()), args.data());
     if (fs.help_requested()) {
-      std::cout << fs.usage();
+      std::cout << fs.usage() << kModeHelp;
       return 0;
+    }
+    if (demo) {
+      if (!run.resume.empty()) throw model::UsageError("--demo: cannot be combined with --resume");
+      for (const auto& [name, value] : kDemo)
+        if (!fs.was_set(name)) fs.set(name, value);
+      if (!fs.was_set("far-beyond")) c.train.far_beyond = c.model.n_layers * c.model.window;
+      std::cout << "train_tiny: the demonstration (bin/train_tiny --help: every flag; --single: one model)\n";
     }
     if (fs.was_set("text")) {
       if (fs.was_set("task") && c.train.task != "text")
@@ -37,8 +78,11 @@ int main(int argc, char** argv) {
       c.train.task = "text";
     }
     if (!run.resume.empty()) {
+      if (run.compare != "none") throw model::UsageError("--compare: cannot be combined with --resume");
       c = model::resolve_resume(model::read_checkpoint_config(run.resume), c, fs.set_names());
       if (!fs.was_set("ckpt")) run.ckpt = run.resume;  // keep writing to the resumed file
+    } else {
+      std::cout << model::clamp_warmup(c);
     }
     model::validate(c);
     // A missing, empty or too short --text file is a bad command line (status 2), found before training.
@@ -49,6 +93,7 @@ int main(int argc, char** argv) {
         throw model::UsageError(std::string("--text: ") + e.what());
       }
     }
+    if (run.compare != "none") return model::train_compare(c, run, std::cout);
     const model::TrainOutcome r = model::train(c, run, std::cout);
     return r.status;
   });

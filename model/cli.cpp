@@ -10,12 +10,18 @@
 
 namespace model {
 
-namespace {
-std::string fmt_real(double x) {
+// The shortest %g form that reads back as exactly x ("1e-05", "0.4", "0.003"; never
+// "1.0000000000000001e-05"). 17 significant digits round-trip every double, so the loop always ends.
+std::string format_real(double x) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", x);  // 17 significant digits: the double round-trips
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+    if (std::strtod(buf, nullptr) == x) break;
+  }
   return buf;
 }
+
+namespace {
 std::string fmt_bound(double x) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%g", x);
@@ -134,7 +140,7 @@ std::string FlagSet::get(const std::string& name) const {
   switch (f->kind) {
     case Flag::Kind::integer: return std::to_string(*static_cast<const int*>(f->field));
     case Flag::Kind::long_integer: return std::to_string(*static_cast<const long*>(f->field));
-    case Flag::Kind::real: return fmt_real(*static_cast<const double*>(f->field));
+    case Flag::Kind::real: return format_real(*static_cast<const double*>(f->field));
     default: return *static_cast<const std::string*>(f->field);
   }
 }

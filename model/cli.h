@@ -73,6 +73,10 @@ class FlagSet {
   bool help_ = false;
 };
 
+// The shortest decimal form of x that reads back as exactly x ("1e-05", "0.4"): how a person would
+// type it, and still exact in the checkpoint's config block.
+std::string format_real(double x);
+
 // Run main_body; a UsageError is printed as "program: message" on stderr and gives exit status 2,
 // any other exception "program: error: message" and status 1.
 int cli_main_guard(const char* program, const std::function<int()>& main_body);

@@ -72,7 +72,9 @@ void bind_run_flags(FlagSet& fs, RunConfig& r) {
   fs.add_string("resume", &r.resume, "continue the run saved in FILE, bit-exactly");
   fs.add_choice("device", &r.device, {"cpu", "cuda"}, "where the model runs");
   fs.add_int("threads", &r.threads, 0, 1024, "OpenMP threads; 0 = OpenMP default");
-  fs.add_int("log-every", &r.log_every, 1, 1 << 30, "print a progress line every N steps");
+  fs.add_int("log-every", &r.log_every, 0, 1 << 30, "print a progress line every N steps; 0 = steps / 20");
+  fs.add_choice("compare", &r.compare, {"none", "swa", "rattn", "linear"},
+                "then train the same model with this local kind on the same data, and print both side by side");
 }
 
 void validate(const Config& c) {
@@ -102,6 +104,15 @@ void validate(const Config& c) {
     need(!t.text_file.empty(), "--task text: expected --text FILE");
   need(t.warmup <= t.steps, "--warmup: expected at most --steps (" + std::to_string(t.steps) + "), got " +
                                 std::to_string(t.warmup));
+}
+
+std::string clamp_warmup(Config& c) {
+  if (c.train.warmup <= c.train.steps) return "";
+  const std::string note = "note: --warmup " + std::to_string(c.train.warmup) + " is longer than --steps " +
+                           std::to_string(c.train.steps) + "; warming up over all " + std::to_string(c.train.steps) +
+                           " steps\n";
+  c.train.warmup = c.train.steps;
+  return note;
 }
 
 namespace {
@@ -173,7 +184,7 @@ std::string describe(const Config& c) {
   if (t.task == "text") os << " (" << t.text_file << ", 90/10 split)";
   os << ", T " << t.seq_len << ", batch " << t.batch << " (" << long(t.seq_len) * t.batch << " tokens/step)\n";
   os << "optimizer: AdamW lr " << t.lr << ", warmup " << t.warmup << ", "
-     << (t.cosine ? "cosine to " + std::to_string(t.lr * t.lr_min_ratio) : std::string("constant"))
+     << (t.cosine ? "cosine to " + format_real(t.lr * t.lr_min_ratio) : std::string("constant"))
      << ", betas (" << t.beta1 << ", " << t.beta2 << "), weight decay " << t.weight_decay
      << ", clip " << t.clip << ", steps " << t.steps << ", seed " << t.seed << "\n";
   return os.str();

@@ -3,6 +3,7 @@
 // Every field is a command-line flag (bind_model_flags / bind_train_flags) and a line of the
 // checkpoint's config block (config_to_text / config_from_text), through one table in config.cpp.
 #pragma once
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -70,8 +71,15 @@ struct RunConfig {
   std::string resume = "";      // --resume FILE: continue that run bit-exactly
   std::string device = "cpu";   // cpu | cuda
   int threads = 0;              // OpenMP threads; 0 = the OpenMP default
-  int log_every = 1;            // a progress line every this many steps
+  int log_every = 0;            // a progress line every this many steps; 0 = about 20 lines a run
+  std::string compare = "none";  // none | swa | rattn | linear: also train that local kind, same data
+  bool final_table = true;      // print the accuracy-by-distance table at the end (not a flag)
 };
+
+// The progress interval of a run: --log-every, or steps / 20 (at least 1) when it is 0.
+inline long log_interval(const RunConfig& r, long steps) {
+  return r.log_every > 0 ? r.log_every : std::max(1L, steps / 20);
+}
 
 struct Config {
   ModelConfig model;
@@ -91,6 +99,9 @@ void bind_run_flags(FlagSet& fs, RunConfig& r);
 // Checks across fields (heads divisible by kv heads, sequence long enough for the task, ...).
 // Throws UsageError naming the flag.
 void validate(const Config& c);
+
+// A warmup longer than the run is cut to --steps; returns the note to print ("" when unchanged).
+std::string clamp_warmup(Config& c);
 
 // The config block of a checkpoint: "name=value\n" for every model and train flag, in table order.
 std::string config_to_text(const Config& c);

@@ -26,10 +26,16 @@ struct EvalResult {
   long scored = 0, correct = 0;
   long in_correct = 0, in_total = 0, out_correct = 0, out_total = 0;  // d <= w vs d > w
   std::vector<DistanceBucket> buckets;
+  // Beyond the reach of a stack of local layers: d > reach = (local layers) x w, a key no chain of
+  // windows can relay to the query. reach < 0: the stack has a global layer, every key is in reach.
+  long reach = -1, beyond_reach_correct = 0, beyond_reach_total = 0;
   double loss() const { return scored ? loss_sum / double(scored) : 0.0; }
   double accuracy() const { return scored ? double(correct) / double(scored) : 0.0; }
   double in_accuracy() const { return in_total ? double(in_correct) / double(in_total) : 0.0; }
   double out_accuracy() const { return out_total ? double(out_correct) / double(out_total) : 0.0; }
+  double beyond_reach_accuracy() const {
+    return beyond_reach_total ? double(beyond_reach_correct) / double(beyond_reach_total) : 0.0;
+  }
 };
 
 // Empty result with the distance buckets of window w: [1, w], (w, 2w], (2w, 4w], > 4w.
@@ -64,6 +70,10 @@ void score_sequence(const Mat<S>& logits, const int* targets, const int* dist, i
     if (dist[t] < 0) continue;  // text: no distance
     (dist[t] <= w ? r.in_correct : r.out_correct) += ok;
     (dist[t] <= w ? r.in_total : r.out_total) += 1;
+    if (r.reach >= 0 && dist[t] > r.reach) {
+      r.beyond_reach_correct += ok;
+      r.beyond_reach_total += 1;
+    }
     for (DistanceBucket& b : r.buckets)
       if (dist[t] >= b.lo && dist[t] <= b.hi) {
         b.correct += ok;
@@ -82,6 +92,8 @@ inline void merge_into(EvalResult& into, const EvalResult& from) {
   into.in_total += from.in_total;
   into.out_correct += from.out_correct;
   into.out_total += from.out_total;
+  into.beyond_reach_correct += from.beyond_reach_correct;
+  into.beyond_reach_total += from.beyond_reach_total;
   for (size_t i = 0; i < into.buckets.size(); ++i) {
     into.buckets[i].correct += from.buckets[i].correct;
     into.buckets[i].total += from.buckets[i].total;
@@ -89,10 +101,20 @@ inline void merge_into(EvalResult& into, const EvalResult& from) {
 }
 
 // Evaluate every sequence of batch (in parallel; merged in sequence order, so deterministic).
+// The reach of a stack of windows: L local layers of window w relay a key at most L x w positions
+// (each layer looks w back), whatever the local kind; -1 when a global layer sees every key.
+inline long stack_reach(const ModelConfig& m) {
+  for (int l = 0; l < m.n_layers; ++l)
+    if (m.is_global(l)) return -1;
+  return long(m.n_layers) * m.window;
+}
+
 template <class S>
 EvalResult evaluate(const Model<S>& model, const ModelParams<S>& p, const data::Batch& batch, bool use_decode) {
   const int B = batch.B, T = batch.T, w = model.config().window;
-  std::vector<EvalResult> per(size_t(B), empty_eval(w));
+  EvalResult empty = empty_eval(w);
+  empty.reach = stack_reach(model.config());
+  std::vector<EvalResult> per(size_t(B), empty);
   std::exception_ptr error = nullptr;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int b = 0; b < B; ++b) {
@@ -113,7 +135,7 @@ EvalResult evaluate(const Model<S>& model, const ModelParams<S>& p, const data::
     }
   }
   if (error) std::rethrow_exception(error);
-  EvalResult r = empty_eval(w);
+  EvalResult r = empty;
   for (const EvalResult& e : per) merge_into(r, e);
   return r;
 }

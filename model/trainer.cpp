@@ -176,6 +176,7 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   std::string last_saved_path = run.resume;
 
   TrainOutcome res;
+  const long log_every = log_interval(run, c.train.steps);
   res.first_step = st.step + 1;
   res.last_step = st.step;
   const auto loop_start = std::chrono::steady_clock::now();
@@ -205,7 +206,7 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
     res.losses.push_back(loss);
     res.last_step = step;
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (step % run.log_every == 0 || step == c.train.steps || step == res.first_step)
+    if (step % log_every == 0 || step == c.train.steps || step == res.first_step)
       out << fmt("step %6ld/%ld | loss %.4f | lr %.2e | grad norm %7.3f | %7.1f ms | %7.0f tok/s\n", step,
                  c.train.steps, loss, adamw.lr, gnorm, ms,
                  double(c.train.batch) * c.train.seq_len / (ms / 1000.0))
@@ -225,7 +226,7 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   out << fmt("trained %ld steps in %.1f s (%.1f ms/step)\n", res.last_step - res.first_step + 1, res.seconds,
              res.losses.empty() ? 0.0 : 1000 * res.seconds / double(res.losses.size()));
   report_eval(out, model, st.params, *task, eval_batch, res.last_step, c, &res.final_eval);
-  if (task->synthetic()) out << bucket_table(res.final_eval, c.model.window, task->chance());
+  if (task->synthetic() && run.final_table) out << bucket_table(res.final_eval, c.model.window, task->chance());
   if (!run.ckpt.empty()) out << "checkpoint: " << run.ckpt << " (step " << res.last_step << ")\n";
   out.flush();
   return res;

@@ -53,3 +53,24 @@ TEST_CASE("finite differences reproduce a known gradient and expose a wrong one"
   CHECK(r.rel_rms > 1e-6);
   CHECK(r.worst == 2 * 4 + 1);
 }
+
+TEST_CASE("compare with a scale: rounding noise against an exact zero is judged by the family's scale") {
+  // dq at w = 0 is exactly zero; an fp32 kernel returns noise of a few float epsilons times the scale
+  // of its inputs. Against the zero tensor alone that noise is an absolute number whose size depends on
+  // the CPU; against the family's scale (here rms 1) it is what it is.
+  Mat<double> zero = Mat<double>::Zero(4, 8), family = Mat<double>::Ones(4, 8);
+  Mat<double> noise = zero;
+  noise(1, 3) = 3e-7;
+  noise(2, 5) = -2e-7;
+  const double scale = family_rms(zero, family);
+  CHECK(scale == doctest::Approx(std::sqrt(0.5)));
+  CHECK(compare(noise, zero, scale).rel_rms < 1e-7);
+  // A real error (one element off by 1e-3 of the scale) still fails a 1e-5 tolerance.
+  Mat<double> wrong = zero;
+  wrong(0, 0) = 1e-3;
+  CHECK(compare(wrong, zero, scale).rel_rms > 1e-5);
+  // The scale is only a floor: a reference larger than it is its own yardstick.
+  Mat<double> big = 100 * family, big_off = big;
+  big_off(0, 0) += 1.0;
+  CHECK(compare(big_off, big, scale).rel_rms == doctest::Approx(compare(big_off, big).rel_rms));
+}

@@ -113,10 +113,63 @@ TEST_CASE("cli: train_tiny refuses every bad flag with exit 2 and one line namin
                      {{"--text", dir / "missing.txt"}, "--text"},      // missing data file
                      {{"--text", dir / "empty.txt"}, "--text"},        // empty data file
                      {{"--text", dir / "short.txt"}, "--text"},        // too short for one window
-                     {{"--warmup", "5"}, "--warmup"},                  // more warmup than steps
+                     {{"--compare", "rattn"}, "--compare"},            // the same kind as --local
+                     {{"--compare", "full"}, "--compare"},
+                     {{"--demo", "--single"}, "--demo"},               // two presets
+                     {{"--demo", "--resume", dir / "x.ckpt"}, "--resume"},
+                     {{"--compare", "swa", "--resume", dir / "x.ckpt"}, "--compare"},
                      {{"positional"}, "positional"},
                  });
   CHECK_FALSE(fs::exists(dir / "x.ckpt"));  // nothing was trained or saved
+}
+
+TEST_CASE("cli: a warmup longer than the run is cut to --steps with a note, not refused") {
+  TempDir dir("cli_warmup");
+  const rattn_test::Run r = run_program("train_tiny", {"--d-model", "8", "--heads", "1", "--kv-heads", "1",
+                                                       "--head-dim", "2", "--layers", "1", "--seq-len", "16",
+                                                       "--pairs", "2", "--batch", "1", "--steps", "3", "--eval-seqs",
+                                                       "1", "--ckpt", dir / "w.ckpt"},
+                                        60);  // the default --warmup (50) is longer than 3 steps
+  INFO("exit " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out.find("note: --warmup 50 is longer than --steps 3") != std::string::npos);
+  CHECK(r.out.find("warmup 3,") != std::string::npos);  // the schedule the run used
+  CHECK(fs::exists(dir / "w.ckpt"));
+}
+
+TEST_CASE("cli: --help prints every default as a person would type it") {
+  const rattn_test::Run r = run_program("train_tiny", {"--help"}, 60);
+  CHECK(r.status == 0);
+  CHECK(r.out.find("default 1e-05)") != std::string::npos);  // --norm-eps, not 1.0000000000000001e-05
+  CHECK(r.out.find("default 0.4)") != std::string::npos);    // --in-window-frac
+  CHECK(r.out.find("0000000") == std::string::npos);
+  CHECK(r.out.find("--demo") != std::string::npos);
+  CHECK(r.out.find("--single") != std::string::npos);
+}
+
+TEST_CASE("cli: --demo trains RATTENTION and SWA on the same data and prints them side by side") {
+  TempDir dir("cli_demo");
+  // The demonstration's preset with every size cut down: 2 local layers of window 6, so the table has a
+  // "beyond the stacked windows" row at d > 12.
+  const rattn_test::Run r = run_program("train_tiny", {"--demo", "--d-model", "8", "--heads", "1", "--kv-heads", "1",
+                                                       "--head-dim", "2", "--window", "6", "--seq-len", "32",
+                                                       "--pairs", "2", "--batch", "2", "--steps", "40",
+                                                       "--eval-seqs", "4", "--threads", "1", "--ckpt", dir / "d.ckpt"},
+                                        120);
+  INFO("exit " << r.status << "\nstdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("== model 1 of 2: RATTENTION") != std::string::npos);
+  CHECK(r.out.find("== model 2 of 2: SWA") != std::string::npos);
+  CHECK(r.out.find("no key at a distance in (w, 12]") != std::string::npos);  // --far-beyond = layers x w
+  CHECK(r.out.find("beyond the stacked windows, d > 12") != std::string::npos);
+  CHECK(r.out.find("chance 1.6 %") != std::string::npos);
+  // about 20 progress lines per model (steps / 20, plus the first step), never one per step
+  long progress = 0;
+  for (size_t at = 0; (at = r.out.find("\nstep ", at)) != std::string::npos; ++at) ++progress;
+  CHECK(progress <= 2 * 22);
+  CHECK(progress >= 2 * 19);
+  CHECK(fs::exists(dir / "d.ckpt"));
+  CHECK(fs::exists(dir / "d-swa.ckpt"));
 }
 
 TEST_CASE("cli: infer refuses every bad flag with exit 2 and one line naming it") {

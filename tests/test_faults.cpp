@@ -40,7 +40,7 @@ std::vector<std::string> kill_run_flags(const std::string& ckpt, long steps) {
           "--layers",  "2",           "--pattern",       "LG", "--window",     "4", "--seq-len",  "16",
           "--pairs",   "2",           "--batch",         "1",  "--warmup",     "0", "--cosine",   "0",
           "--steps",   std::to_string(steps), "--eval-interval", "0", "--eval-seqs", "1", "--ckpt-interval", "1",
-          "--ckpt",    ckpt,          "--threads",       "1"};
+          "--ckpt",    ckpt,          "--threads",       "1",  "--log-every",  "1"};
 }
 
 // step -> loss, from train_tiny's progress lines "step      5/40 | loss 5.5432 | ...".

@@ -1,4 +1,4 @@
-// tests/test_pareto.cpp: scripts/pareto.py (the window-size sweep, issue 7) end to end on its tiny
+// tests/test_pareto.cpp: scripts/pareto.py (the window-size sweep) end to end on its tiny
 // "test" grid (3 runs of 3 steps at T = 32, seconds): it must write runs.csv with one row per run
 // and metrics in every row, table.md with a line per arm, and, when gnuplot is installed, the PNG
 // plots; the full-attention arm must have a window covering every evaluation length and train on

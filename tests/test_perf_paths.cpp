@@ -36,9 +36,11 @@ void check_blocked_equals_reference(int T, int H, int G, int D, int w, int block
   Mat<S> dq, dk, dv, dq2, dk2, dv2;
   ref::swa_backward(q, k, v, dout, H, G, w, scale, dq, dk, dv);
   ref::swa_backward_blocked(q, k, v, dout, H, G, w, scale, dq2, dk2, dv2, block);
-  CHECK(check_close("dq blocked vs reference", dq2, dq, tol));
-  CHECK(check_close("dk blocked vs reference", dk2, dk, tol));
-  CHECK(check_close("dv blocked vs reference", dv2, dv, tol));
+  // dq, dk are exactly zero at w = 0 (softmax over one key): errors relative to the family's scale.
+  const double sg = family_rms(dq, dk, dv);
+  CHECK(check_close("dq blocked vs reference", dq2, dq, tol, sg));
+  CHECK(check_close("dk blocked vs reference", dk2, dk, tol, sg));
+  CHECK(check_close("dv blocked vs reference", dv2, dv, tol, sg));
 }
 
 }  // namespace

@@ -192,9 +192,11 @@ TEST_CASE("swa backward against finite differences (dq, dk, dv), GQA H=4 G=2") {
         Mat<double> dq, dk, dv;
         ref::swa_backward(q, k, v, W, H, G, w, scale, dq, dk, dv);
         auto f = [&] { return dot_all(W, ref::swa_forward(q, k, v, H, G, w, scale)); };
-        CHECK(grad_check("q (swa)", f, q, dq));
-        CHECK(grad_check("k (swa)", f, k, dk));
-        CHECK(grad_check("v (swa)", f, v, dv));
+        // dq, dk are exactly zero at w = 0 (one key per softmax): errors relative to the family's scale.
+        const double scale_g = family_rms(dq, dk, dv);
+        CHECK(grad_check("q (swa)", f, q, dq, 1e-6, 1e-5, scale_g));
+        CHECK(grad_check("k (swa)", f, k, dk, 1e-6, 1e-5, scale_g));
+        CHECK(grad_check("v (swa)", f, v, dv, 1e-6, 1e-5, scale_g));
       }
 }
 

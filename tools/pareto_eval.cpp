@@ -1,5 +1,5 @@
 // tools/pareto_eval.cpp: machine-readable evaluation of a train_tiny checkpoint for the window-size
-// sweep (scripts/pareto.py, issue 7). bin/infer prints tables for people; this prints one line of
+// sweep (scripts/pareto.py). bin/infer prints tables for people; this prints one line of
 // `key=value` fields per evaluation length, for a script.
 //
 //   bin/pareto_eval --ckpt runs/x.ckpt                     task of the checkpoint at 1x, 2x, 4x its T
