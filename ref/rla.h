@@ -22,10 +22,7 @@
 //   rla_forward_chunked    chunk size C: inter-chunk state + intra-chunk masked block     (spec 3.2)
 // Backward: rla_backward_masked (spec 4) and rla_backward_chunked (spec 3.3), with dh0.
 //
-// Split-and-resume (prefill in pieces, or train on a long sequence in windows): the state to carry
-// between two calls is RlaCarry = { S, the last min(w+1, n) raw k/v rows not yet folded into S }.
-// rla_step (one token) and rla_forward_chunked_resume (a block of tokens) both consume and update
-// an RlaCarry, so any split of a sequence gives the same outputs as one call (tested).
+// Running a sequence in pieces with the state carried between calls (prefill, decode): ref/rla_resume.h.
 //
 // Layout (ref/tensor.h): q: (T, H*D), k, v: (T, G*D), head h = columns [h*D, (h+1)*D).
 // Dp = feature_dim(fm, D) (2D for sm2/relu2). All arithmetic in the scalar type S, so the state is
@@ -230,57 +227,6 @@ Mat<S> rla_forward_recurrent(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Split-and-resume state.
-//
-// After a prefix of n tokens has been processed (queries 0..n-1 answered), RLA needs:
-//   St        = S_{n-1-(w+1)} = h0 + sum_{j <= n-w-2} phi(k_j)^T v_j   (G x (Dp, D))
-//   k_pending = the raw k rows j in [max(0, n-w-1), n-1]: min(w+1, n) rows still inside the window,
-//   v_pending   to be folded into S as they leave it, oldest first    ((P, G*D), P <= w+1)
-// The pending rows are raw (before phi); for w = -1 there are none. This is what a decode cache
-// must hold for the RLA branch (spec 3.1); the SWA branch needs the same w+1 rows anyway.
-template <class S>
-struct RlaCarry {
-  RlaState<S> St;
-  Mat<S> k_pending, v_pending;
-  long n = 0;  // tokens processed so far (informative: positions are not used by RLA)
-};
-
-// Start of a sequence (spec 3.1): St = S_{-1} = h0 (or zeros), nothing pending. -> RlaCarry
-template <class S>
-RlaCarry<S> rla_carry_init(int G, int D, FeatureMap fm, const RlaState<S>* h0 = nullptr) {
-  RlaCarry<S> c;
-  c.St = h0 ? *h0 : rla_zero_state<S>(G, D, fm);
-  c.k_pending.resize(0, long(G) * D);
-  c.v_pending.resize(0, long(G) * D);
-  return c;
-}
-
-// One decode step (spec 3.1) on an RlaCarry: append (k_t, v_t) to the pending rows, fold the
-// oldest pending row into S while more than w+1 are pending (that row is token t-w-1, which has
-// just left the window), then read o_t = phi(q_t) S.
-// q_row: (1, H*D), k_row, v_row: (1, G*D) -> (1, H*D)
-template <class S>
-Mat<S> rla_step(RlaCarry<S>& c, const Mat<S>& q_row, const Mat<S>& k_row, const Mat<S>& v_row, int H,
-                int G, int w, FeatureMap fm) {
-  if (w < -1) throw std::invalid_argument("rla_step: w must be >= -1");
-  expect_shape("rla_step k_row", k_row, 1, c.k_pending.cols());
-  expect_shape("rla_step v_row", v_row, 1, c.v_pending.cols());
-  const long P = c.k_pending.rows();
-  Mat<S> kp(P + 1, k_row.cols()), vp(P + 1, v_row.cols());
-  kp << c.k_pending, k_row;
-  vp << c.v_pending, v_row;
-  long first = 0;  // rows [0, first) are folded
-  while (kp.rows() - first > w + 1) {
-    rla_fold(c.St, Mat<S>(kp.row(first)), Mat<S>(vp.row(first)), G, fm);
-    ++first;
-  }
-  c.k_pending = kp.bottomRows(kp.rows() - first);
-  c.v_pending = vp.bottomRows(vp.rows() - first);
-  ++c.n;
-  return rla_read(c.St, q_row, H, G, fm);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Chunked form (spec 3.2, paper eqs. 2-3 corrected), chunk size C, any T (the last chunk may be
 // short). With the shifted keys K'_u = phi(k_{u-s}), V'_u = v_{u-s} (zero for u < s), chunk i
 // covering query rows [c0, c0+n):
@@ -294,7 +240,7 @@ namespace detail {
 
 // The chunked forward (spec 3.2) over queries q and keys/values kk, vv that start P rows EARLIER than q:
 // query row t is token P+t of kk. The first P rows of kk are pending rows of a previous call
-// (see RlaCarry), so query t reads kk rows i <= t + P - s, beyond what St already holds.
+// (RlaCarry, ref/rla_resume.h), so query t reads kk rows i <= t + P - s, beyond what St already holds.
 // q: (T, H*D), kk, vv: (P+T, G*D), St: G x (Dp, D) = S_[0], updated to the final state
 // (all kk rows i < T + P - s folded in). -> o: (T, H*D)
 template <class S>
@@ -340,31 +286,6 @@ Mat<S> rla_forward_chunked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, in
   if (C < 1) throw std::invalid_argument("rla_forward_chunked: chunk size C must be >= 1");
   RlaState<S> St = h0 ? *h0 : rla_zero_state<S>(G, d.D, fm);
   return detail::rla_chunked_core(q, k, v, 0, H, G, w, fm, C, St);
-}
-
-// The chunked form (spec 3.2) continuing from an RlaCarry: the carried S plays the role of h0 and the
-// carried pending rows are prepended to k and v as keys (never as queries). On return `carry`
-// describes the whole sequence so far, ready for the next call or for rla_step.
-// q: (T, H*D), k, v: (T, G*D) -> o: (T, H*D), the outputs of these T new tokens
-template <class S>
-Mat<S> rla_forward_chunked_resume(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G,
-                                  int w, FeatureMap fm, int C, RlaCarry<S>& carry) {
-  const detail::RlaDims d =
-      detail::rla_dims("rla_forward_chunked_resume", q, k, v, H, G, w, fm, &carry.St);
-  if (C < 1) throw std::invalid_argument("rla_forward_chunked_resume: chunk size C must be >= 1");
-  const int P = int(carry.k_pending.rows());
-  expect_shape("rla carry k_pending", carry.k_pending, P, k.cols());
-  expect_shape("rla carry v_pending", carry.v_pending, P, v.cols());
-  if (P > d.s) throw std::invalid_argument("rla_forward_chunked_resume: more than w+1 pending rows");
-  Mat<S> kk(P + d.T, k.cols()), vv(P + d.T, v.cols());
-  kk << carry.k_pending, k;
-  vv << carry.v_pending, v;
-  Mat<S> o = detail::rla_chunked_core(q, kk, vv, P, H, G, w, fm, C, carry.St);
-  const int keep = std::min(d.s, P + d.T);  // rows still inside the window after the last query
-  carry.k_pending = kk.bottomRows(keep);
-  carry.v_pending = vv.bottomRows(keep);
-  carry.n += d.T;
-  return o;
 }
 
 // Backward of the chunked form (spec 3.3, the axlearn kernel's two sweeps), per kv head g:
