@@ -232,11 +232,27 @@ Mat<S> rla_forward_recurrent(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, 
 // covering query rows [c0, c0+n):
 //     O_[i]   = Q~_[i] S_[i]  +  ((Q~_[i] K'_[i]^T) ⊙ tril) V'_[i]        (inter + intra)
 //     S_[i+1] = S_[i] + K'_[i]^T V'_[i]                                   S_[0] = h0 or 0
-// The shift is done by index: K'_[i] is the block of phi(K) rows [a-s, c0+n-s), where
-// a = max(c0, s) is the first shifted position with a real key (the j >= 0 guard). No shifted or
-// zero-padded copies are made; per chunk the only temporary is the (n, m) score block.
+// The shift is done by index (detail::chunk_keys, used by the forward and the backward alike): no
+// shifted or zero-padded copies are made; per chunk the only temporary is the (n, m) score block.
 
 namespace detail {
+
+// The shifted keys of one chunk, by index: the one indexing of the chunked forward and backward.
+// Shifted row u of the chunk [c0, c0+n) (the row of query u) holds key j = u - s, s = w+1. The key
+// array may start with P pending rows of a previous call (ref/rla_resume.h; P = 0 otherwise), so key j
+// is its row j + P and exists iff j + P >= 0 (the j >= 0 guard when P = 0). The rows with a key are
+// therefore u in [a, c0+n), a = max(c0, s-P): m = c0+n-a of them (m <= 0: none), reading the
+// consecutive key rows [j0, j0+m), j0 = a - s + P. So K'_[i] = phi(K) rows [j0, j0+m), V'_[i] likewise.
+struct ChunkKeys {
+  int a;   // first shifted row of the chunk that has a key
+  int m;   // number of such rows (<= 0: none)
+  int j0;  // the key-array row of shifted row a
+};
+// c0, n: the chunk's first row and length; s = w+1; P: pending key rows before row 0 -> ChunkKeys
+inline ChunkKeys chunk_keys(int c0, int n, int s, int P = 0) {
+  const int a = std::max(c0, s - P);
+  return {a, c0 + n - a, a - s + P};
+}
 
 // The chunked forward (spec 3.2) over queries q and keys/values kk, vv that start P rows EARLIER than q:
 // query row t is token P+t of kk. The first P rows of kk are pending rows of a previous call
@@ -247,7 +263,7 @@ template <class S>
 Mat<S> rla_chunked_core(const Mat<S>& q, const Mat<S>& kk, const Mat<S>& vv, int P, int H, int G,
                         int w, FeatureMap fm, int C, RlaState<S>& St) {
   const int T = int(q.rows()), D = int(q.cols() / H), Dp = feature_dim(fm, D), r = H / G;
-  const int off = P - (w + 1);  // shifted position u reads kk row u + off (valid iff u + off >= 0)
+  const int s = w + 1;
   const Mat<S> Qf = phi_forward_heads(fm, q, H);   // (T, H*Dp)
   const Mat<S> Kf = phi_forward_heads(fm, kk, G);  // (P+T, G*Dp)
   Mat<S> o(T, q.cols());
@@ -256,20 +272,19 @@ Mat<S> rla_chunked_core(const Mat<S>& q, const Mat<S>& kk, const Mat<S>& vv, int
     Mat<S>& Sg = St[size_t(g)];
     for (int c0 = 0; c0 < T; c0 += C) {
       const int n = std::min(C, T - c0);
-      const int a = std::max(c0, -off);  // first shifted position in this chunk with a real key
-      const int m = c0 + n - a;          // number of such positions (<= 0: none)
+      const auto [a, m, j0] = chunk_keys(c0, n, s, P);  // K'_[i], V'_[i] = kk, vv rows [j0, j0+m)
       for (int h = g * r; h < (g + 1) * r; ++h) {
         auto Qc = Qf.block(c0, h * Dp, n, Dp);
         auto Oc = o.block(c0, h * D, n, D);
         Oc.noalias() = Qc * Sg;  // inter-chunk: Q~_[i] S_[i]
         if (m > 0) {             // intra-chunk: ((Q~_[i] K'_[i]^T) ⊙ tril) V'_[i]
-          A.noalias() = Qc * Kf.block(a + off, g * Dp, m, Dp).transpose();
+          A.noalias() = Qc * Kf.block(j0, g * Dp, m, Dp).transpose();
           keep_causal(A, a - c0);
-          Oc.noalias() += A * vv.block(a + off, g * D, m, D);
+          Oc.noalias() += A * vv.block(j0, g * D, m, D);
         }
       }
       if (m > 0)  // S_[i+1] = S_[i] + K'_[i]^T V'_[i]
-        Sg.noalias() += Kf.block(a + off, g * Dp, m, Dp).transpose() * vv.block(a + off, g * D, m, D);
+        Sg.noalias() += Kf.block(j0, g * Dp, m, Dp).transpose() * vv.block(j0, g * D, m, D);
     }
   }
   return o;
@@ -324,28 +339,30 @@ RlaGrads<S> rla_backward_chunked(const Mat<S>& q, const Mat<S>& k, const Mat<S>&
     // Forward sweep: dQ~.
     if (h0) Sg = (*h0)[size_t(g)]; else Sg.setZero();
     for (int i = 0; i < n_chunks; ++i) {
-      const int c0 = i * C, n = std::min(C, T - c0), a = std::max(c0, s), m = c0 + n - a;
+      const int c0 = i * C, n = std::min(C, T - c0);
+      const auto [a, m, j0] = detail::chunk_keys(c0, n, s);  // K'_[i], V'_[i] = phi(K), v rows [j0, j0+m)
       for (int h = h_begin; h < h_end; ++h) {
         auto dOc = dout.block(c0, h * D, n, D);
         auto dQc = dQf.block(c0, h * Dp, n, Dp);
         dQc.noalias() = dOc * Sg.transpose();
         if (m > 0) {
-          B.noalias() = dOc * v.block(a - s, g * D, m, D).transpose();
+          B.noalias() = dOc * v.block(j0, g * D, m, D).transpose();
           detail::keep_causal(B, a - c0);
-          dQc.noalias() += B * Kf.block(a - s, g * Dp, m, Dp);
+          dQc.noalias() += B * Kf.block(j0, g * Dp, m, Dp);
         }
       }
-      if (m > 0) Sg.noalias() += Kf.block(a - s, g * Dp, m, Dp).transpose() * v.block(a - s, g * D, m, D);
+      if (m > 0) Sg.noalias() += Kf.block(j0, g * Dp, m, Dp).transpose() * v.block(j0, g * D, m, D);
     }
     // Reverse sweep: dK~, dV, dS.
     dS.setZero();
     for (int i = n_chunks - 1; i >= 0; --i) {
-      const int c0 = i * C, n = std::min(C, T - c0), a = std::max(c0, s), m = c0 + n - a;
+      const int c0 = i * C, n = std::min(C, T - c0);
+      const auto [a, m, j0] = detail::chunk_keys(c0, n, s);  // K'_[i], V'_[i] = phi(K), v rows [j0, j0+m)
       if (m > 0) {
-        auto Kc = Kf.block(a - s, g * Dp, m, Dp);
-        auto Vc = v.block(a - s, g * D, m, D);
-        auto dKc = dKf.block(a - s, g * Dp, m, Dp);
-        auto dVc = grads.dv.block(a - s, g * D, m, D);
+        auto Kc = Kf.block(j0, g * Dp, m, Dp);
+        auto Vc = v.block(j0, g * D, m, D);
+        auto dKc = dKf.block(j0, g * Dp, m, Dp);
+        auto dVc = grads.dv.block(j0, g * D, m, D);
         dKc.noalias() += Vc * dS.transpose();  // through S_[i+1] = S_[i] + K'^T V'
         dVc.noalias() += Kc * dS;
         for (int h = h_begin; h < h_end; ++h) {
