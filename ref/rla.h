@@ -25,7 +25,7 @@
 // Running a sequence in pieces with the state carried between calls (prefill, decode): ref/rla_resume.h.
 //
 // Layout (ref/tensor.h): q: (T, H*D), k, v: (T, G*D), head h = columns [h*D, (h+1)*D).
-// Dp = feature_dim(fm, D) (2D for sm2/relu2). All arithmetic in the scalar type S, so the state is
+// Dp = feature_dim(fm, D) (2D for sm2/relu2). All arithmetic in the scalar type Real, so the state is
 // fp32 in the float build and fp64 in the double reference (spec "Project decisions": state).
 #pragma once
 #include <algorithm>
@@ -39,21 +39,21 @@
 namespace ref {
 
 // One state per kv head: G matrices, each (Dp, D).
-template <class S>
-using RlaState = std::vector<Mat<S>>;
+template <class Real>
+using RlaState = std::vector<Mat<Real>>;
 
-template <class S>
+template <class Real>
 struct RlaGrads {
-  Mat<S> dq;          // (T, H*D)
-  Mat<S> dk, dv;      // (T, G*D), summed over the query heads of each group
-  RlaState<S> dh0;    // G x (Dp, D): gradient of the initial state (filled even when h0 was null,
+  Mat<Real> dq;          // (T, H*D)
+  Mat<Real> dk, dv;      // (T, G*D), summed over the query heads of each group
+  RlaState<Real> dh0;    // G x (Dp, D): gradient of the initial state (filled even when h0 was null,
                       // i.e. the gradient with respect to a zero initial state)
 };
 
 // All-zero state S_{-1} = 0 (spec 2.3; "initial state zero" in the project decisions). -> G x (Dp, D)
-template <class S>
-RlaState<S> rla_zero_state(int G, int D, FeatureMap fm) {
-  return RlaState<S>(size_t(G), Mat<S>::Zero(feature_dim(fm, D), D));
+template <class Real>
+RlaState<Real> rla_zero_state(int G, int D, FeatureMap fm) {
+  return RlaState<Real>(size_t(G), Mat<Real>::Zero(feature_dim(fm, D), D));
 }
 
 namespace detail {
@@ -63,9 +63,9 @@ struct RlaDims {
   int T, H, G, D, Dp, r, s;  // r = H/G query heads per kv head, s = w+1 the shift
 };
 
-template <class S>
-RlaDims rla_dims(const char* who, const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G,
-                 int w, FeatureMap fm, const RlaState<S>* h0) {
+template <class Real>
+RlaDims rla_dims(const char* who, const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G,
+                 int w, FeatureMap fm, const RlaState<Real>* h0) {
   auto fail = [&](const std::string& m) { throw std::invalid_argument(std::string(who) + ": " + m); };
   if (H <= 0 || G <= 0 || H % G != 0) fail("need H > 0, G > 0 and G dividing H");
   if (q.cols() == 0 || q.cols() % H != 0) fail("q width is not H*D");
@@ -82,7 +82,7 @@ RlaDims rla_dims(const char* who, const Mat<S>& q, const Mat<S>& k, const Mat<S>
   expect_shape("rla v", v, q.rows(), long(G) * d.D);
   if (h0) {
     if (int(h0->size()) != G) fail("h0 must hold one (Dp, D) state per kv head (G of them)");
-    for (const Mat<S>& m : *h0) expect_shape("rla h0[g]", m, d.Dp, d.D);
+    for (const Mat<Real>& m : *h0) expect_shape("rla h0[g]", m, d.Dp, d.D);
   }
   return d;
 }
@@ -90,10 +90,10 @@ RlaDims rla_dims(const char* who, const Mat<S>& q, const Mat<S>& k, const Mat<S>
 // Zero the entries of a score block that lie to the right of the causal diagonal.
 // A: (n, m), row i = query c0+i, column jj = shifted key position a+jj, kept iff a+jj <= c0+i,
 // i.e. jj <= i - d with d = a - c0 >= 0 (spec 3.2: M = lower-triangular incl. diagonal).
-template <class S>
-void keep_causal(Mat<S>& A, int d) {
+template <class Real>
+void keep_causal(Mat<Real>& A, int d) {
   for (long i = 0; i < A.rows(); ++i)
-    for (long jj = std::max(0L, i - d + 1); jj < A.cols(); ++jj) A(i, jj) = S(0);
+    for (long jj = std::max(0L, i - d + 1); jj < A.cols(); ++jj) A(i, jj) = Real(0);
 }
 
 }  // namespace detail
@@ -101,11 +101,11 @@ void keep_causal(Mat<S>& A, int d) {
 // The RLA mask of the masked form: M[t, j] = 1 iff key j feeds the RLA output of query t,
 // i.e. j <= t-w-1 (spec 2.3; w = -1: j <= t). -> (T, T)
 // Its complement inside the causal triangle is the SWA window [max(0,t-w), t] (spec 2.8 identity).
-template <class S>
-Mat<S> rla_mask(int T, int w) {
-  Mat<S> M = Mat<S>::Zero(T, T);
+template <class Real>
+Mat<Real> rla_mask(int T, int w) {
+  Mat<Real> M = Mat<Real>::Zero(T, T);
   for (int t = 0; t < T; ++t)
-    for (int j = 0; j <= t - (w + 1); ++j) M(t, j) = S(1);
+    for (int j = 0; j <= t - (w + 1); ++j) M(t, j) = Real(1);
   return M;
 }
 
@@ -113,18 +113,18 @@ Mat<S> rla_mask(int T, int w) {
 // Masked (quadratic) form: the definition, written as matrices per query head (spec 4):
 //     O_h = ((phi(Q_h) phi(K_g)^T) ⊙ M) V_g + phi(Q_h) h0_g,     M = rla_mask(T, w)
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null -> o: (T, H*D)
-template <class S>
-Mat<S> rla_forward_masked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G, int w,
-                          FeatureMap fm, const RlaState<S>* h0 = nullptr) {
+template <class Real>
+Mat<Real> rla_forward_masked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w,
+                             FeatureMap fm, const RlaState<Real>* h0 = nullptr) {
   const detail::RlaDims d = detail::rla_dims("rla_forward_masked", q, k, v, H, G, w, fm, h0);
-  const Mat<S> Qf = phi_forward_heads(fm, q, H);  // (T, H*Dp)
-  const Mat<S> Kf = phi_forward_heads(fm, k, G);  // (T, G*Dp)
-  const Mat<S> M = rla_mask<S>(d.T, w);
-  Mat<S> o(d.T, q.cols());
+  const Mat<Real> Qf = phi_forward_heads(fm, q, H);  // (T, H*Dp)
+  const Mat<Real> Kf = phi_forward_heads(fm, k, G);  // (T, G*Dp)
+  const Mat<Real> M = rla_mask<Real>(d.T, w);
+  Mat<Real> o(d.T, q.cols());
   for (int h = 0; h < H; ++h) {
     const int g = h / d.r;
     auto Qh = Qf.middleCols(h * d.Dp, d.Dp);
-    const Mat<S> P = ((Qh * Kf.middleCols(g * d.Dp, d.Dp).transpose()).array() * M.array()).matrix();
+    const Mat<Real> P = ((Qh * Kf.middleCols(g * d.Dp, d.Dp).transpose()).array() * M.array()).matrix();
     o.middleCols(h * d.D, d.D).noalias() = P * v.middleCols(g * d.D, d.D);
     if (h0) o.middleCols(h * d.D, d.D).noalias() += Qh * (*h0)[size_t(g)];
   }
@@ -139,27 +139,27 @@ Mat<S> rla_forward_masked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int
 //     dV  += P^T dO                     dh0 += Q~^T dO
 //     dQ = phi_bwd(Q, dQ~),  dK = phi_bwd(K, dK~)
 // The mask M holds the window shift, so no un-shifting is needed here. The += over h sums the GQA group.
-template <class S>
-RlaGrads<S> rla_backward_masked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, const Mat<S>& dout,
-                                int H, int G, int w, FeatureMap fm, const RlaState<S>* h0 = nullptr) {
+template <class Real>
+RlaGrads<Real> rla_backward_masked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, const Mat<Real>& dout,
+                                   int H, int G, int w, FeatureMap fm, const RlaState<Real>* h0 = nullptr) {
   const detail::RlaDims d = detail::rla_dims("rla_backward_masked", q, k, v, H, G, w, fm, h0);
   expect_shape("rla dout", dout, q.rows(), q.cols());
-  const Mat<S> Qf = phi_forward_heads(fm, q, H);
-  const Mat<S> Kf = phi_forward_heads(fm, k, G);
-  const Mat<S> M = rla_mask<S>(d.T, w);
-  Mat<S> dQf(d.T, long(H) * d.Dp);
-  Mat<S> dKf = Mat<S>::Zero(d.T, long(G) * d.Dp);
-  RlaGrads<S> grads;
-  grads.dv = Mat<S>::Zero(d.T, k.cols());
-  grads.dh0 = rla_zero_state<S>(G, d.D, fm);
+  const Mat<Real> Qf = phi_forward_heads(fm, q, H);
+  const Mat<Real> Kf = phi_forward_heads(fm, k, G);
+  const Mat<Real> M = rla_mask<Real>(d.T, w);
+  Mat<Real> dQf(d.T, long(H) * d.Dp);
+  Mat<Real> dKf = Mat<Real>::Zero(d.T, long(G) * d.Dp);
+  RlaGrads<Real> grads;
+  grads.dv = Mat<Real>::Zero(d.T, k.cols());
+  grads.dh0 = rla_zero_state<Real>(G, d.D, fm);
   for (int h = 0; h < H; ++h) {
     const int g = h / d.r;
     auto Qh = Qf.middleCols(h * d.Dp, d.Dp);
     auto Kg = Kf.middleCols(g * d.Dp, d.Dp);
     auto Vg = v.middleCols(g * d.D, d.D);
     auto dOh = dout.middleCols(h * d.D, d.D);
-    const Mat<S> P = ((Qh * Kg.transpose()).array() * M.array()).matrix();
-    const Mat<S> dP = ((dOh * Vg.transpose()).array() * M.array()).matrix();
+    const Mat<Real> P = ((Qh * Kg.transpose()).array() * M.array()).matrix();
+    const Mat<Real> dP = ((dOh * Vg.transpose()).array() * M.array()).matrix();
     dQf.middleCols(h * d.Dp, d.Dp).noalias() = dP * Kg;
     if (h0) dQf.middleCols(h * d.Dp, d.Dp).noalias() += dOh * (*h0)[size_t(g)].transpose();
     dKf.middleCols(g * d.Dp, d.Dp).noalias() += dP.transpose() * Qh;
@@ -176,13 +176,13 @@ RlaGrads<S> rla_backward_masked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& 
 
 // Fold one token into the state:  S_g += phi(k_g)^T v_g  for every kv head g   (spec 2.3, S_t update)
 // St: G x (Dp, D), updated in place; k_row, v_row: (1, G*D)
-template <class S>
-void rla_fold(RlaState<S>& St, const Mat<S>& k_row, const Mat<S>& v_row, int G, FeatureMap fm) {
+template <class Real>
+void rla_fold(RlaState<Real>& St, const Mat<Real>& k_row, const Mat<Real>& v_row, int G, FeatureMap fm) {
   if (G <= 0 || int(St.size()) != G) throw std::invalid_argument("rla_fold: St must hold G states");
   const int D = int(k_row.cols() / G);
   expect_shape("rla_fold k_row", k_row, 1, long(G) * D);
   expect_shape("rla_fold v_row", v_row, 1, long(G) * D);
-  const Mat<S> kf = phi_forward_heads(fm, k_row, G);  // (1, G*Dp)
+  const Mat<Real> kf = phi_forward_heads(fm, k_row, G);  // (1, G*Dp)
   const int Dp = feature_dim(fm, D);
   for (int g = 0; g < G; ++g) {
     expect_shape("rla_fold St[g]", St[size_t(g)], Dp, D);
@@ -192,16 +192,16 @@ void rla_fold(RlaState<S>& St, const Mat<S>& k_row, const Mat<S>& v_row, int G, 
 
 // Read the state:  o_h = phi(q_h) S_g,  g = h / (H/G)   (spec 2.3, o_t = phi(q_t) S_{t-w-1})
 // St: G x (Dp, D); q_row: (1, H*D) -> (1, H*D)
-template <class S>
-Mat<S> rla_read(const RlaState<S>& St, const Mat<S>& q_row, int H, int G, FeatureMap fm) {
+template <class Real>
+Mat<Real> rla_read(const RlaState<Real>& St, const Mat<Real>& q_row, int H, int G, FeatureMap fm) {
   if (H <= 0 || G <= 0 || H % G != 0 || int(St.size()) != G)
     throw std::invalid_argument("rla_read: need G dividing H and G states");
   const int D = int(q_row.cols() / H), Dp = feature_dim(fm, D), r = H / G;
   expect_shape("rla_read q_row", q_row, 1, long(H) * D);
-  const Mat<S> qf = phi_forward_heads(fm, q_row, H);  // (1, H*Dp)
-  Mat<S> o(1, q_row.cols());
+  const Mat<Real> qf = phi_forward_heads(fm, q_row, H);  // (1, H*Dp)
+  Mat<Real> o(1, q_row.cols());
   for (int h = 0; h < H; ++h) {
-    const Mat<S>& Sg = St[size_t(h / r)];
+    const Mat<Real>& Sg = St[size_t(h / r)];
     expect_shape("rla_read St[g]", Sg, Dp, D);
     o.middleCols(h * D, D).noalias() = qf.middleCols(h * Dp, Dp) * Sg;
   }
@@ -212,16 +212,16 @@ Mat<S> rla_read(const RlaState<S>& St, const Mat<S>& q_row, int H, int G, Featur
 // j = t-w-1 that has just left the window (if j >= 0), then read. For w = -1 that is token t
 // itself: inclusive.
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null -> o: (T, H*D)
-template <class S>
-Mat<S> rla_forward_recurrent(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G, int w,
-                             FeatureMap fm, const RlaState<S>* h0 = nullptr) {
+template <class Real>
+Mat<Real> rla_forward_recurrent(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w,
+                                FeatureMap fm, const RlaState<Real>* h0 = nullptr) {
   const detail::RlaDims d = detail::rla_dims("rla_forward_recurrent", q, k, v, H, G, w, fm, h0);
-  RlaState<S> St = h0 ? *h0 : rla_zero_state<S>(G, d.D, fm);  // S_{-1}
-  Mat<S> o(d.T, q.cols());
+  RlaState<Real> St = h0 ? *h0 : rla_zero_state<Real>(G, d.D, fm);  // S_{-1}
+  Mat<Real> o(d.T, q.cols());
   for (int t = 0; t < d.T; ++t) {
     const int j = t - d.s;  // the token that leaves the window at step t
-    if (j >= 0) rla_fold(St, Mat<S>(k.row(j)), Mat<S>(v.row(j)), G, fm);  // S_j = S_{j-1} + phi(k_j)^T v_j
-    o.row(t) = rla_read(St, Mat<S>(q.row(t)), H, G, fm);                  // o_t = phi(q_t) S_{t-w-1}
+    if (j >= 0) rla_fold(St, Mat<Real>(k.row(j)), Mat<Real>(v.row(j)), G, fm);  // S_j = S_{j-1} + phi(k_j)^T v_j
+    o.row(t) = rla_read(St, Mat<Real>(q.row(t)), H, G, fm);                  // o_t = phi(q_t) S_{t-w-1}
   }
   return o;
 }
@@ -259,17 +259,17 @@ inline ChunkKeys chunk_keys(int c0, int n, int s, int P = 0) {
 // (RlaCarry, ref/rla_resume.h), so query t reads kk rows i <= t + P - s, beyond what St already holds.
 // q: (T, H*D), kk, vv: (P+T, G*D), St: G x (Dp, D) = S_[0], updated to the final state
 // (all kk rows i < T + P - s folded in). -> o: (T, H*D)
-template <class S>
-Mat<S> rla_chunked_core(const Mat<S>& q, const Mat<S>& kk, const Mat<S>& vv, int P, int H, int G,
-                        int w, FeatureMap fm, int C, RlaState<S>& St) {
+template <class Real>
+Mat<Real> rla_chunked_core(const Mat<Real>& q, const Mat<Real>& kk, const Mat<Real>& vv, int P, int H, int G,
+                           int w, FeatureMap fm, int C, RlaState<Real>& St) {
   const int T = int(q.rows()), D = int(q.cols() / H), Dp = feature_dim(fm, D), r = H / G;
   const int s = w + 1;
-  const Mat<S> Qf = phi_forward_heads(fm, q, H);   // (T, H*Dp)
-  const Mat<S> Kf = phi_forward_heads(fm, kk, G);  // (P+T, G*Dp)
-  Mat<S> o(T, q.cols());
-  Mat<S> A;  // (n, m) per-chunk score block, reused
+  const Mat<Real> Qf = phi_forward_heads(fm, q, H);   // (T, H*Dp)
+  const Mat<Real> Kf = phi_forward_heads(fm, kk, G);  // (P+T, G*Dp)
+  Mat<Real> o(T, q.cols());
+  Mat<Real> A;  // (n, m) per-chunk score block, reused
   for (int g = 0; g < G; ++g) {
-    Mat<S>& Sg = St[size_t(g)];
+    Mat<Real>& Sg = St[size_t(g)];
     for (int c0 = 0; c0 < T; c0 += C) {
       const int n = std::min(C, T - c0);
       const auto [a, m, j0] = chunk_keys(c0, n, s, P);  // K'_[i], V'_[i] = kk, vv rows [j0, j0+m)
@@ -294,12 +294,12 @@ Mat<S> rla_chunked_core(const Mat<S>& q, const Mat<S>& kk, const Mat<S>& vv, int
 
 // Chunked forward (spec 3.2, paper eqs. 2-3 corrected), see the block comment above.
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null, C >= 1 -> o: (T, H*D)
-template <class S>
-Mat<S> rla_forward_chunked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G, int w,
-                           FeatureMap fm, int C, const RlaState<S>* h0 = nullptr) {
+template <class Real>
+Mat<Real> rla_forward_chunked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w,
+                              FeatureMap fm, int C, const RlaState<Real>* h0 = nullptr) {
   const detail::RlaDims d = detail::rla_dims("rla_forward_chunked", q, k, v, H, G, w, fm, h0);
   if (C < 1) throw std::invalid_argument("rla_forward_chunked: chunk size C must be >= 1");
-  RlaState<S> St = h0 ? *h0 : rla_zero_state<S>(G, d.D, fm);
+  RlaState<Real> St = h0 ? *h0 : rla_zero_state<Real>(G, d.D, fm);
   return detail::rla_chunked_core(q, k, v, 0, H, G, w, fm, C, St);
 }
 
@@ -316,23 +316,23 @@ Mat<S> rla_forward_chunked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, in
 //   un-shift by index: dK~_j = dK'_{j+s}, dV_j = dV'_{j+s} (rows j > T-s-1 get nothing);
 //   dq = phi_bwd(q, dQ~), dk = phi_bwd(k, dK~). The r query heads of a group add into one dK~, dV, dS.
 // q: (T, H*D), k, v: (T, G*D), dout: (T, H*D) -> RlaGrads
-template <class S>
-RlaGrads<S> rla_backward_chunked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, const Mat<S>& dout,
-                                 int H, int G, int w, FeatureMap fm, int C,
-                                 const RlaState<S>* h0 = nullptr) {
+template <class Real>
+RlaGrads<Real> rla_backward_chunked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, const Mat<Real>& dout,
+                                    int H, int G, int w, FeatureMap fm, int C,
+                                    const RlaState<Real>* h0 = nullptr) {
   const detail::RlaDims d = detail::rla_dims("rla_backward_chunked", q, k, v, H, G, w, fm, h0);
   if (C < 1) throw std::invalid_argument("rla_backward_chunked: chunk size C must be >= 1");
   expect_shape("rla dout", dout, q.rows(), q.cols());
   const int T = d.T, D = d.D, Dp = d.Dp, s = d.s;
-  const Mat<S> Qf = phi_forward_heads(fm, q, H);  // (T, H*Dp)
-  const Mat<S> Kf = phi_forward_heads(fm, k, G);  // (T, G*Dp)
-  Mat<S> dQf(T, long(H) * Dp);
-  Mat<S> dKf = Mat<S>::Zero(T, long(G) * Dp);
-  RlaGrads<S> grads;
-  grads.dv = Mat<S>::Zero(T, k.cols());
+  const Mat<Real> Qf = phi_forward_heads(fm, q, H);  // (T, H*Dp)
+  const Mat<Real> Kf = phi_forward_heads(fm, k, G);  // (T, G*Dp)
+  Mat<Real> dQf(T, long(H) * Dp);
+  Mat<Real> dKf = Mat<Real>::Zero(T, long(G) * Dp);
+  RlaGrads<Real> grads;
+  grads.dv = Mat<Real>::Zero(T, k.cols());
   grads.dh0.resize(size_t(G));
-  Mat<S> A, B;                 // (n, m) per-chunk score blocks, reused
-  Mat<S> Sg(Dp, D), dS(Dp, D);
+  Mat<Real> A, B;                 // (n, m) per-chunk score blocks, reused
+  Mat<Real> Sg(Dp, D), dS(Dp, D);
   const int n_chunks = (T + C - 1) / C;
   for (int g = 0; g < G; ++g) {
     const int h_begin = g * d.r, h_end = (g + 1) * d.r;

@@ -23,18 +23,18 @@ namespace ref {
 //   v_pending   to be folded into S as they leave it, oldest first    ((P, G*D), P <= w+1)
 // The pending rows are raw (before phi); for w = -1 there are none. This is what a decode cache
 // must hold for the RLA branch (spec 3.1); the SWA branch needs the same w+1 rows anyway.
-template <class S>
+template <class Real>
 struct RlaCarry {
-  RlaState<S> St;
-  Mat<S> k_pending, v_pending;
+  RlaState<Real> St;
+  Mat<Real> k_pending, v_pending;
   long n = 0;  // tokens processed so far (informative: positions are not used by RLA)
 };
 
 // Start of a sequence (spec 3.1): St = S_{-1} = h0 (or zeros), nothing pending. -> RlaCarry
-template <class S>
-RlaCarry<S> rla_carry_init(int G, int D, FeatureMap fm, const RlaState<S>* h0 = nullptr) {
-  RlaCarry<S> c;
-  c.St = h0 ? *h0 : rla_zero_state<S>(G, D, fm);
+template <class Real>
+RlaCarry<Real> rla_carry_init(int G, int D, FeatureMap fm, const RlaState<Real>* h0 = nullptr) {
+  RlaCarry<Real> c;
+  c.St = h0 ? *h0 : rla_zero_state<Real>(G, D, fm);
   c.k_pending.resize(0, long(G) * D);
   c.v_pending.resize(0, long(G) * D);
   return c;
@@ -44,19 +44,19 @@ RlaCarry<S> rla_carry_init(int G, int D, FeatureMap fm, const RlaState<S>* h0 = 
 // oldest pending row into S while more than w+1 are pending (that row is token t-w-1, which has
 // just left the window), then read o_t = phi(q_t) S.
 // q_row: (1, H*D), k_row, v_row: (1, G*D) -> (1, H*D)
-template <class S>
-Mat<S> rla_step(RlaCarry<S>& c, const Mat<S>& q_row, const Mat<S>& k_row, const Mat<S>& v_row, int H,
-                int G, int w, FeatureMap fm) {
+template <class Real>
+Mat<Real> rla_step(RlaCarry<Real>& c, const Mat<Real>& q_row, const Mat<Real>& k_row, const Mat<Real>& v_row, int H,
+                   int G, int w, FeatureMap fm) {
   if (w < -1) throw std::invalid_argument("rla_step: w must be >= -1");
   expect_shape("rla_step k_row", k_row, 1, c.k_pending.cols());
   expect_shape("rla_step v_row", v_row, 1, c.v_pending.cols());
   const long P = c.k_pending.rows();
-  Mat<S> kp(P + 1, k_row.cols()), vp(P + 1, v_row.cols());
+  Mat<Real> kp(P + 1, k_row.cols()), vp(P + 1, v_row.cols());
   kp << c.k_pending, k_row;
   vp << c.v_pending, v_row;
   long first = 0;  // rows [0, first) are folded
   while (kp.rows() - first > w + 1) {
-    rla_fold(c.St, Mat<S>(kp.row(first)), Mat<S>(vp.row(first)), G, fm);
+    rla_fold(c.St, Mat<Real>(kp.row(first)), Mat<Real>(vp.row(first)), G, fm);
     ++first;
   }
   c.k_pending = kp.bottomRows(kp.rows() - first);
@@ -69,9 +69,9 @@ Mat<S> rla_step(RlaCarry<S>& c, const Mat<S>& q_row, const Mat<S>& k_row, const 
 // carried pending rows are prepended to k and v as keys (never as queries). On return `carry`
 // describes the whole sequence so far, ready for the next call or for rla_step.
 // q: (T, H*D), k, v: (T, G*D) -> o: (T, H*D), the outputs of these T new tokens
-template <class S>
-Mat<S> rla_forward_chunked_resume(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G,
-                                  int w, FeatureMap fm, int C, RlaCarry<S>& carry) {
+template <class Real>
+Mat<Real> rla_forward_chunked_resume(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G,
+                                     int w, FeatureMap fm, int C, RlaCarry<Real>& carry) {
   const detail::RlaDims d =
       detail::rla_dims("rla_forward_chunked_resume", q, k, v, H, G, w, fm, &carry.St);
   if (C < 1) throw std::invalid_argument("rla_forward_chunked_resume: chunk size C must be >= 1");
@@ -79,10 +79,10 @@ Mat<S> rla_forward_chunked_resume(const Mat<S>& q, const Mat<S>& k, const Mat<S>
   expect_shape("rla carry k_pending", carry.k_pending, P, k.cols());
   expect_shape("rla carry v_pending", carry.v_pending, P, v.cols());
   if (P > d.s) throw std::invalid_argument("rla_forward_chunked_resume: more than w+1 pending rows");
-  Mat<S> kk(P + d.T, k.cols()), vv(P + d.T, v.cols());
+  Mat<Real> kk(P + d.T, k.cols()), vv(P + d.T, v.cols());
   kk << carry.k_pending, k;
   vv << carry.v_pending, v;
-  Mat<S> o = detail::rla_chunked_core(q, kk, vv, P, H, G, w, fm, C, carry.St);
+  Mat<Real> o = detail::rla_chunked_core(q, kk, vv, P, H, G, w, fm, C, carry.St);
   const int keep = std::min(d.s, P + d.T);  // rows still inside the window after the last query
   carry.k_pending = kk.bottomRows(keep);
   carry.v_pending = vv.bottomRows(keep);
