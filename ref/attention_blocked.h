@@ -10,8 +10,8 @@
 // For a window w the tile holds m = n + w keys, so the cost stays linear in T (blocks of about
 // w+1 queries waste at most about half of each tile on masked entries; the products more than pay
 // for it). w < 0 (global causal) uses the same code with tiles [0, t1).
-// tests/test_attention_blocked.cpp holds both functions equal to swa_forward / swa_backward
-// (float and double, every window edge case, GQA, odd block sizes).
+// tests/test_perf_paths.cpp holds both functions equal to swa_forward / swa_backward
+// (float and double, every window edge case, GQA, block sizes from 1 to past T).
 #pragma once
 #include <algorithm>
 #include <cmath>
