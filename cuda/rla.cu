@@ -1,20 +1,20 @@
 // cuda/rla.cu: residual linear attention (RLA), forward and backward, fp32.
 //
-// The math (spec 2.3, 3.2, 4; reference: ref/rla.h), query head h, kv head g = h / (H/G), Q~ = phi(Q):
+// The math (spec §2.3, §3.2, §4; reference: ref/rla.h), query head h, kv head g = h / (H/G), Q~ = phi(Q):
 //   o_t = phi(q_t) h0 + sum_{j <= t-w-1} (phi(q_t) . phi(k_j)) v_j          (masked form)
-// Chunked form (spec 3.2) with the shifted keys k'_s = k_{s-w-1}, v'_s = v_{s-w-1} (zero when s-w-1 < 0),
+// Chunked form (spec §3.2) with the shifted keys k'_s = k_{s-w-1}, v'_s = v_{s-w-1} (zero when s-w-1 < 0),
 // chunk i = rows [iC, (i+1)C), S_i = the state at the start of chunk i (S_0 = h0):
 //   O_i     = Q~_i S_i + ((Q~_i K~'_i^T) ⊙ M) V'_i        M = lower triangular including the diagonal
 //   S_{i+1} = S_i + K~'_i^T V'_i
 // The shift is done by index: row s of chunk i reads key j = s - w - 1 and skips it when j < 0. There
-// is never a shifted copy of k or v in memory (spec 3.3, "CUDA guidance"). w = -1 gives j = s: no shift.
+// is never a shifted copy of k or v in memory (spec §3.3, "CUDA guidance"). w = -1 gives j = s: no shift.
 //
 // Kernel versions (the `version` argument of the launchers in cuda/rla.h):
 //   v1  The masked form as a loop: one thread per (b, t, h) output row, phi recomputed for every
 //       (query, key) pair, O(T^2 D) work. Backward: one thread per (b,t,h) for dq, one per (b,j,g) for
 //       dk, dv (summing the GQA group), one per (b,g,p) for a row of dh0.
 //       Teaches: the exact index set j <= t-w-1, where the phi backward goes, and what the GQA sums are.
-//   v2  The paper's kernel design (spec 3.3), one block per (value tile, kv head g, b), looping over the
+//   v2  The paper's kernel design (spec §3.3), one block per (value tile, kv head g, b), looping over the
 //       chunks in order:
 //       - phi fused: raw q/k rows are read from global memory and phi(q), phi(k) are computed in shared
 //         memory; phi(Q), phi(K) never exist in global memory. The backward applies the phi backward
@@ -35,7 +35,7 @@
 //         partial into dq, dk (zeroed first). With one value tile (D <= BV) the result is deterministic;
 //         with two tiles it still is (a + b = b + a from zero); with more, the order of float additions
 //         may vary between runs in the last bits. dv and dh0 columns belong to one block: plain stores.
-//       The token-by-token recurrence (spec 3.1) is v2 with C = 1 (the benchmark's sequential baseline).
+//       The token-by-token recurrence (spec §3.1) is v2 with C = 1 (the benchmark's sequential baseline).
 //   What v2 does not do (a v3 would): tensor-core matmuls for the C x C and C x Dp products, several
 //   blocks per kv head splitting Dp with a reduction, double-buffered tile loads.
 //

@@ -1,5 +1,5 @@
 // ref/rla.h: residual linear attention (RLA), the branch of RATTENTION over exactly the tokens
-// that have left the sliding window (spec sections 2.3, 2.6, 3.1, 3.2, 3.3, 4; paper eq. 4, 2-3).
+// that have left the sliding window (spec §2.3, §2.6, §3.1, §3.2, §3.3, §4; paper eq. 4, 2-3).
 //
 //   S_t = S_{t-1} + phi(k_t)^T v_t            S: (Dp, D) per kv head, S_{-1} = 0 or h0
 //   o_t = phi(q_t) S_{t-w-1}                  (S_{<0} := S_{-1}; w = -1: o_t = phi(q_t) S_t)
@@ -7,26 +7,26 @@
 // equivalently (masked form)  o_t = phi(q_t) h0 + sum_{j <= t-w-1} (phi(q_t) . phi(k_j)) v_j.
 //
 // Window: w = number of keys to the left of the query in the SWA window [t-w, t], so RLA at query
-// t reads exactly the keys j <= t-w-1 (spec "Project decisions"). Write s = w+1 for the shift:
+// t reads exactly the keys j <= t-w-1 (spec §0). Write s = w+1 for the shift:
 // RLA is inclusive causal linear attention over keys shifted right by s. w = -1 (s = 0) is plain
 // inclusive linear attention over [0, t], the `linear` local kind. T <= w+1 gives o = phi(q) h0
 // (exactly 0 without h0).
 //
-// GQA (spec 2.6): query head h reads kv head g = h / (H/G). S depends only on k and v, so there is
+// GQA (spec §2.6): query head h reads kv head g = h / (H/G). S depends only on k and v, so there is
 // ONE state per kv head; the r = H/G query heads of a group share it, and gradients of k, v, h0
 // are summed over the group. h0, when given, is one (Dp, D) matrix per kv head.
 //
 // Three forms, all equal (tests/test_rla.cpp checks them against each other to 1e-12 in double):
-//   rla_forward_masked     quadratic: (phi(Q) phi(K)^T ⊙ M) V with M[t,j] = [j <= t-w-1]   (spec 2.3, 4)
-//   rla_forward_recurrent  token by token with rla_fold / rla_read, the decode step      (spec 3.1)
-//   rla_forward_chunked    chunk size C: inter-chunk state + intra-chunk masked block     (spec 3.2)
-// Backward: rla_backward_masked (spec 4) and rla_backward_chunked (spec 3.3), with dh0.
+//   rla_forward_masked     quadratic: (phi(Q) phi(K)^T ⊙ M) V with M[t,j] = [j <= t-w-1]   (spec §2.3, §4)
+//   rla_forward_recurrent  token by token with rla_fold / rla_read, the decode step      (spec §3.1)
+//   rla_forward_chunked    chunk size C: inter-chunk state + intra-chunk masked block     (spec §3.2)
+// Backward: rla_backward_masked (spec §4) and rla_backward_chunked (spec §3.3), with dh0.
 //
 // Running a sequence in pieces with the state carried between calls (prefill, decode): ref/rla_resume.h.
 //
 // Layout (ref/tensor.h): q: (T, H*D), k, v: (T, G*D), head h = columns [h*D, (h+1)*D).
 // Dp = feature_dim(fm, D) (2D for sm2/relu2). All arithmetic in the scalar type Real, so the state is
-// fp32 in the float build and fp64 in the double reference (spec "Project decisions": state).
+// fp32 in the float build and fp64 in the double reference (spec §0: state).
 #pragma once
 #include <algorithm>
 #include <stdexcept>
@@ -50,7 +50,7 @@ struct RlaGrads {
                       // i.e. the gradient with respect to a zero initial state)
 };
 
-// All-zero state S_{-1} = 0 (spec 2.3; "initial state zero" in the project decisions). -> G x (Dp, D)
+// All-zero state S_{-1} = 0 (spec §2.3; "initial state zero" in the project decisions). -> G x (Dp, D)
 template <class Real>
 RlaState<Real> rla_zero_state(int G, int D, FeatureMap fm) {
   return RlaState<Real>(size_t(G), Mat<Real>::Zero(feature_dim(fm, D), D));
@@ -89,7 +89,7 @@ RlaDims rla_dims(const char* who, const Mat<Real>& q, const Mat<Real>& k, const 
 
 // Zero the entries of a score block that lie to the right of the causal diagonal.
 // A: (n, m), row i = query c0+i, column jj = shifted key position a+jj, kept iff a+jj <= c0+i,
-// i.e. jj <= i - d with d = a - c0 >= 0 (spec 3.2: M = lower-triangular incl. diagonal).
+// i.e. jj <= i - d with d = a - c0 >= 0 (spec §3.2: M = lower-triangular incl. diagonal).
 template <class Real>
 void keep_causal(Mat<Real>& A, int d) {
   for (long i = 0; i < A.rows(); ++i)
@@ -99,8 +99,8 @@ void keep_causal(Mat<Real>& A, int d) {
 }  // namespace detail
 
 // The RLA mask of the masked form: M[t, j] = 1 iff key j feeds the RLA output of query t,
-// i.e. j <= t-w-1 (spec 2.3; w = -1: j <= t). -> (T, T)
-// Its complement inside the causal triangle is the SWA window [max(0,t-w), t] (spec 2.8 identity).
+// i.e. j <= t-w-1 (spec §2.3; w = -1: j <= t). -> (T, T)
+// Its complement inside the causal triangle is the SWA window [max(0,t-w), t] (spec §2.8 identity).
 template <class Real>
 Mat<Real> rla_mask(int T, int w) {
   Mat<Real> M = Mat<Real>::Zero(T, T);
@@ -110,7 +110,7 @@ Mat<Real> rla_mask(int T, int w) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Masked (quadratic) form: the definition, written as matrices per query head (spec 4):
+// Masked (quadratic) form: the definition, written as matrices per query head (spec §4):
 //     O_h = ((phi(Q_h) phi(K_g)^T) ⊙ M) V_g + phi(Q_h) h0_g,     M = rla_mask(T, w)
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null -> o: (T, H*D)
 template <class Real>
@@ -133,7 +133,7 @@ Mat<Real> rla_forward_masked(const Mat<Real>& q, const Mat<Real>& k, const Mat<R
 
 // Backward of the masked form. dout: (T, H*D) -> RlaGrads (dq (T,H*D); dk, dv (T,G*D); dh0 G x (Dp,D)).
 // In the forward pass this was:  P = (Q~ K~^T) ⊙ M;  O = P V + Q~ h0,  with Q~ = phi(Q), K~ = phi(K),
-// so now (spec 4, per query head h and its kv head g):
+// so now (spec §4, per query head h and its kv head g):
 //     dP   = (dO V^T) ⊙ M
 //     dQ~  = dP K~ + dO h0^T            dK~ += dP^T Q~
 //     dV  += P^T dO                     dh0 += Q~^T dO
@@ -172,9 +172,9 @@ RlaGrads<Real> rla_backward_masked(const Mat<Real>& q, const Mat<Real>& k, const
 }
 
 // ---------------------------------------------------------------------------------------------
-// Recurrent form (spec 3.1), built from the two decode building blocks below.
+// Recurrent form (spec §3.1), built from the two decode building blocks below.
 
-// Fold one token into the state:  S_g += phi(k_g)^T v_g  for every kv head g   (spec 2.3, S_t update)
+// Fold one token into the state:  S_g += phi(k_g)^T v_g  for every kv head g   (spec §2.3, S_t update)
 // St: G x (Dp, D), updated in place; k_row, v_row: (1, G*D)
 template <class Real>
 void rla_fold(RlaState<Real>& St, const Mat<Real>& k_row, const Mat<Real>& v_row, int G, FeatureMap fm) {
@@ -190,7 +190,7 @@ void rla_fold(RlaState<Real>& St, const Mat<Real>& k_row, const Mat<Real>& v_row
   }
 }
 
-// Read the state:  o_h = phi(q_h) S_g,  g = h / (H/G)   (spec 2.3, o_t = phi(q_t) S_{t-w-1})
+// Read the state:  o_h = phi(q_h) S_g,  g = h / (H/G)   (spec §2.3, o_t = phi(q_t) S_{t-w-1})
 // St: G x (Dp, D); q_row: (1, H*D) -> (1, H*D)
 template <class Real>
 Mat<Real> rla_read(const RlaState<Real>& St, const Mat<Real>& q_row, int H, int G, FeatureMap fm) {
@@ -208,7 +208,7 @@ Mat<Real> rla_read(const RlaState<Real>& St, const Mat<Real>& q_row, int H, int 
   return o;
 }
 
-// Recurrent form over a whole sequence (spec 3.1, paper eq. 4): at step t, fold the token
+// Recurrent form over a whole sequence (spec §3.1, paper eq. 4): at step t, fold the token
 // j = t-w-1 that has just left the window (if j >= 0), then read. For w = -1 that is token t
 // itself: inclusive.
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null -> o: (T, H*D)
@@ -227,7 +227,7 @@ Mat<Real> rla_forward_recurrent(const Mat<Real>& q, const Mat<Real>& k, const Ma
 }
 
 // ---------------------------------------------------------------------------------------------
-// Chunked form (spec 3.2, paper eqs. 2-3 corrected), chunk size C, any T (the last chunk may be
+// Chunked form (spec §3.2, paper eqs. 2-3 corrected), chunk size C, any T (the last chunk may be
 // short). With the shifted keys K'_u = phi(k_{u-s}), V'_u = v_{u-s} (zero for u < s), chunk i
 // covering query rows [c0, c0+n):
 //     O_[i]   = Q~_[i] S_[i]  +  ((Q~_[i] K'_[i]^T) ⊙ tril) V'_[i]        (inter + intra)
@@ -254,7 +254,7 @@ inline ChunkKeys chunk_keys(int c0, int n, int s, int P = 0) {
   return {a, c0 + n - a, a - s + P};
 }
 
-// The chunked forward (spec 3.2) over queries q and keys/values kk, vv that start P rows EARLIER than q:
+// The chunked forward (spec §3.2) over queries q and keys/values kk, vv that start P rows EARLIER than q:
 // query row t is token P+t of kk. The first P rows of kk are pending rows of a previous call
 // (RlaCarry, ref/rla_resume.h), so query t reads kk rows i <= t + P - s, beyond what St already holds.
 // q: (T, H*D), kk, vv: (P+T, G*D), St: G x (Dp, D) = S_[0], updated to the final state
@@ -292,7 +292,7 @@ Mat<Real> rla_chunked_core(const Mat<Real>& q, const Mat<Real>& kk, const Mat<Re
 
 }  // namespace detail
 
-// Chunked forward (spec 3.2, paper eqs. 2-3 corrected), see the block comment above.
+// Chunked forward (spec §3.2, paper eqs. 2-3 corrected), see the block comment above.
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null, C >= 1 -> o: (T, H*D)
 template <class Real>
 Mat<Real> rla_forward_chunked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w,
@@ -303,7 +303,7 @@ Mat<Real> rla_forward_chunked(const Mat<Real>& q, const Mat<Real>& k, const Mat<
   return detail::rla_chunked_core(q, k, v, 0, H, G, w, fm, C, St);
 }
 
-// Backward of the chunked form (spec 3.3, the axlearn kernel's two sweeps), per kv head g:
+// Backward of the chunked form (spec §3.3, the axlearn kernel's two sweeps), per kv head g:
 // In the forward pass this was:
 //     O_[i] = Q~_[i] S_[i] + ((Q~_[i] K'_[i]^T) ⊙ tril) V'_[i];   S_[i+1] = S_[i] + K'_[i]^T V'_[i]
 // so now:

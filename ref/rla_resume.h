@@ -1,5 +1,5 @@
 // ref/rla_resume.h: running RLA over a sequence in pieces, carrying the state between calls
-// (spec sections 3.1, 3.2; the forms themselves are in ref/rla.h).
+// (spec §3.1, §3.2; the forms themselves are in ref/rla.h).
 //
 // This is the decode/prefill path: prefill a prompt in one or more blocks, then decode token by token,
 // or train on a long sequence in windows. The state to carry between two calls is
@@ -22,7 +22,7 @@ namespace ref {
 //   k_pending = the raw k rows j in [max(0, n-w-1), n-1]: min(w+1, n) rows still inside the window,
 //   v_pending   to be folded into S as they leave it, oldest first    ((P, G*D), P <= w+1)
 // The pending rows are raw (before phi); for w = -1 there are none. This is what a decode cache
-// must hold for the RLA branch (spec 3.1); the SWA branch needs the same w+1 rows anyway.
+// must hold for the RLA branch (spec §3.1); the SWA branch needs the same w+1 rows anyway.
 template <class Real>
 struct RlaCarry {
   RlaState<Real> St;
@@ -30,7 +30,7 @@ struct RlaCarry {
   long n = 0;  // tokens processed so far (informative: positions are not used by RLA)
 };
 
-// Start of a sequence (spec 3.1): St = S_{-1} = h0 (or zeros), nothing pending. -> RlaCarry
+// Start of a sequence (spec §3.1): St = S_{-1} = h0 (or zeros), nothing pending. -> RlaCarry
 template <class Real>
 RlaCarry<Real> rla_carry_init(int G, int D, FeatureMap fm, const RlaState<Real>* h0 = nullptr) {
   RlaCarry<Real> c;
@@ -40,7 +40,7 @@ RlaCarry<Real> rla_carry_init(int G, int D, FeatureMap fm, const RlaState<Real>*
   return c;
 }
 
-// One decode step (spec 3.1) on an RlaCarry: append (k_t, v_t) to the pending rows, fold the
+// One decode step (spec §3.1) on an RlaCarry: append (k_t, v_t) to the pending rows, fold the
 // oldest pending row into S while more than w+1 are pending (that row is token t-w-1, which has
 // just left the window), then read o_t = phi(q_t) S.
 // q_row: (1, H*D), k_row, v_row: (1, G*D) -> (1, H*D)
@@ -65,7 +65,7 @@ Mat<Real> rla_step(RlaCarry<Real>& c, const Mat<Real>& q_row, const Mat<Real>& k
   return rla_read(c.St, q_row, H, G, fm);
 }
 
-// The chunked form (spec 3.2) continuing from an RlaCarry: the carried S plays the role of h0 and the
+// The chunked form (spec §3.2) continuing from an RlaCarry: the carried S plays the role of h0 and the
 // carried pending rows are prepended to k and v as keys (never as queries). On return `carry`
 // describes the whole sequence so far, ready for the next call or for rla_step.
 // q: (T, H*D), k, v: (T, G*D) -> o: (T, H*D), the outputs of these T new tokens
