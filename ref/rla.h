@@ -21,6 +21,9 @@
 //   rla_forward_recurrent  token by token with rla_fold / rla_read, the decode step      (spec §3.1)
 //   rla_forward_chunked    chunk size C: inter-chunk state + intra-chunk masked block     (spec §3.2)
 // Backward: rla_backward_masked (spec §4) and rla_backward_chunked (spec §3.3), with dh0.
+// Chunk notation (the same in cuda/rla.h and cuda/rla.cu): X_[i] is the block of rows of chunk i, and
+// S_[i] is the state at the start of chunk i, S_[0] = h0 (or 0); S_t, with a token index, is the state
+// after token t.
 //
 // Running a sequence in pieces with the state carried between calls (prefill, decode): ref/rla_resume.h.
 //
