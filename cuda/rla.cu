@@ -59,9 +59,15 @@ constexpr size_t kSmemBudget = 200 * 1024;       // bytes of dynamic shared memo
 
 // ---- the feature map, on the device --------------------------------------------------------------
 
-// phi of one raw row. x: (D) -> y: (Dp). fm: 0 sm2, 1 relu2, 2 identity (cu::FeatureMap).
-__device__ void phi_row(int fm, const float* x, float* y, int D) {
-  if (fm == 0) {  // sm2: [softmax(x), softmax(-x)], max subtraction (max(x) and -min(x))
+// Dp, the width of phi(x) for a head of D values: cu::feature_dim (cuda/feature_map.h), callable from
+// the kernels too. Every Dp of this file comes from here.
+__host__ __device__ __forceinline__ int phi_dim(FeatureMap fm, int D) {
+  return fm == FeatureMap::identity ? D : 2 * D;
+}
+
+// phi of one raw row. x: (D) -> y: (Dp).
+__device__ void phi_row(FeatureMap fm, const float* x, float* y, int D) {
+  if (fm == FeatureMap::sm2) {  // sm2: [softmax(x), softmax(-x)], max subtraction (max(x) and -min(x))
     float mx = x[0], mn = x[0];
     for (int d = 1; d < D; ++d) mx = fmaxf(mx, x[d]), mn = fminf(mn, x[d]);
     float z1 = 0.f, z2 = 0.f;
@@ -72,7 +78,7 @@ __device__ void phi_row(int fm, const float* x, float* y, int D) {
       z2 += y[D + d];
     }
     for (int d = 0; d < D; ++d) y[d] /= z1, y[D + d] /= z2;
-  } else if (fm == 1) {  // relu2: [relu(x), relu(-x)]
+  } else if (fm == FeatureMap::relu2) {  // relu2: [relu(x), relu(-x)]
     for (int d = 0; d < D; ++d) y[d] = fmaxf(x[d], 0.f), y[D + d] = fmaxf(-x[d], 0.f);
   } else {
     for (int d = 0; d < D; ++d) y[d] = x[d];
@@ -85,12 +91,12 @@ __device__ void phi_row(int fm, const float* x, float* y, int D) {
 //   relu2:    forward y1 = relu(x), y2 = relu(-x), so  dx = g1 [x > 0] - g2 [x < 0]  ([x > 0] = [y1 > 0])
 //   identity: forward y = x, so dx = g
 template <class Emit>
-__device__ void phi_row_backward(int fm, const float* y, const float* dy, int D, Emit emit) {
-  if (fm == 0) {
+__device__ void phi_row_backward(FeatureMap fm, const float* y, const float* dy, int D, Emit emit) {
+  if (fm == FeatureMap::sm2) {
     float dot1 = 0.f, dot2 = 0.f;
     for (int d = 0; d < D; ++d) dot1 += dy[d] * y[d], dot2 += dy[D + d] * y[D + d];
     for (int d = 0; d < D; ++d) emit(d, y[d] * (dy[d] - dot1) - y[D + d] * (dy[D + d] - dot2));
-  } else if (fm == 1) {
+  } else if (fm == FeatureMap::relu2) {
     for (int d = 0; d < D; ++d) emit(d, (y[d] > 0.f ? dy[d] : 0.f) - (y[D + d] > 0.f ? dy[D + d] : 0.f));
   } else {
     for (int d = 0; d < D; ++d) emit(d, dy[d]);
@@ -107,11 +113,11 @@ __device__ __forceinline__ long row_index(int b, int t, int T, int heads, int he
 
 // q: (B,T,H,D), k, v: (B,T,G,D), h0: (B,G,Dp,D) or null -> o: (B,T,H,D)
 __global__ void rla_forward_v1_kernel(const float* q, const float* k, const float* v, const float* h0, float* o,
-                                      int B, int T, int H, int G, int D, int w, int fm) {
+                                      int B, int T, int H, int G, int D, int w, FeatureMap fm) {
   int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= B * T * H) return;  // no barriers here
   int h = idx % H, t = (idx / H) % T, b = idx / (H * T), g = h / (H / G);
-  int Dp = fm == 2 ? D : 2 * D;
+  int Dp = phi_dim(fm, D);
   float phiq[kMaxDp], phik[kMaxDp];
   phi_row(fm, q + (long)idx * D, phiq, D);
   float* o_t = o + (long)idx * D;
@@ -136,11 +142,11 @@ __global__ void rla_forward_v1_kernel(const float* q, const float* k, const floa
 // dq: one thread per (b, t, h).
 __global__ void rla_backward_dq_v1_kernel(const float* q, const float* k, const float* v, const float* h0,
                                           const float* dout, float* dq, int B, int T, int H, int G, int D, int w,
-                                          int fm) {
+                                          FeatureMap fm) {
   int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= B * T * H) return;
   int h = idx % H, t = (idx / H) % T, b = idx / (H * T), g = h / (H / G);
-  int Dp = fm == 2 ? D : 2 * D;
+  int Dp = phi_dim(fm, D);
   float phiq[kMaxDp], phik[kMaxDp], dphiq[kMaxDp];
   phi_row(fm, q + (long)idx * D, phiq, D);
   const float* do_t = dout + (long)idx * D;
@@ -168,11 +174,11 @@ __global__ void rla_backward_dq_v1_kernel(const float* q, const float* k, const 
 // t >= j+w+1 that read key j.
 __global__ void rla_backward_dkdv_v1_kernel(const float* q, const float* k, const float* v, const float* dout,
                                             float* dk, float* dv, int B, int T, int H, int G, int D, int w,
-                                            int fm) {
+                                            FeatureMap fm) {
   int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= B * T * G) return;
   int g = idx % G, j = (idx / G) % T, b = idx / (G * T), r = H / G;
-  int Dp = fm == 2 ? D : 2 * D;
+  int Dp = phi_dim(fm, D);
   float phik[kMaxDp], phiq[kMaxDp], dphik[kMaxDp];
   phi_row(fm, k + (long)idx * D, phik, D);
   const float* v_j = v + (long)idx * D;
@@ -198,8 +204,8 @@ __global__ void rla_backward_dkdv_v1_kernel(const float* q, const float* k, cons
 // dh0 row p of kv head g: one thread per (b, g, p). dh0: (B,G,Dp,D)
 // forward: o_t = phi(q_t) h0 + ..., for every t and every query head of the group, so dh0 = sum Q~^T dO.
 __global__ void rla_backward_dh0_v1_kernel(const float* q, const float* dout, float* dh0, int B, int T, int H,
-                                           int G, int D, int fm) {
-  int Dp = fm == 2 ? D : 2 * D;
+                                           int G, int D, FeatureMap fm) {
+  int Dp = phi_dim(fm, D);
   int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= B * G * Dp) return;
   int p = idx % Dp, g = (idx / Dp) % G, b = idx / (Dp * G), r = H / G;
@@ -222,8 +228,8 @@ __global__ void rla_backward_dh0_v1_kernel(const float* q, const float* dout, fl
 // key j = u - w - 1, zero rows when u >= T or j < 0 (the shift, by index).
 // phik_s: (C, Dp+1), v_s: (C, BV). All threads of the block call it.
 __device__ void load_shifted_keys(float* phik_s, float* v_s, const float* k, const float* v, int b, int g, int u0,
-                                  int C, int T, int G, int D, int w, int fm, int c0, int BV, int nbv) {
-  int Dp = fm == 2 ? D : 2 * D, PD = Dp + 1;
+                                  int C, int T, int G, int D, int w, FeatureMap fm, int c0, int BV, int nbv) {
+  int Dp = phi_dim(fm, D), PD = Dp + 1;
   for (int rr = threadIdx.x; rr < C; rr += blockDim.x) {
     int u = u0 + rr, j = u - w - 1;
     if (u < T && j >= 0) {
@@ -240,8 +246,8 @@ __device__ void load_shifted_keys(float* phik_s, float* v_s, const float* k, con
 
 // Load phi(q_u) for query head h and (optionally) the dout value tile, rows u = u0 .. u0+C-1, zero past T.
 __device__ void load_queries(float* phiq_s, float* do_s, const float* q, const float* dout, int b, int h, int u0,
-                             int C, int T, int H, int D, int fm, int c0, int BV, int nbv) {
-  int Dp = fm == 2 ? D : 2 * D, PD = Dp + 1;
+                             int C, int T, int H, int D, FeatureMap fm, int c0, int BV, int nbv) {
+  int Dp = phi_dim(fm, D), PD = Dp + 1;
   for (int rr = threadIdx.x; rr < C; rr += blockDim.x) {
     int u = u0 + rr;
     if (u < T) {
@@ -304,10 +310,10 @@ __device__ void masked_products(float* out, const float* X, int ldx, const float
 // dynamic smem: S (Dp, BV+1), phi(K') (C, Dp+1), phi(Q) (C, Dp+1), V' (C, BV), A (C, C).
 // q: (B,T,H,D), k, v: (B,T,G,D), h0: (B,G,Dp,D) or null -> o: (B,T,H,D), states: (B,G,n_saved,Dp,D) or null
 __global__ void rla_forward_v2_kernel(const float* q, const float* k, const float* v, const float* h0, float* o,
-                                      float* states, int T, int H, int G, int D, int w, int fm, int C, int m,
+                                      float* states, int T, int H, int G, int D, int w, FeatureMap fm, int C, int m,
                                       int BV) {
   DYNAMIC_SHARED(float, smem_rla_fwd);
-  const int Dp = fm == 2 ? D : 2 * D, PD = Dp + 1, SB = BV + 1;
+  const int Dp = phi_dim(fm, D), PD = Dp + 1, SB = BV + 1;
   float* S_s = smem_rla_fwd;      // (Dp, BV+1): the running state, columns [c0, c0+BV)
   float* phik_s = S_s + Dp * SB;  // (C, Dp+1)
   float* phiq_s = phik_s + C * PD;
@@ -354,9 +360,9 @@ __global__ void rla_forward_v2_kernel(const float* q, const float* k, const floa
 // -> dq, dk (atomicAdd into zeroed buffers), dv (stores into a zeroed buffer), dh0 (stores; may be null)
 __global__ void rla_backward_v2_kernel(const float* q, const float* k, const float* v, const float* states,
                                        const float* dout, float* dq, float* dk, float* dv, float* dh0, int T, int H,
-                                       int G, int D, int w, int fm, int C, int m, int BV) {
+                                       int G, int D, int w, FeatureMap fm, int C, int m, int BV) {
   DYNAMIC_SHARED(float, smem_rla_bwd);
-  const int Dp = fm == 2 ? D : 2 * D, PD = Dp + 1, SB = BV + 1;
+  const int Dp = phi_dim(fm, D), PD = Dp + 1, SB = BV + 1;
   float* S_s = smem_rla_bwd;      // (Dp, BV+1) the recomputed state S_[i]
   float* dS_s = S_s + Dp * SB;    // (Dp, BV+1) the gradient of the state after the current chunk
   float* phik_s = dS_s + Dp * SB;  // (C, Dp+1)
@@ -508,7 +514,9 @@ size_t bwd_smem_floats(int Dp, int C, int BV) {
 // The value-tile width: as wide as D (at most 64) while the kernel's shared memory fits the budget.
 // (sm2 with D = 128: the forward fits C <= 64, the backward C <= 32; the emulator applies the same rule.)
 int pick_bv(int D, int Dp, int C, bool backward) {
-  auto bytes = [&](int bv) { return (backward ? bwd_smem_floats(Dp, C, bv) : fwd_smem_floats(Dp, C, bv)) * sizeof(float); };
+  auto bytes = [&](int bv) {
+    return (backward ? bwd_smem_floats(Dp, C, bv) : fwd_smem_floats(Dp, C, bv)) * sizeof(float);
+  };
   int BV = D < 64 ? D : 64;
   while (BV > 8 && bytes(BV) > kSmemBudget) BV = (BV + 1) / 2;
   if (bytes(BV) > kSmemBudget)
@@ -529,40 +537,39 @@ void allow_smem(Kernel kernel, size_t bytes) {
 
 size_t rla_states_size(int B, int T, int G, int D, FeatureMap fm, int C, int m) {
   size_t n_saved = (size_t)ceil_div(ceil_div(T, C), m);
-  return (size_t)B * G * n_saved * feature_dim(fm, D) * D;
+  return (size_t)B * G * n_saved * phi_dim(fm, D) * D;
 }
 
 void rla_forward(const float* q, const float* k, const float* v, const float* h0, float* o, float* states, int B,
                  int T, int H, int G, int D, int w, FeatureMap fm, int C, int m, int version) {
   check_args("cu::rla_forward", B, T, H, G, D, w, C, m, version);
-  const int ifm = (int)fm, Dp = feature_dim(fm, D);
+  const int Dp = phi_dim(fm, D);
   if (version == 1) {
     int n = B * T * H, block = 128;
-    launch(rla_forward_v1_kernel, dim3(ceil_div(n, block)), dim3(block), 0, q, k, v, h0, o, B, T, H, G, D, w,
-           ifm);
+    launch(rla_forward_v1_kernel, dim3(ceil_div(n, block)), dim3(block), 0, q, k, v, h0, o, B, T, H, G, D, w, fm);
     return;
   }
   int BV = pick_bv(D, Dp, C, false);
   size_t smem = fwd_smem_floats(Dp, C, BV) * sizeof(float);
   allow_smem(rla_forward_v2_kernel, smem);
   launch(rla_forward_v2_kernel, dim3(ceil_div(D, BV), G, B), dim3(kThreads), smem, q, k, v, h0, o, states, T, H,
-         G, D, w, ifm, C, m, BV);
+         G, D, w, fm, C, m, BV);
 }
 
 void rla_backward(const float* q, const float* k, const float* v, const float* h0, const float* states,
                   const float* dout, float* dq, float* dk, float* dv, float* dh0, int B, int T, int H, int G,
                   int D, int w, FeatureMap fm, int C, int m, int version) {
   check_args("cu::rla_backward", B, T, H, G, D, w, C, m, version);
-  const int ifm = (int)fm, Dp = feature_dim(fm, D);
+  const int Dp = phi_dim(fm, D);
   int block = 128;
   if (version == 1) {
     launch(rla_backward_dq_v1_kernel, dim3(ceil_div(B * T * H, block)), dim3(block), 0, q, k, v, h0, dout, dq, B,
-           T, H, G, D, w, ifm);
+           T, H, G, D, w, fm);
     launch(rla_backward_dkdv_v1_kernel, dim3(ceil_div(B * T * G, block)), dim3(block), 0, q, k, v, dout, dk, dv,
-           B, T, H, G, D, w, ifm);
+           B, T, H, G, D, w, fm);
     if (dh0)
       launch(rla_backward_dh0_v1_kernel, dim3(ceil_div(B * G * Dp, block)), dim3(block), 0, q, dout, dh0, B, T,
-             H, G, D, ifm);
+             H, G, D, fm);
     return;
   }
   if (!states) throw std::invalid_argument("cu::rla_backward: version 2 needs the states saved by rla_forward");
@@ -574,7 +581,7 @@ void rla_backward(const float* q, const float* k, const float* v, const float* h
   size_t smem = bwd_smem_floats(Dp, C, BV) * sizeof(float);
   allow_smem(rla_backward_v2_kernel, smem);
   launch(rla_backward_v2_kernel, dim3(ceil_div(D, BV), G, B), dim3(kThreads), smem, q, k, v, states, dout, dq, dk,
-         dv, dh0, T, H, G, D, w, ifm, C, m, BV);
+         dv, dh0, T, H, G, D, w, fm, C, m, BV);
 }
 
 }  // namespace cu
