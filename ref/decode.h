@@ -40,10 +40,10 @@ namespace ref {
 template <class Real>
 struct AttnDecodeCache {
   long t = 0;                  // tokens seen so far = the position of the next token
-  Mat<Real> ring_k, ring_v;       // (w+1, G*D): raw k, v of the last w+1 tokens (local swa, rattn)
+  Mat<Real> ring_k, ring_v;    // (w+1, G*D): raw k, v of the last w+1 tokens (local swa, rattn)
   std::vector<long> ring_pos;  // (w+1): position held by each slot, -1 = empty
-  Mat<Real> k_all, v_all;         // (t, G*D): every raw k, v so far (global layers)
-  RlaState<Real> state;           // G matrices (Dp, D): S_{t-w-1} (rattn) or S_t (linear)
+  Mat<Real> k_all, v_all;      // (t, G*D): every raw k, v so far (global layers)
+  RlaState<Real> state;        // G matrices (Dp, D): S_{t-w-1} (rattn) or S_t (linear)
 
   // Bytes held by the cache (the tensors only; bookkeeping ints such as t are not counted).
   size_t bytes() const {

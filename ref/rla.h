@@ -50,7 +50,7 @@ struct RlaGrads {
   Mat<Real> dq;          // (T, H*D)
   Mat<Real> dk, dv;      // (T, G*D), summed over the query heads of each group
   RlaState<Real> dh0;    // G x (Dp, D): gradient of the initial state (filled even when h0 was null,
-                      // i.e. the gradient with respect to a zero initial state)
+                         // i.e. the gradient with respect to a zero initial state)
 };
 
 // All-zero state S_{-1} = 0 (spec §2.3; "initial state zero" in the project decisions). -> G x (Dp, D)
@@ -224,7 +224,7 @@ Mat<Real> rla_forward_recurrent(const Mat<Real>& q, const Mat<Real>& k, const Ma
   for (int t = 0; t < d.T; ++t) {
     const int j = t - d.s;  // the token that leaves the window at step t
     if (j >= 0) rla_fold(St, Mat<Real>(k.row(j)), Mat<Real>(v.row(j)), G, fm);  // S_j = S_{j-1} + phi(k_j)^T v_j
-    o.row(t) = rla_read(St, Mat<Real>(q.row(t)), H, G, fm);                  // o_t = phi(q_t) S_{t-w-1}
+    o.row(t) = rla_read(St, Mat<Real>(q.row(t)), H, G, fm);                     // o_t = phi(q_t) S_{t-w-1}
   }
   return o;
 }
