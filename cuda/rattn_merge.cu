@@ -33,7 +33,7 @@ constexpr int kWarps = 4;             // warps per block (v2)
 
 // ---- v1 -----------------------------------------------------------------------------------------
 
-// x: one row (D), gamma: (D) -> 1/r
+// x: one row (D) -> 1/r = rsqrt(mean_d(x^2) + eps)
 __device__ float inv_rms(const float* x, int D, float eps) {
   float ss = 0.f;
   for (int d = 0; d < D; ++d) ss += x[d] * x[d];

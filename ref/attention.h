@@ -40,22 +40,22 @@ inline void check_attention_shapes(const char* who, long Tq, long q_cols, long T
 
 // Softmax probabilities of query row t, head h, over keys [j0, j1] of k (kv head g).
 // q: (Tq, H*D), k: (Tk, G*D) -> p: (j1-j0+1) entries, normalised (sum 1)
-template <class S>
-std::vector<S> window_softmax(const Mat<S>& q, long t, const Mat<S>& k, long j0, long j1, int h,
-                              int g, long D, S scale) {
-  std::vector<S> p(size_t(j1 - j0 + 1));
-  S m = -std::numeric_limits<S>::infinity();
+template <class Real>
+std::vector<Real> window_softmax(const Mat<Real>& q, long t, const Mat<Real>& k, long j0, long j1, int h,
+                                 int g, long D, Real scale) {
+  std::vector<Real> p(size_t(j1 - j0 + 1));
+  Real m = -std::numeric_limits<Real>::infinity();
   for (long j = j0; j <= j1; ++j) {
-    S s = scale * q.row(t).segment(h * D, D).dot(k.row(j).segment(g * D, D));
+    Real s = scale * q.row(t).segment(h * D, D).dot(k.row(j).segment(g * D, D));
     p[size_t(j - j0)] = s;
     m = std::max(m, s);
   }
-  S l = 0;
-  for (S& pj : p) {
+  Real l = 0;
+  for (Real& pj : p) {
     pj = std::exp(pj - m);  // max subtracted: exp never overflows
     l += pj;
   }
-  for (S& pj : p) pj /= l;
+  for (Real& pj : p) pj /= l;
   return p;
 }
 }  // namespace detail
@@ -63,16 +63,16 @@ std::vector<S> window_softmax(const Mat<S>& q, long t, const Mat<S>& k, long j0,
 // One query row against the keys [j0, j1] (inclusive) of k and v: the inner loop of swa_forward,
 // shared with the decode step (ref/decode.h), which gathers its ring buffer into k, v and calls it.
 // q: (Tq, H*D), k, v: (Tk, G*D) -> o: (1, H*D), the output row of query t
-template <class S>
-RowVec<S> attend_row(const Mat<S>& q, long t, const Mat<S>& k, const Mat<S>& v, long j0, long j1,
-                     int H, int G, S scale) {
+template <class Real>
+RowVec<Real> attend_row(const Mat<Real>& q, long t, const Mat<Real>& k, const Mat<Real>& v, long j0, long j1,
+                        int H, int G, Real scale) {
   const long D = q.cols() / H;
   const int r = H / G;  // query heads per kv head
-  RowVec<S> o = RowVec<S>::Zero(q.cols());
+  RowVec<Real> o = RowVec<Real>::Zero(q.cols());
   for (int h = 0; h < H; ++h) {
     const int g = h / r;
     // p_j = softmax_j(scale * q[t,h] . k[j,g]) over the window
-    std::vector<S> p = detail::window_softmax(q, t, k, j0, j1, h, g, D, scale);
+    std::vector<Real> p = detail::window_softmax(q, t, k, j0, j1, h, g, D, scale);
     // o[t,h] = sum_j p_j v[j,g]
     for (long j = j0; j <= j1; ++j) o.segment(h * D, D) += p[size_t(j - j0)] * v.row(j).segment(g * D, D);
   }
@@ -82,13 +82,13 @@ RowVec<S> attend_row(const Mat<S>& q, long t, const Mat<S>& k, const Mat<S>& v, 
 // Windowed causal attention forward.
 // q: (T, H*D), k: (T, G*D), v: (T, G*D) -> o: (T, H*D)
 // w: keys to the left (window [max(0,t-w), t]); w < 0: global causal. scale: e.g. 1/sqrt(D).
-template <class S>
-Mat<S> swa_forward(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G, int w, S scale) {
+template <class Real>
+Mat<Real> swa_forward(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w, Real scale) {
   detail::check_attention_shapes("swa_forward", q.rows(), q.cols(), q.rows(), k.cols(), v.rows(),
                                  v.cols(), H, G);
   expect_shape("k", k, q.rows(), k.cols());
   const long T = q.rows();
-  Mat<S> o(T, q.cols());
+  Mat<Real> o(T, q.cols());
   for (long t = 0; t < T; ++t) o.row(t) = attend_row(q, t, k, v, window_start(t, w), t, H, G, scale);
   return o;
 }
@@ -103,26 +103,26 @@ Mat<S> swa_forward(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int
 //     ds_j = p_j (dp_j - sum_i p_i dp_i)            (softmax backward)
 //     dq[t,h] += scale * sum_j ds_j k[j,g];  dk[j,g] += scale * ds_j q[t,h]   (from s_j)
 // GQA: the r = H/G query heads of a group all add into their kv head's dk, dv.
-template <class S>
-void swa_backward(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, const Mat<S>& dout, int H, int G,
-                  int w, S scale, Mat<S>& dq, Mat<S>& dk, Mat<S>& dv) {
+template <class Real>
+void swa_backward(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, const Mat<Real>& dout, int H, int G,
+                  int w, Real scale, Mat<Real>& dq, Mat<Real>& dk, Mat<Real>& dv) {
   detail::check_attention_shapes("swa_backward", q.rows(), q.cols(), q.rows(), k.cols(), v.rows(),
                                  v.cols(), H, G);
   expect_shape("k", k, q.rows(), k.cols());
   expect_shape("dout", dout, q.rows(), q.cols());
   const long T = q.rows(), D = q.cols() / H;
   const int r = H / G;
-  dq = Mat<S>::Zero(T, q.cols());
-  dk = Mat<S>::Zero(T, k.cols());
-  dv = Mat<S>::Zero(T, v.cols());
+  dq = Mat<Real>::Zero(T, q.cols());
+  dk = Mat<Real>::Zero(T, k.cols());
+  dv = Mat<Real>::Zero(T, v.cols());
   for (long t = 0; t < T; ++t) {
     const long j0 = window_start(t, w);
     for (int h = 0; h < H; ++h) {
       const int g = h / r;
-      std::vector<S> p = detail::window_softmax(q, t, k, j0, t, h, g, D, scale);
+      std::vector<Real> p = detail::window_softmax(q, t, k, j0, t, h, g, D, scale);
       const auto do_th = dout.row(t).segment(h * D, D);
-      std::vector<S> dp(p.size());
-      S sum_p_dp = 0;
+      std::vector<Real> dp(p.size());
+      Real sum_p_dp = 0;
       for (long j = j0; j <= t; ++j) {
         const size_t i = size_t(j - j0);
         dv.row(j).segment(g * D, D) += p[i] * do_th;
@@ -131,7 +131,7 @@ void swa_backward(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, const Mat<S
       }
       for (long j = j0; j <= t; ++j) {
         const size_t i = size_t(j - j0);
-        const S ds = p[i] * (dp[i] - sum_p_dp);
+        const Real ds = p[i] * (dp[i] - sum_p_dp);
         dq.row(t).segment(h * D, D) += (scale * ds) * k.row(j).segment(g * D, D);
         dk.row(j).segment(g * D, D) += (scale * ds) * q.row(t).segment(h * D, D);
       }

@@ -10,8 +10,8 @@
 // For a window w the tile holds m = n + w keys, so the cost stays linear in T (blocks of about
 // w+1 queries waste at most about half of each tile on masked entries; the products more than pay
 // for it). w < 0 (global causal) uses the same code with tiles [0, t1).
-// tests/test_attention_blocked.cpp holds both functions equal to swa_forward / swa_backward
-// (float and double, every window edge case, GQA, odd block sizes).
+// tests/test_perf_paths.cpp holds both functions equal to swa_forward / swa_backward
+// (float and double, every window edge case, GQA, block sizes from 1 to past T).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -31,13 +31,13 @@ namespace detail {
 // Row-softmax of the score tile of one query block, in place, over each row's window only.
 // A: (n, m) scores of queries t0..t0+n-1 against keys j0..j0+m-1; on return the probabilities p,
 // exactly 0 outside [window_start(t, w), t].
-template <class S>
-void window_softmax_block(Mat<S>& A, long t0, long j0, int w) {
+template <class Real>
+void window_softmax_block(Mat<Real>& A, long t0, long j0, int w) {
   for (long i = 0; i < A.rows(); ++i) {
     const long t = t0 + i, lo = window_start(t, w) - j0, hi = t - j0;  // valid columns [lo, hi]
     auto row = A.row(i);
     auto valid = row.segment(lo, hi - lo + 1);
-    const S mx = valid.maxCoeff();  // max subtracted: exp never overflows
+    const Real mx = valid.maxCoeff();  // max subtracted: exp never overflows
     valid = (valid.array() - mx).exp().matrix();
     valid /= valid.sum();
     row.head(lo).setZero();
@@ -49,16 +49,16 @@ void window_softmax_block(Mat<S>& A, long t0, long j0, int w) {
 
 // Windowed causal attention forward, blocked. Same contract as swa_forward.
 // q: (T, H*D), k: (T, G*D), v: (T, G*D) -> o: (T, H*D); block: queries per block (0 = automatic)
-template <class S>
-Mat<S> swa_forward_blocked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G, int w, S scale,
-                           int block = 0) {
+template <class Real>
+Mat<Real> swa_forward_blocked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w,
+                              Real scale, int block = 0) {
   detail::check_attention_shapes("swa_forward_blocked", q.rows(), q.cols(), q.rows(), k.cols(), v.rows(),
                                  v.cols(), H, G);
   expect_shape("k", k, q.rows(), k.cols());
   const long T = q.rows(), D = q.cols() / H;
   const int r = H / G, Bq = block > 0 ? block : swa_default_block(w);
-  Mat<S> o(T, q.cols());
-  Mat<S> A;  // (n, m) score / probability tile, reused
+  Mat<Real> o(T, q.cols());
+  Mat<Real> A;  // (n, m) score / probability tile, reused
   for (long t0 = 0; t0 < T; t0 += Bq) {
     const long t1 = std::min(T, t0 + Bq), n = t1 - t0;
     const long j0 = window_start(t0, w), m = t1 - j0;  // keys [j0, t1) cover every window of the block
@@ -87,19 +87,19 @@ Mat<S> swa_forward_blocked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, in
 //     dS  = P ⊙ (dP - rowsum(P ⊙ dP))               (softmax backward; 0 outside the window, as P)
 //     dQ  = scale dS K;   dK += scale dS^T Q         (from S = scale Q K^T)
 // GQA: the r = H/G query heads of a group all add into their kv head's dk, dv.
-template <class S>
-void swa_backward_blocked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, const Mat<S>& dout, int H, int G,
-                          int w, S scale, Mat<S>& dq, Mat<S>& dk, Mat<S>& dv, int block = 0) {
+template <class Real>
+void swa_backward_blocked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, const Mat<Real>& dout, int H,
+                          int G, int w, Real scale, Mat<Real>& dq, Mat<Real>& dk, Mat<Real>& dv, int block = 0) {
   detail::check_attention_shapes("swa_backward_blocked", q.rows(), q.cols(), q.rows(), k.cols(), v.rows(),
                                  v.cols(), H, G);
   expect_shape("k", k, q.rows(), k.cols());
   expect_shape("dout", dout, q.rows(), q.cols());
   const long T = q.rows(), D = q.cols() / H;
   const int r = H / G, Bq = block > 0 ? block : swa_default_block(w);
-  dq = Mat<S>::Zero(T, q.cols());
-  dk = Mat<S>::Zero(T, k.cols());
-  dv = Mat<S>::Zero(T, v.cols());
-  Mat<S> P, dP;  // (n, m) tiles, reused
+  dq = Mat<Real>::Zero(T, q.cols());
+  dk = Mat<Real>::Zero(T, k.cols());
+  dv = Mat<Real>::Zero(T, v.cols());
+  Mat<Real> P, dP;  // (n, m) tiles, reused
   for (long t0 = 0; t0 < T; t0 += Bq) {
     const long t1 = std::min(T, t0 + Bq), n = t1 - t0;
     const long j0 = window_start(t0, w), m = t1 - j0;
@@ -115,7 +115,7 @@ void swa_backward_blocked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, con
       dv.block(j0, g * D, m, D).noalias() += P.transpose() * dOb;
       dP.noalias() = dOb * Vt.transpose();
       // dS = P ⊙ (dP - rowsum(P ⊙ dP)), in place in dP
-      const Vec<S> rowdot = (P.array() * dP.array()).rowwise().sum().matrix();
+      const Vec<Real> rowdot = (P.array() * dP.array()).rowwise().sum().matrix();
       dP = (P.array() * (dP.colwise() - rowdot).array()).matrix();
       dP *= scale;
       dq.block(t0, h * D, n, D).noalias() = dP * Kt;

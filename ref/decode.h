@@ -37,62 +37,62 @@
 
 namespace ref {
 
-template <class S>
+template <class Real>
 struct AttnDecodeCache {
   long t = 0;                  // tokens seen so far = the position of the next token
-  Mat<S> ring_k, ring_v;       // (w+1, G*D): raw k, v of the last w+1 tokens (local swa, rattn)
+  Mat<Real> ring_k, ring_v;    // (w+1, G*D): raw k, v of the last w+1 tokens (local swa, rattn)
   std::vector<long> ring_pos;  // (w+1): position held by each slot, -1 = empty
-  Mat<S> k_all, v_all;         // (t, G*D): every raw k, v so far (global layers)
-  RlaState<S> state;           // G matrices (Dp, D): S_{t-w-1} (rattn) or S_t (linear)
+  Mat<Real> k_all, v_all;      // (t, G*D): every raw k, v so far (global layers)
+  RlaState<Real> state;        // G matrices (Dp, D): S_{t-w-1} (rattn) or S_t (linear)
 
   // Bytes held by the cache (the tensors only; bookkeeping ints such as t are not counted).
   size_t bytes() const {
     size_t n = size_t(ring_k.size() + ring_v.size() + k_all.size() + v_all.size());
-    for (const Mat<S>& Sg : state) n += size_t(Sg.size());
-    return n * sizeof(S) + ring_pos.size() * sizeof(long);
+    for (const Mat<Real>& Sg : state) n += size_t(Sg.size());
+    return n * sizeof(Real) + ring_pos.size() * sizeof(long);
   }
 };
 
 // The cache of a layer with no tokens yet.
-template <class S>
-AttnDecodeCache<S> attn_decode_init(const AttnConfig& cfg) {
+template <class Real>
+AttnDecodeCache<Real> attn_decode_init(const AttnConfig& cfg) {
   validate(cfg);
   if (!cfg.global && cfg.kind != LocalKind::linear && cfg.w < 0)
     throw std::invalid_argument("attn_decode_init: a local swa/rattn layer needs w >= 0 to decode with a "
                                 "ring buffer (w < 0 is global attention: use a global layer)");
-  AttnDecodeCache<S> c;
+  AttnDecodeCache<Real> c;
   const long kv_cols = long(cfg.G) * cfg.D;
   if (cfg.global) {
     c.k_all.resize(0, kv_cols);
     c.v_all.resize(0, kv_cols);
   }
   if (has_swa_branch(cfg)) {
-    c.ring_k = Mat<S>::Zero(cfg.w + 1, kv_cols);
-    c.ring_v = Mat<S>::Zero(cfg.w + 1, kv_cols);
+    c.ring_k = Mat<Real>::Zero(cfg.w + 1, kv_cols);
+    c.ring_v = Mat<Real>::Zero(cfg.w + 1, kv_cols);
     c.ring_pos.assign(size_t(cfg.w + 1), -1);
   }
-  if (has_rla_branch(cfg)) c.state = rla_zero_state<S>(cfg.G, cfg.D, cfg.fm);
+  if (has_rla_branch(cfg)) c.state = rla_zero_state<Real>(cfg.G, cfg.D, cfg.fm);
   return c;
 }
 
 // Bytes a plain full-attention layer of the same shape holds after T tokens: k and v for every token.
-template <class S>
+template <class Real>
 size_t full_attention_cache_bytes(const AttnConfig& cfg, long T) {
-  return size_t(2 * T * long(cfg.G) * cfg.D) * sizeof(S);
+  return size_t(2 * T * long(cfg.G) * cfg.D) * sizeof(Real);
 }
 
 // One decode step: the layer's output for the token x_t at position cache.t; advances the cache.
 // x_t: (1, C) -> y_t: (1, C)   (equals row t of attention_layer_forward over the whole sequence)
-template <class S>
-Mat<S> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<S>& p, AttnDecodeCache<S>& cache,
-                                   const Mat<S>& x_t) {
+template <class Real>
+Mat<Real> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<Real>& p, AttnDecodeCache<Real>& cache,
+                                      const Mat<Real>& x_t) {
   expect_shape("x_t", x_t, 1, p.Wq.rows());
   const long t = cache.t;
-  const S scale = S(1.0 / std::sqrt(double(cfg.D)));
-  const S eps = S(cfg.eps);
+  const Real scale = Real(1.0 / std::sqrt(double(cfg.D)));
+  const Real eps = Real(cfg.eps);
   // q_t = x_t W_Q, k_t = x_t W_K, v_t = x_t W_V   (spec §2.1)
-  const Mat<S> q = linear_forward(x_t, p.Wq), k = linear_forward(x_t, p.Wk), v = linear_forward(x_t, p.Wv);
-  Mat<S> c = Mat<S>::Zero(1, q.cols());
+  const Mat<Real> q = linear_forward(x_t, p.Wq), k = linear_forward(x_t, p.Wk), v = linear_forward(x_t, p.Wv);
+  Mat<Real> c = Mat<Real>::Zero(1, q.cols());
 
   if (cfg.global) {
     // global: append to the full cache, attend over [0, t], no RoPE, no branch norm
@@ -113,7 +113,7 @@ Mat<S> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<S>& p
       if (cache.ring_pos[size_t(slot)] != t - W1)
         throw std::logic_error("decode ring: slot holds an unexpected position");
       if (cfg.kind == LocalKind::rattn)
-        rla_fold(cache.state, Mat<S>(cache.ring_k.row(slot)), Mat<S>(cache.ring_v.row(slot)), cfg.G, cfg.fm);
+        rla_fold(cache.state, Mat<Real>(cache.ring_k.row(slot)), Mat<Real>(cache.ring_v.row(slot)), cfg.G, cfg.fm);
     }
     // 2. overwrite the slot with the current raw k_t, v_t
     cache.ring_k.row(slot) = k;
@@ -121,15 +121,15 @@ Mat<S> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<S>& p
     cache.ring_pos[size_t(slot)] = t;
     // 3. SWA over the window [max(0, t-w), t], oldest first; RoPE at each stored position
     const long j0 = window_start(t, cfg.w), n = t - j0 + 1;
-    Mat<S> k_win(n, k.cols()), v_win(n, v.cols());
+    Mat<Real> k_win(n, k.cols()), v_win(n, v.cols());
     for (long j = j0; j <= t; ++j) {
       const long s = j % W1;
       const long pos = cache.ring_pos[size_t(s)];
-      k_win.row(j - j0) = rope_forward(Mat<S>(cache.ring_k.row(s)), cfg.G, cfg.rope_theta, int(pos));
+      k_win.row(j - j0) = rope_forward(Mat<Real>(cache.ring_k.row(s)), cfg.G, cfg.rope_theta, int(pos));
       v_win.row(j - j0) = cache.ring_v.row(s);
     }
-    const Mat<S> q_rope = rope_forward(q, cfg.H, cfg.rope_theta, int(t));
-    const Mat<S> o_swa = attend_row(q_rope, 0, k_win, v_win, 0, n - 1, cfg.H, cfg.G, scale);
+    const Mat<Real> q_rope = rope_forward(q, cfg.H, cfg.rope_theta, int(t));
+    const Mat<Real> o_swa = attend_row(q_rope, 0, k_win, v_win, 0, n - 1, cfg.H, cfg.G, scale);
     c = group_rmsnorm_forward(o_swa, p.gamma_swa, eps);
     // 4. RLA: o_rla = phi(q_t) S_{t-w-1}
     if (cfg.kind == LocalKind::rattn)
@@ -142,11 +142,11 @@ Mat<S> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<S>& p
 
 // Prefill = decode steps over the prompt, row by row (see the header comment).
 // x: (T0, C) -> y: (T0, C), the layer's outputs at positions cache.t .. cache.t + T0 - 1
-template <class S>
-Mat<S> attention_layer_prefill(const AttnConfig& cfg, const AttnParams<S>& p, AttnDecodeCache<S>& cache,
-                               const Mat<S>& x) {
-  Mat<S> y(x.rows(), p.Wo.cols());
-  for (long r = 0; r < x.rows(); ++r) y.row(r) = attention_layer_decode_step(cfg, p, cache, Mat<S>(x.row(r)));
+template <class Real>
+Mat<Real> attention_layer_prefill(const AttnConfig& cfg, const AttnParams<Real>& p, AttnDecodeCache<Real>& cache,
+                                  const Mat<Real>& x) {
+  Mat<Real> y(x.rows(), p.Wo.cols());
+  for (long r = 0; r < x.rows(); ++r) y.row(r) = attention_layer_decode_step(cfg, p, cache, Mat<Real>(x.row(r)));
   return y;
 }
 

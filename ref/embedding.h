@@ -16,10 +16,10 @@ inline void check_token(int tok, long V, long n) {
 }  // namespace detail
 
 // tokens: (N) ids in [0, V), E: (V, C) -> x: (N, C);  x[n] = E[tokens[n]]
-template <class S>
-Mat<S> embedding_forward(const std::vector<int>& tokens, const Mat<S>& E) {
+template <class Real>
+Mat<Real> embedding_forward(const std::vector<int>& tokens, const Mat<Real>& E) {
   const long N = long(tokens.size());
-  Mat<S> x(N, E.cols());
+  Mat<Real> x(N, E.cols());
   for (long n = 0; n < N; ++n) {
     detail::check_token(tokens[n], E.rows(), n);
     x.row(n) = E.row(tokens[n]);
@@ -30,8 +30,8 @@ Mat<S> embedding_forward(const std::vector<int>& tokens, const Mat<S>& E) {
 // tokens: (N), dy: (N, C); dE: (V, C), accumulated (+=). The tokens are not differentiable.
 // In the forward pass this was: x[n] = E[tokens[n]], so now
 //   dE[tokens[n]] += dy[n]     (a token that appears twice collects both rows)
-template <class S>
-void embedding_backward(const std::vector<int>& tokens, const Mat<S>& dy, Mat<S>& dE) {
+template <class Real>
+void embedding_backward(const std::vector<int>& tokens, const Mat<Real>& dy, Mat<Real>& dE) {
   const long N = long(tokens.size());
   expect_shape("embedding dy", dy, N, dE.cols());
   for (long n = 0; n < N; ++n) {

@@ -6,10 +6,10 @@
 namespace ref {
 
 // x: (N, in), W: (in, out) -> y: (N, out);  y = x W
-template <class S>
-Mat<S> linear_forward(const Mat<S>& x, const Mat<S>& W) {
+template <class Real>
+Mat<Real> linear_forward(const Mat<Real>& x, const Mat<Real>& W) {
   expect_shape("linear x", x, x.rows(), W.rows());
-  Mat<S> y(x.rows(), W.cols());
+  Mat<Real> y(x.rows(), W.cols());
   y.noalias() = x * W;
   return y;
 }
@@ -18,13 +18,13 @@ Mat<S> linear_forward(const Mat<S>& x, const Mat<S>& W) {
 // In the forward pass this was: y = x W, so now
 //   dW += x^T dy
 //   dx  = dy W^T
-template <class S>
-Mat<S> linear_backward(const Mat<S>& x, const Mat<S>& W, const Mat<S>& dy, Mat<S>& dW) {
+template <class Real>
+Mat<Real> linear_backward(const Mat<Real>& x, const Mat<Real>& W, const Mat<Real>& dy, Mat<Real>& dW) {
   expect_shape("linear x", x, x.rows(), W.rows());
   expect_shape("linear dy", dy, x.rows(), W.cols());
   expect_shape("linear dW", dW, W.rows(), W.cols());
   dW.noalias() += x.transpose() * dy;
-  Mat<S> dx(x.rows(), W.rows());
+  Mat<Real> dx(x.rows(), W.rows());
   dx.noalias() = dy * W.transpose();
   return dx;
 }

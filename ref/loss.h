@@ -16,8 +16,8 @@ namespace ref {
 // logits: (N, V), targets: (N) in [0, V) or -1 -> mean loss over the counted positions (0 if none).
 // dlogits (optional): (N, V), ASSIGNED d(mean loss)/d(logits); ignored rows are zero.
 // The sum over positions is accumulated in double.
-template <class S>
-S cross_entropy(const Mat<S>& logits, const std::vector<int>& targets, Mat<S>* dlogits = nullptr) {
+template <class Real>
+Real cross_entropy(const Mat<Real>& logits, const std::vector<int>& targets, Mat<Real>* dlogits = nullptr) {
   const long N = logits.rows(), V = logits.cols();
   if (long(targets.size()) != N)
     throw std::invalid_argument("cross_entropy: " + std::to_string(targets.size()) +
@@ -31,14 +31,14 @@ S cross_entropy(const Mat<S>& logits, const std::vector<int>& targets, Mat<S>* d
     counted += (tgt >= 0);
   }
   if (dlogits) dlogits->setZero(N, V);
-  if (counted == 0) return S(0);
+  if (counted == 0) return Real(0);
 
   double total = 0;
   for (long n = 0; n < N; ++n) {
     if (targets[n] < 0) continue;
     const auto row = logits.row(n);
-    const S m = row.maxCoeff();
-    const S sum_exp = (row.array() - m).exp().sum();  // in [1, V]: no overflow
+    const Real m = row.maxCoeff();
+    const Real sum_exp = (row.array() - m).exp().sum();  // in [1, V]: no overflow
     // loss_n = logsumexp(row) - row[target] = (m - row[target]) + log(sum_exp); the two terms are
     // added in this order so that m itself (1e4, say) never rounds the small result.
     total += double((m - row(targets[n])) + std::log(sum_exp));
@@ -47,11 +47,11 @@ S cross_entropy(const Mat<S>& logits, const std::vector<int>& targets, Mat<S>* d
       // so now  dlogits[n] = (softmax(logits[n]) - onehot(target[n])) / counted,
       // with softmax = exp(row - m) / sum_exp.
       auto drow = dlogits->row(n);
-      drow = ((row.array() - m).exp() / (sum_exp * S(counted))).matrix();
-      drow(targets[n]) -= S(1) / S(counted);
+      drow = ((row.array() - m).exp() / (sum_exp * Real(counted))).matrix();
+      drow(targets[n]) -= Real(1) / Real(counted);
     }
   }
-  return S(total / double(counted));
+  return Real(total / double(counted));
 }
 
 }  // namespace ref

@@ -5,7 +5,7 @@
 //
 // Both reduce over one contiguous block of a row: the whole row for rmsnorm, the D columns of one
 // head for group_rmsnorm. The shared block step is written once (detail::rms_block_*) and both
-// public ops are loops over blocks. Arithmetic is in the scalar type S (fp32 in the float build,
+// public ops are loops over blocks. Arithmetic is in the scalar type Real (fp32 in the float build,
 // as spec §4.10 asks for the group norms).
 #pragma once
 #include <cmath>
@@ -18,9 +18,9 @@ namespace detail {
 // One normalised block.
 // x, gamma, y: (1, D) row blocks (Eigen expressions over a row or a segment of a row).
 //   r = sqrt(mean(x^2) + eps);  y = x / r * gamma
-template <class S, class X, class Gm, class Y>
-void rms_block_forward(const X& x, const Gm& gamma, S eps, Y&& y) {
-  const S r = std::sqrt(x.squaredNorm() / S(x.size()) + eps);
+template <class Real, class X, class Gm, class Y>
+void rms_block_forward(const X& x, const Gm& gamma, Real eps, Y&& y) {
+  const Real r = std::sqrt(x.squaredNorm() / Real(x.size()) + eps);
   y = (x.array() / r * gamma.array()).matrix();
 }
 
@@ -30,11 +30,11 @@ void rms_block_forward(const X& x, const Gm& gamma, S eps, Y&& y) {
 //   dx_i = gamma_i dy_i / r + sum_j x_j gamma_j dy_j * d(1/r)/dx_i,  with d(1/r)/dx_i = -x_i / (D r^3)
 //        = (gamma * dy) / r - x * mean(x * gamma * dy) / r^3
 // (spec §4.5: dx = (γ ⊙ dy)/r − x · mean(x ⊙ γ ⊙ dy)/r³, dγ = Σ (x/r) ⊙ dy).
-template <class S, class X, class Gm, class DY, class DX, class DG>
-void rms_block_backward(const X& x, const Gm& gamma, S eps, const DY& dy, DX&& dx, DG&& dgamma) {
-  const S D = S(x.size());
-  const S r = std::sqrt(x.squaredNorm() / D + eps);
-  const S mean_xgdy = (x.array() * gamma.array() * dy.array()).sum() / D;
+template <class Real, class X, class Gm, class DY, class DX, class DG>
+void rms_block_backward(const X& x, const Gm& gamma, Real eps, const DY& dy, DX&& dx, DG&& dgamma) {
+  const Real D = Real(x.size());
+  const Real r = std::sqrt(x.squaredNorm() / D + eps);
+  const Real mean_xgdy = (x.array() * gamma.array() * dy.array()).sum() / D;
   dgamma += (x.array() / r * dy.array()).matrix();
   dx = (gamma.array() * dy.array() / r - x.array() * (mean_xgdy / (r * r * r))).matrix();
 }
@@ -43,23 +43,23 @@ void rms_block_backward(const X& x, const Gm& gamma, S eps, const DY& dy, DX&& d
 
 // RMSNorm over each row (the pre-norm of every block).
 // x: (N, C), gamma: (C) -> y: (N, C);  y[n] = x[n] * rsqrt(mean_c(x[n]^2) + eps) * gamma
-template <class S>
-Mat<S> rmsnorm_forward(const Mat<S>& x, const RowVec<S>& gamma, S eps) {
+template <class Real>
+Mat<Real> rmsnorm_forward(const Mat<Real>& x, const RowVec<Real>& gamma, Real eps) {
   expect_shape("rmsnorm gamma", gamma, 1, x.cols());
-  Mat<S> y(x.rows(), x.cols());
+  Mat<Real> y(x.rows(), x.cols());
   for (long n = 0; n < x.rows(); ++n) detail::rms_block_forward(x.row(n), gamma, eps, y.row(n));
   return y;
 }
 
 // x: (N, C), gamma: (C), dy: (N, C) -> dx: (N, C); dgamma: (C), accumulated (+=).
 // In the forward pass this was: y[n] = x[n] / r[n] * gamma  (see detail::rms_block_backward).
-template <class S>
-Mat<S> rmsnorm_backward(const Mat<S>& x, const RowVec<S>& gamma, S eps, const Mat<S>& dy,
-                        RowVec<S>& dgamma) {
+template <class Real>
+Mat<Real> rmsnorm_backward(const Mat<Real>& x, const RowVec<Real>& gamma, Real eps, const Mat<Real>& dy,
+                           RowVec<Real>& dgamma) {
   expect_shape("rmsnorm gamma", gamma, 1, x.cols());
   expect_shape("rmsnorm dy", dy, x.rows(), x.cols());
   expect_shape("rmsnorm dgamma", dgamma, 1, x.cols());
-  Mat<S> dx(x.rows(), x.cols());
+  Mat<Real> dx(x.rows(), x.cols());
   for (long n = 0; n < x.rows(); ++n)
     detail::rms_block_backward(x.row(n), gamma, eps, dy.row(n), dx.row(n), dgamma);
   return dx;
@@ -69,11 +69,11 @@ Mat<S> rmsnorm_backward(const Mat<S>& x, const RowVec<S>& gamma, S eps, const Ma
 // scale row gamma[h] (spec §2.5: GroupRMSNorm with num_groups = H).
 // x: (T, H*D), gamma: (H, D) -> y: (T, H*D)
 //   y[t, h*D:(h+1)*D] = x[t, h] * rsqrt(mean_d(x[t, h]^2) + eps) * gamma[h]
-template <class S>
-Mat<S> group_rmsnorm_forward(const Mat<S>& x, const Mat<S>& gamma, S eps) {
+template <class Real>
+Mat<Real> group_rmsnorm_forward(const Mat<Real>& x, const Mat<Real>& gamma, Real eps) {
   const long H = gamma.rows(), D = gamma.cols();
   expect_shape("group_rmsnorm x", x, x.rows(), H * D);
-  Mat<S> y(x.rows(), x.cols());
+  Mat<Real> y(x.rows(), x.cols());
   for (long t = 0; t < x.rows(); ++t)
     for (long h = 0; h < H; ++h)
       detail::rms_block_forward(x.row(t).segment(h * D, D), gamma.row(h), eps,
@@ -84,14 +84,14 @@ Mat<S> group_rmsnorm_forward(const Mat<S>& x, const Mat<S>& gamma, S eps) {
 // x: (T, H*D), gamma: (H, D), dy: (T, H*D) -> dx: (T, H*D); dgamma: (H, D), accumulated (+=).
 // In the forward pass this was: y[t, h] = x[t, h] / r[t, h] * gamma[h], so each block inverts as
 // in rmsnorm_backward, and dgamma[h] sums over the tokens t.
-template <class S>
-Mat<S> group_rmsnorm_backward(const Mat<S>& x, const Mat<S>& gamma, S eps, const Mat<S>& dy,
-                              Mat<S>& dgamma) {
+template <class Real>
+Mat<Real> group_rmsnorm_backward(const Mat<Real>& x, const Mat<Real>& gamma, Real eps, const Mat<Real>& dy,
+                                 Mat<Real>& dgamma) {
   const long H = gamma.rows(), D = gamma.cols();
   expect_shape("group_rmsnorm x", x, x.rows(), H * D);
   expect_shape("group_rmsnorm dy", dy, x.rows(), H * D);
   expect_shape("group_rmsnorm dgamma", dgamma, H, D);
-  Mat<S> dx(x.rows(), x.cols());
+  Mat<Real> dx(x.rows(), x.cols());
   for (long t = 0; t < x.rows(); ++t)
     for (long h = 0; h < H; ++h)
       detail::rms_block_backward(x.row(t).segment(h * D, D), gamma.row(h), eps,

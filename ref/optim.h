@@ -27,8 +27,8 @@ struct AdamW {
 
 // param, grad, m, v: (R, K), all the same shape; m and v start at zero and are updated in place.
 // step: 1-based count of updates made so far including this one (it sets the bias correction).
-template <class S>
-void adamw_step(Mat<S>& param, const Mat<S>& grad, Mat<S>& m, Mat<S>& v, long step,
+template <class Real>
+void adamw_step(Mat<Real>& param, const Mat<Real>& grad, Mat<Real>& m, Mat<Real>& v, long step,
                 const AdamW& cfg, bool decay) {
   expect_shape("adamw grad", grad, param.rows(), param.cols());
   expect_shape("adamw m", m, param.rows(), param.cols());
@@ -36,17 +36,17 @@ void adamw_step(Mat<S>& param, const Mat<S>& grad, Mat<S>& m, Mat<S>& v, long st
   if (step < 1) throw std::invalid_argument("adamw_step: step is 1-based");
   const double bc1 = 1.0 - std::pow(cfg.beta1, double(step));
   const double bc2 = 1.0 - std::pow(cfg.beta2, double(step));
-  const S b1 = S(cfg.beta1), b2 = S(cfg.beta2), lr = S(cfg.lr), eps = S(cfg.eps);
-  const S wd = decay ? S(cfg.weight_decay) : S(0);
-  const S inv_bc1 = S(1.0 / bc1), inv_bc2 = S(1.0 / bc2);
+  const Real b1 = Real(cfg.beta1), b2 = Real(cfg.beta2), lr = Real(cfg.lr), eps = Real(cfg.eps);
+  const Real wd = decay ? Real(cfg.weight_decay) : Real(0);
+  const Real inv_bc1 = Real(1.0 / bc1), inv_bc2 = Real(1.0 / bc2);
   for (long i = 0; i < param.size(); ++i) {
-    const S g = grad.data()[i];
-    S& mi = m.data()[i];
-    S& vi = v.data()[i];
-    S& p = param.data()[i];
-    mi = b1 * mi + (S(1) - b1) * g;
-    vi = b2 * vi + (S(1) - b2) * g * g;
-    const S m_hat = mi * inv_bc1, v_hat = vi * inv_bc2;
+    const Real g = grad.data()[i];
+    Real& mi = m.data()[i];
+    Real& vi = v.data()[i];
+    Real& p = param.data()[i];
+    mi = b1 * mi + (Real(1) - b1) * g;
+    vi = b2 * vi + (Real(1) - b2) * g * g;
+    const Real m_hat = mi * inv_bc1, v_hat = vi * inv_bc2;
     p -= lr * (m_hat / (std::sqrt(v_hat) + eps) + wd * p);
   }
 }
@@ -56,17 +56,17 @@ void adamw_step(Mat<S>& param, const Mat<S>& grad, Mat<S>& m, Mat<S>& v, long st
 // if norm > max_norm every matrix is scaled in place by max_norm / norm, so the new global norm is
 // max_norm. Returns the norm before clipping. A non-finite norm is returned with the gradients left
 // untouched: the caller should skip that step.
-template <class S>
-S clip_grad_norm(const std::vector<Mat<S>*>& grads, S max_norm) {
+template <class Real>
+Real clip_grad_norm(const std::vector<Mat<Real>*>& grads, Real max_norm) {
   double sumsq = 0;
-  for (const Mat<S>* g : grads)
+  for (const Mat<Real>* g : grads)
     for (long i = 0; i < g->size(); ++i) sumsq += double(g->data()[i]) * double(g->data()[i]);
   const double norm = std::sqrt(sumsq);
   if (std::isfinite(norm) && norm > double(max_norm)) {
-    const S scale = S(double(max_norm) / norm);
-    for (Mat<S>* g : grads) *g *= scale;
+    const Real scale = Real(double(max_norm) / norm);
+    for (Mat<Real>* g : grads) *g *= scale;
   }
-  return S(norm);
+  return Real(norm);
 }
 
 // Learning rate at a 1-based step (the same count adamw_step gets):

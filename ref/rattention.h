@@ -90,27 +90,27 @@ inline void validate(const AttnConfig& cfg) {
 
 // What attn_core_forward keeps for the backward: the RoPE'd q, k of the SWA branch and the two
 // branch outputs before their norms. Fields of absent branches stay empty.
-template <class S>
+template <class Real>
 struct CoreCache {
-  Mat<S> q_rope, k_rope;  // (T, H*D), (T, G*D)   SWA branch inputs (local swa/rattn)
-  Mat<S> o_swa;           // (T, H*D)  SWA output (softmax attention output on a global layer)
-  Mat<S> o_rla;           // (T, H*D)  RLA output (rattn, linear)
+  Mat<Real> q_rope, k_rope;  // (T, H*D), (T, G*D)   SWA branch inputs (local swa/rattn)
+  Mat<Real> o_swa;           // (T, H*D)  SWA output (softmax attention output on a global layer)
+  Mat<Real> o_rla;           // (T, H*D)  RLA output (rattn, linear)
 };
 
 // The attention core: (q, k, v) -> c, everything between the projections.
 // q: (T, H*D), k, v: (T, G*D), gamma_swa, gamma_rla: (H, D) -> c: (T, H*D)
-template <class S>
-Mat<S> attn_core_forward(const AttnConfig& cfg, const Mat<S>& q, const Mat<S>& k, const Mat<S>& v,
-                         const Mat<S>& gamma_swa, const Mat<S>& gamma_rla, CoreCache<S>* cache = nullptr) {
+template <class Real>
+Mat<Real> attn_core_forward(const AttnConfig& cfg, const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v,
+                            const Mat<Real>& gamma_swa, const Mat<Real>& gamma_rla, CoreCache<Real>* cache = nullptr) {
   validate(cfg);
   const long T = q.rows();
   expect_shape("q", q, T, long(cfg.H) * cfg.D);
   expect_shape("k", k, T, long(cfg.G) * cfg.D);
   expect_shape("v", v, T, long(cfg.G) * cfg.D);
-  const S scale = S(1.0 / std::sqrt(double(cfg.D)));
-  const S eps = S(cfg.eps);
-  CoreCache<S> local;
-  CoreCache<S>& cc = cache ? *cache : local;
+  const Real scale = Real(1.0 / std::sqrt(double(cfg.D)));
+  const Real eps = Real(cfg.eps);
+  CoreCache<Real> local;
+  CoreCache<Real>& cc = cache ? *cache : local;
 
   if (cfg.global) {
     // global layer: o = softmax(q k^T / sqrt(D) + causal mask) v, no RoPE, no branch norm
@@ -119,7 +119,7 @@ Mat<S> attn_core_forward(const AttnConfig& cfg, const Mat<S>& q, const Mat<S>& k
     cc.o_swa = swa_forward_blocked(q, k, v, cfg.H, cfg.G, -1, scale);
     return cc.o_swa;
   }
-  Mat<S> c = Mat<S>::Zero(T, q.cols());
+  Mat<Real> c = Mat<Real>::Zero(T, q.cols());
   if (has_swa_branch(cfg)) {
     expect_shape("gamma_swa", gamma_swa, cfg.H, cfg.D);
     // SWA branch: RoPE at positions 0..T-1, scale 1/sqrt(D), window [max(0,t-w), t]  (spec §2.2)
@@ -137,34 +137,34 @@ Mat<S> attn_core_forward(const AttnConfig& cfg, const Mat<S>& q, const Mat<S>& k
   return c;
 }
 
-template <class S>
+template <class Real>
 struct CoreGrads {
-  Mat<S> dq, dk, dv;              // (T, H*D), (T, G*D), (T, G*D)
-  Mat<S> dgamma_swa, dgamma_rla;  // (H, D) each; zero for a branch the layer does not have
+  Mat<Real> dq, dk, dv;              // (T, H*D), (T, G*D), (T, G*D)
+  Mat<Real> dgamma_swa, dgamma_rla;  // (H, D) each; zero for a branch the layer does not have
 };
 
 // Backward of the attention core. Recomputes the forward unless the forward's cache is passed
 // (an addition to the contract's signature, so the layer backward does not run the core twice).
 // q: (T, H*D), k, v: (T, G*D), gammas: (H, D), dout: (T, H*D) -> CoreGrads
-template <class S>
-CoreGrads<S> attn_core_backward(const AttnConfig& cfg, const Mat<S>& q, const Mat<S>& k, const Mat<S>& v,
-                                const Mat<S>& gamma_swa, const Mat<S>& gamma_rla, const Mat<S>& dout,
-                                const CoreCache<S>* cache = nullptr) {
-  CoreCache<S> local;
+template <class Real>
+CoreGrads<Real> attn_core_backward(const AttnConfig& cfg, const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v,
+                                   const Mat<Real>& gamma_swa, const Mat<Real>& gamma_rla, const Mat<Real>& dout,
+                                   const CoreCache<Real>* cache = nullptr) {
+  CoreCache<Real> local;
   if (!cache) {
     attn_core_forward(cfg, q, k, v, gamma_swa, gamma_rla, &local);
     cache = &local;
   }
   const long T = q.rows();
   expect_shape("dout", dout, T, long(cfg.H) * cfg.D);
-  const S scale = S(1.0 / std::sqrt(double(cfg.D)));
-  const S eps = S(cfg.eps);
-  CoreGrads<S> g;
-  g.dq = Mat<S>::Zero(T, q.cols());
-  g.dk = Mat<S>::Zero(T, k.cols());
-  g.dv = Mat<S>::Zero(T, v.cols());
-  g.dgamma_swa = Mat<S>::Zero(cfg.H, cfg.D);
-  g.dgamma_rla = Mat<S>::Zero(cfg.H, cfg.D);
+  const Real scale = Real(1.0 / std::sqrt(double(cfg.D)));
+  const Real eps = Real(cfg.eps);
+  CoreGrads<Real> g;
+  g.dq = Mat<Real>::Zero(T, q.cols());
+  g.dk = Mat<Real>::Zero(T, k.cols());
+  g.dv = Mat<Real>::Zero(T, v.cols());
+  g.dgamma_swa = Mat<Real>::Zero(cfg.H, cfg.D);
+  g.dgamma_rla = Mat<Real>::Zero(cfg.H, cfg.D);
 
   if (cfg.global) {
     // In the forward pass this was: o = swa_forward(q, k, v, H, G, -1, scale); c = o
@@ -175,9 +175,9 @@ CoreGrads<S> attn_core_backward(const AttnConfig& cfg, const Mat<S>& q, const Ma
   // branches unchanged.
   if (has_swa_branch(cfg)) {
     // In the forward pass this was: c += group_rmsnorm_forward(o_swa, gamma_swa, eps)
-    Mat<S> do_swa = group_rmsnorm_backward(cache->o_swa, gamma_swa, eps, dout, g.dgamma_swa);
+    Mat<Real> do_swa = group_rmsnorm_backward(cache->o_swa, gamma_swa, eps, dout, g.dgamma_swa);
     // In the forward pass this was: o_swa = swa_forward(q_rope, k_rope, v, H, G, w, scale)
-    Mat<S> dq_rope, dk_rope, dv_swa;
+    Mat<Real> dq_rope, dk_rope, dv_swa;
     swa_backward_blocked(cache->q_rope, cache->k_rope, v, do_swa, cfg.H, cfg.G, cfg.w, scale, dq_rope, dk_rope, dv_swa);
     // In the forward pass this was: q_rope = rope_forward(q, H, theta); k_rope = rope_forward(k, G, theta)
     g.dq += rope_backward(dq_rope, cfg.H, cfg.rope_theta);
@@ -186,9 +186,9 @@ CoreGrads<S> attn_core_backward(const AttnConfig& cfg, const Mat<S>& q, const Ma
   }
   if (has_rla_branch(cfg)) {
     // In the forward pass this was: c += group_rmsnorm_forward(o_rla, gamma_rla, eps)
-    Mat<S> do_rla = group_rmsnorm_backward(cache->o_rla, gamma_rla, eps, dout, g.dgamma_rla);
+    Mat<Real> do_rla = group_rmsnorm_backward(cache->o_rla, gamma_rla, eps, dout, g.dgamma_rla);
     // In the forward pass this was: o_rla = rla_forward_chunked(q, k, v, H, G, w_rla, fm, chunk)
-    RlaGrads<S> r = rla_backward_chunked(q, k, v, do_rla, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk);
+    RlaGrads<Real> r = rla_backward_chunked(q, k, v, do_rla, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk);
     g.dq += r.dq;
     g.dk += r.dk;
     g.dv += r.dv;
@@ -198,57 +198,57 @@ CoreGrads<S> attn_core_backward(const AttnConfig& cfg, const Mat<S>& q, const Ma
 
 // The layer's parameters. C = d_model. gamma_swa / gamma_rla are unused by layers without that
 // branch (their gradients stay zero).
-template <class S>
+template <class Real>
 struct AttnParams {
-  Mat<S> Wq;         // (C, H*D)
-  Mat<S> Wk, Wv;     // (C, G*D)
-  Mat<S> Wo;         // (H*D, C)
-  Mat<S> gamma_swa;  // (H, D), initialised to 1
-  Mat<S> gamma_rla;  // (H, D), initialised to 1
+  Mat<Real> Wq;         // (C, H*D)
+  Mat<Real> Wk, Wv;     // (C, G*D)
+  Mat<Real> Wo;         // (H*D, C)
+  Mat<Real> gamma_swa;  // (H, D), initialised to 1
+  Mat<Real> gamma_rla;  // (H, D), initialised to 1
 };
 
 // Parameters of the given shapes, all set to zero (a gradient accumulator for attention_layer_backward).
-template <class S>
-AttnParams<S> attn_params_zero(const AttnConfig& cfg, int C) {
-  AttnParams<S> p;
-  p.Wq = Mat<S>::Zero(C, long(cfg.H) * cfg.D);
-  p.Wk = Mat<S>::Zero(C, long(cfg.G) * cfg.D);
-  p.Wv = Mat<S>::Zero(C, long(cfg.G) * cfg.D);
-  p.Wo = Mat<S>::Zero(long(cfg.H) * cfg.D, C);
-  p.gamma_swa = Mat<S>::Zero(cfg.H, cfg.D);
-  p.gamma_rla = Mat<S>::Zero(cfg.H, cfg.D);
+template <class Real>
+AttnParams<Real> attn_params_zero(const AttnConfig& cfg, int C) {
+  AttnParams<Real> p;
+  p.Wq = Mat<Real>::Zero(C, long(cfg.H) * cfg.D);
+  p.Wk = Mat<Real>::Zero(C, long(cfg.G) * cfg.D);
+  p.Wv = Mat<Real>::Zero(C, long(cfg.G) * cfg.D);
+  p.Wo = Mat<Real>::Zero(long(cfg.H) * cfg.D, C);
+  p.gamma_swa = Mat<Real>::Zero(cfg.H, cfg.D);
+  p.gamma_rla = Mat<Real>::Zero(cfg.H, cfg.D);
   return p;
 }
 
 // The full attention layer.
 // x: (T, C) -> y: (T, C)
-template <class S>
-Mat<S> attention_layer_forward(const AttnConfig& cfg, const AttnParams<S>& p, const Mat<S>& x) {
+template <class Real>
+Mat<Real> attention_layer_forward(const AttnConfig& cfg, const AttnParams<Real>& p, const Mat<Real>& x) {
   // q = x W_Q, k = x W_K, v = x W_V   (spec §2.1)
-  const Mat<S> q = linear_forward(x, p.Wq), k = linear_forward(x, p.Wk), v = linear_forward(x, p.Wv);
-  const Mat<S> c = attn_core_forward(cfg, q, k, v, p.gamma_swa, p.gamma_rla);
+  const Mat<Real> q = linear_forward(x, p.Wq), k = linear_forward(x, p.Wk), v = linear_forward(x, p.Wv);
+  const Mat<Real> c = attn_core_forward(cfg, q, k, v, p.gamma_swa, p.gamma_rla);
   // y = c W_O
   return linear_forward(c, p.Wo);
 }
 
 // x: (T, C), dy: (T, C) -> dx: (T, C); every gradient in dp accumulated (+=).
-template <class S>
-Mat<S> attention_layer_backward(const AttnConfig& cfg, const AttnParams<S>& p, const Mat<S>& x,
-                                const Mat<S>& dy, AttnParams<S>& dp) {
+template <class Real>
+Mat<Real> attention_layer_backward(const AttnConfig& cfg, const AttnParams<Real>& p, const Mat<Real>& x,
+                                   const Mat<Real>& dy, AttnParams<Real>& dp) {
   // Recompute the forward, keeping the core's cache.
-  const Mat<S> q = linear_forward(x, p.Wq), k = linear_forward(x, p.Wk), v = linear_forward(x, p.Wv);
-  CoreCache<S> cache;
-  const Mat<S> c = attn_core_forward(cfg, q, k, v, p.gamma_swa, p.gamma_rla, &cache);
+  const Mat<Real> q = linear_forward(x, p.Wq), k = linear_forward(x, p.Wk), v = linear_forward(x, p.Wv);
+  CoreCache<Real> cache;
+  const Mat<Real> c = attn_core_forward(cfg, q, k, v, p.gamma_swa, p.gamma_rla, &cache);
   // In the forward pass this was: y = c W_O
-  const Mat<S> dc = linear_backward(c, p.Wo, dy, dp.Wo);
+  const Mat<Real> dc = linear_backward(c, p.Wo, dy, dp.Wo);
   // In the forward pass this was: c = attn_core_forward(cfg, q, k, v, gamma_swa, gamma_rla)
-  CoreGrads<S> g = attn_core_backward(cfg, q, k, v, p.gamma_swa, p.gamma_rla, dc, &cache);
+  CoreGrads<Real> g = attn_core_backward(cfg, q, k, v, p.gamma_swa, p.gamma_rla, dc, &cache);
   expect_shape("dgamma_swa", dp.gamma_swa, cfg.H, cfg.D);
   expect_shape("dgamma_rla", dp.gamma_rla, cfg.H, cfg.D);
   dp.gamma_swa += g.dgamma_swa;
   dp.gamma_rla += g.dgamma_rla;
   // In the forward pass this was: q = x W_Q, k = x W_K, v = x W_V  (x feeds all three)
-  Mat<S> dx = linear_backward(x, p.Wq, g.dq, dp.Wq);
+  Mat<Real> dx = linear_backward(x, p.Wq, g.dq, dp.Wq);
   dx += linear_backward(x, p.Wk, g.dk, dp.Wk);
   dx += linear_backward(x, p.Wv, g.dv, dp.Wv);
   return dx;

@@ -1,5 +1,5 @@
 // ref/rla.h: residual linear attention (RLA), the branch of RATTENTION over exactly the tokens
-// that have left the sliding window (spec sections 2.3, 2.6, 3.1, 3.2, 3.3, 4; paper eq. 4, 2-3).
+// that have left the sliding window (spec §2.3, §2.6, §3.1, §3.2, §3.3, §4; paper eq. 4, 2-3).
 //
 //   S_t = S_{t-1} + phi(k_t)^T v_t            S: (Dp, D) per kv head, S_{-1} = 0 or h0
 //   o_t = phi(q_t) S_{t-w-1}                  (S_{<0} := S_{-1}; w = -1: o_t = phi(q_t) S_t)
@@ -7,29 +7,29 @@
 // equivalently (masked form)  o_t = phi(q_t) h0 + sum_{j <= t-w-1} (phi(q_t) . phi(k_j)) v_j.
 //
 // Window: w = number of keys to the left of the query in the SWA window [t-w, t], so RLA at query
-// t reads exactly the keys j <= t-w-1 (spec "Project decisions"). Write s = w+1 for the shift:
+// t reads exactly the keys j <= t-w-1 (spec §0). Write s = w+1 for the shift:
 // RLA is inclusive causal linear attention over keys shifted right by s. w = -1 (s = 0) is plain
 // inclusive linear attention over [0, t], the `linear` local kind. T <= w+1 gives o = phi(q) h0
 // (exactly 0 without h0).
 //
-// GQA (spec 2.6): query head h reads kv head g = h / (H/G). S depends only on k and v, so there is
+// GQA (spec §2.6): query head h reads kv head g = h / (H/G). S depends only on k and v, so there is
 // ONE state per kv head; the r = H/G query heads of a group share it, and gradients of k, v, h0
 // are summed over the group. h0, when given, is one (Dp, D) matrix per kv head.
 //
 // Three forms, all equal (tests/test_rla.cpp checks them against each other to 1e-12 in double):
-//   rla_forward_masked     quadratic: (phi(Q) phi(K)^T ⊙ M) V with M[t,j] = [j <= t-w-1]   (spec 2.3, 4)
-//   rla_forward_recurrent  token by token with rla_fold / rla_read, the decode step      (spec 3.1)
-//   rla_forward_chunked    chunk size C: inter-chunk state + intra-chunk masked block     (spec 3.2)
-// Backward: rla_backward_masked (spec 4) and rla_backward_chunked (spec 3.3), with dh0.
+//   rla_forward_masked     quadratic: (phi(Q) phi(K)^T ⊙ M) V with M[t,j] = [j <= t-w-1]   (spec §2.3, §4)
+//   rla_forward_recurrent  token by token with rla_fold / rla_read, the decode step      (spec §3.1)
+//   rla_forward_chunked    chunk size C: inter-chunk state + intra-chunk masked block     (spec §3.2)
+// Backward: rla_backward_masked (spec §4) and rla_backward_chunked (spec §3.3), with dh0.
+// Chunk notation (the same in cuda/rla.h and cuda/rla.cu): X_[i] is the block of rows of chunk i, and
+// S_[i] is the state at the start of chunk i, S_[0] = h0 (or 0); S_t, with a token index, is the state
+// after token t.
 //
-// Split-and-resume (prefill in pieces, or train on a long sequence in windows): the state to carry
-// between two calls is RlaCarry = { S, the last min(w+1, n) raw k/v rows not yet folded into S }.
-// rla_step (one token) and rla_forward_chunked_resume (a block of tokens) both consume and update
-// an RlaCarry, so any split of a sequence gives the same outputs as one call (tested).
+// Running a sequence in pieces with the state carried between calls (prefill, decode): ref/rla_resume.h.
 //
 // Layout (ref/tensor.h): q: (T, H*D), k, v: (T, G*D), head h = columns [h*D, (h+1)*D).
-// Dp = feature_dim(fm, D) (2D for sm2/relu2). All arithmetic in the scalar type S, so the state is
-// fp32 in the float build and fp64 in the double reference (spec "Project decisions": state).
+// Dp = feature_dim(fm, D) (2D for sm2/relu2). All arithmetic in the scalar type Real, so the state is
+// fp32 in the float build and fp64 in the double reference (spec §0: state).
 #pragma once
 #include <algorithm>
 #include <stdexcept>
@@ -42,21 +42,21 @@
 namespace ref {
 
 // One state per kv head: G matrices, each (Dp, D).
-template <class S>
-using RlaState = std::vector<Mat<S>>;
+template <class Real>
+using RlaState = std::vector<Mat<Real>>;
 
-template <class S>
+template <class Real>
 struct RlaGrads {
-  Mat<S> dq;          // (T, H*D)
-  Mat<S> dk, dv;      // (T, G*D), summed over the query heads of each group
-  RlaState<S> dh0;    // G x (Dp, D): gradient of the initial state (filled even when h0 was null,
-                      // i.e. the gradient with respect to a zero initial state)
+  Mat<Real> dq;          // (T, H*D)
+  Mat<Real> dk, dv;      // (T, G*D), summed over the query heads of each group
+  RlaState<Real> dh0;    // G x (Dp, D): gradient of the initial state (filled even when h0 was null,
+                         // i.e. the gradient with respect to a zero initial state)
 };
 
-// All-zero state S_{-1} = 0 (spec 2.3; "initial state zero" in the project decisions). -> G x (Dp, D)
-template <class S>
-RlaState<S> rla_zero_state(int G, int D, FeatureMap fm) {
-  return RlaState<S>(size_t(G), Mat<S>::Zero(feature_dim(fm, D), D));
+// All-zero state S_{-1} = 0 (spec §2.3; "initial state zero" in the project decisions). -> G x (Dp, D)
+template <class Real>
+RlaState<Real> rla_zero_state(int G, int D, FeatureMap fm) {
+  return RlaState<Real>(size_t(G), Mat<Real>::Zero(feature_dim(fm, D), D));
 }
 
 namespace detail {
@@ -66,9 +66,9 @@ struct RlaDims {
   int T, H, G, D, Dp, r, s;  // r = H/G query heads per kv head, s = w+1 the shift
 };
 
-template <class S>
-RlaDims rla_dims(const char* who, const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G,
-                 int w, FeatureMap fm, const RlaState<S>* h0) {
+template <class Real>
+RlaDims rla_dims(const char* who, const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G,
+                 int w, FeatureMap fm, const RlaState<Real>* h0) {
   auto fail = [&](const std::string& m) { throw std::invalid_argument(std::string(who) + ": " + m); };
   if (H <= 0 || G <= 0 || H % G != 0) fail("need H > 0, G > 0 and G dividing H");
   if (q.cols() == 0 || q.cols() % H != 0) fail("q width is not H*D");
@@ -85,49 +85,49 @@ RlaDims rla_dims(const char* who, const Mat<S>& q, const Mat<S>& k, const Mat<S>
   expect_shape("rla v", v, q.rows(), long(G) * d.D);
   if (h0) {
     if (int(h0->size()) != G) fail("h0 must hold one (Dp, D) state per kv head (G of them)");
-    for (const Mat<S>& m : *h0) expect_shape("rla h0[g]", m, d.Dp, d.D);
+    for (const Mat<Real>& m : *h0) expect_shape("rla h0[g]", m, d.Dp, d.D);
   }
   return d;
 }
 
 // Zero the entries of a score block that lie to the right of the causal diagonal.
 // A: (n, m), row i = query c0+i, column jj = shifted key position a+jj, kept iff a+jj <= c0+i,
-// i.e. jj <= i - d with d = a - c0 >= 0 (spec 3.2: M = lower-triangular incl. diagonal).
-template <class S>
-void keep_causal(Mat<S>& A, int d) {
+// i.e. jj <= i - d with d = a - c0 >= 0 (spec §3.2: M = lower-triangular incl. diagonal).
+template <class Real>
+void keep_causal(Mat<Real>& A, int d) {
   for (long i = 0; i < A.rows(); ++i)
-    for (long jj = std::max(0L, i - d + 1); jj < A.cols(); ++jj) A(i, jj) = S(0);
+    for (long jj = std::max(0L, i - d + 1); jj < A.cols(); ++jj) A(i, jj) = Real(0);
 }
 
 }  // namespace detail
 
 // The RLA mask of the masked form: M[t, j] = 1 iff key j feeds the RLA output of query t,
-// i.e. j <= t-w-1 (spec 2.3; w = -1: j <= t). -> (T, T)
-// Its complement inside the causal triangle is the SWA window [max(0,t-w), t] (spec 2.8 identity).
-template <class S>
-Mat<S> rla_mask(int T, int w) {
-  Mat<S> M = Mat<S>::Zero(T, T);
+// i.e. j <= t-w-1 (spec §2.3; w = -1: j <= t). -> (T, T)
+// Its complement inside the causal triangle is the SWA window [max(0,t-w), t] (spec §2.8 identity).
+template <class Real>
+Mat<Real> rla_mask(int T, int w) {
+  Mat<Real> M = Mat<Real>::Zero(T, T);
   for (int t = 0; t < T; ++t)
-    for (int j = 0; j <= t - (w + 1); ++j) M(t, j) = S(1);
+    for (int j = 0; j <= t - (w + 1); ++j) M(t, j) = Real(1);
   return M;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Masked (quadratic) form: the definition, written as matrices per query head (spec 4):
+// Masked (quadratic) form: the definition, written as matrices per query head (spec §4):
 //     O_h = ((phi(Q_h) phi(K_g)^T) ⊙ M) V_g + phi(Q_h) h0_g,     M = rla_mask(T, w)
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null -> o: (T, H*D)
-template <class S>
-Mat<S> rla_forward_masked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G, int w,
-                          FeatureMap fm, const RlaState<S>* h0 = nullptr) {
+template <class Real>
+Mat<Real> rla_forward_masked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w,
+                             FeatureMap fm, const RlaState<Real>* h0 = nullptr) {
   const detail::RlaDims d = detail::rla_dims("rla_forward_masked", q, k, v, H, G, w, fm, h0);
-  const Mat<S> Qf = phi_forward_heads(fm, q, H);  // (T, H*Dp)
-  const Mat<S> Kf = phi_forward_heads(fm, k, G);  // (T, G*Dp)
-  const Mat<S> M = rla_mask<S>(d.T, w);
-  Mat<S> o(d.T, q.cols());
+  const Mat<Real> Qf = phi_forward_heads(fm, q, H);  // (T, H*Dp)
+  const Mat<Real> Kf = phi_forward_heads(fm, k, G);  // (T, G*Dp)
+  const Mat<Real> M = rla_mask<Real>(d.T, w);
+  Mat<Real> o(d.T, q.cols());
   for (int h = 0; h < H; ++h) {
     const int g = h / d.r;
     auto Qh = Qf.middleCols(h * d.Dp, d.Dp);
-    const Mat<S> P = ((Qh * Kf.middleCols(g * d.Dp, d.Dp).transpose()).array() * M.array()).matrix();
+    const Mat<Real> P = ((Qh * Kf.middleCols(g * d.Dp, d.Dp).transpose()).array() * M.array()).matrix();
     o.middleCols(h * d.D, d.D).noalias() = P * v.middleCols(g * d.D, d.D);
     if (h0) o.middleCols(h * d.D, d.D).noalias() += Qh * (*h0)[size_t(g)];
   }
@@ -136,33 +136,33 @@ Mat<S> rla_forward_masked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int
 
 // Backward of the masked form. dout: (T, H*D) -> RlaGrads (dq (T,H*D); dk, dv (T,G*D); dh0 G x (Dp,D)).
 // In the forward pass this was:  P = (Q~ K~^T) ⊙ M;  O = P V + Q~ h0,  with Q~ = phi(Q), K~ = phi(K),
-// so now (spec 4, per query head h and its kv head g):
+// so now (spec §4, per query head h and its kv head g):
 //     dP   = (dO V^T) ⊙ M
 //     dQ~  = dP K~ + dO h0^T            dK~ += dP^T Q~
 //     dV  += P^T dO                     dh0 += Q~^T dO
 //     dQ = phi_bwd(Q, dQ~),  dK = phi_bwd(K, dK~)
 // The mask M holds the window shift, so no un-shifting is needed here. The += over h sums the GQA group.
-template <class S>
-RlaGrads<S> rla_backward_masked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, const Mat<S>& dout,
-                                int H, int G, int w, FeatureMap fm, const RlaState<S>* h0 = nullptr) {
+template <class Real>
+RlaGrads<Real> rla_backward_masked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, const Mat<Real>& dout,
+                                   int H, int G, int w, FeatureMap fm, const RlaState<Real>* h0 = nullptr) {
   const detail::RlaDims d = detail::rla_dims("rla_backward_masked", q, k, v, H, G, w, fm, h0);
   expect_shape("rla dout", dout, q.rows(), q.cols());
-  const Mat<S> Qf = phi_forward_heads(fm, q, H);
-  const Mat<S> Kf = phi_forward_heads(fm, k, G);
-  const Mat<S> M = rla_mask<S>(d.T, w);
-  Mat<S> dQf(d.T, long(H) * d.Dp);
-  Mat<S> dKf = Mat<S>::Zero(d.T, long(G) * d.Dp);
-  RlaGrads<S> grads;
-  grads.dv = Mat<S>::Zero(d.T, k.cols());
-  grads.dh0 = rla_zero_state<S>(G, d.D, fm);
+  const Mat<Real> Qf = phi_forward_heads(fm, q, H);
+  const Mat<Real> Kf = phi_forward_heads(fm, k, G);
+  const Mat<Real> M = rla_mask<Real>(d.T, w);
+  Mat<Real> dQf(d.T, long(H) * d.Dp);
+  Mat<Real> dKf = Mat<Real>::Zero(d.T, long(G) * d.Dp);
+  RlaGrads<Real> grads;
+  grads.dv = Mat<Real>::Zero(d.T, k.cols());
+  grads.dh0 = rla_zero_state<Real>(G, d.D, fm);
   for (int h = 0; h < H; ++h) {
     const int g = h / d.r;
     auto Qh = Qf.middleCols(h * d.Dp, d.Dp);
     auto Kg = Kf.middleCols(g * d.Dp, d.Dp);
     auto Vg = v.middleCols(g * d.D, d.D);
     auto dOh = dout.middleCols(h * d.D, d.D);
-    const Mat<S> P = ((Qh * Kg.transpose()).array() * M.array()).matrix();
-    const Mat<S> dP = ((dOh * Vg.transpose()).array() * M.array()).matrix();
+    const Mat<Real> P = ((Qh * Kg.transpose()).array() * M.array()).matrix();
+    const Mat<Real> dP = ((dOh * Vg.transpose()).array() * M.array()).matrix();
     dQf.middleCols(h * d.Dp, d.Dp).noalias() = dP * Kg;
     if (h0) dQf.middleCols(h * d.Dp, d.Dp).noalias() += dOh * (*h0)[size_t(g)].transpose();
     dKf.middleCols(g * d.Dp, d.Dp).noalias() += dP.transpose() * Qh;
@@ -175,17 +175,17 @@ RlaGrads<S> rla_backward_masked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Recurrent form (spec 3.1), built from the two decode building blocks below.
+// Recurrent form (spec §3.1), built from the two decode building blocks below.
 
-// Fold one token into the state:  S_g += phi(k_g)^T v_g  for every kv head g   (spec 2.3, S_t update)
+// Fold one token into the state:  S_g += phi(k_g)^T v_g  for every kv head g   (spec §2.3, S_t update)
 // St: G x (Dp, D), updated in place; k_row, v_row: (1, G*D)
-template <class S>
-void rla_fold(RlaState<S>& St, const Mat<S>& k_row, const Mat<S>& v_row, int G, FeatureMap fm) {
+template <class Real>
+void rla_fold(RlaState<Real>& St, const Mat<Real>& k_row, const Mat<Real>& v_row, int G, FeatureMap fm) {
   if (G <= 0 || int(St.size()) != G) throw std::invalid_argument("rla_fold: St must hold G states");
   const int D = int(k_row.cols() / G);
   expect_shape("rla_fold k_row", k_row, 1, long(G) * D);
   expect_shape("rla_fold v_row", v_row, 1, long(G) * D);
-  const Mat<S> kf = phi_forward_heads(fm, k_row, G);  // (1, G*Dp)
+  const Mat<Real> kf = phi_forward_heads(fm, k_row, G);  // (1, G*Dp)
   const int Dp = feature_dim(fm, D);
   for (int g = 0; g < G; ++g) {
     expect_shape("rla_fold St[g]", St[size_t(g)], Dp, D);
@@ -193,137 +193,101 @@ void rla_fold(RlaState<S>& St, const Mat<S>& k_row, const Mat<S>& v_row, int G, 
   }
 }
 
-// Read the state:  o_h = phi(q_h) S_g,  g = h / (H/G)   (spec 2.3, o_t = phi(q_t) S_{t-w-1})
+// Read the state:  o_h = phi(q_h) S_g,  g = h / (H/G)   (spec §2.3, o_t = phi(q_t) S_{t-w-1})
 // St: G x (Dp, D); q_row: (1, H*D) -> (1, H*D)
-template <class S>
-Mat<S> rla_read(const RlaState<S>& St, const Mat<S>& q_row, int H, int G, FeatureMap fm) {
+template <class Real>
+Mat<Real> rla_read(const RlaState<Real>& St, const Mat<Real>& q_row, int H, int G, FeatureMap fm) {
   if (H <= 0 || G <= 0 || H % G != 0 || int(St.size()) != G)
     throw std::invalid_argument("rla_read: need G dividing H and G states");
   const int D = int(q_row.cols() / H), Dp = feature_dim(fm, D), r = H / G;
   expect_shape("rla_read q_row", q_row, 1, long(H) * D);
-  const Mat<S> qf = phi_forward_heads(fm, q_row, H);  // (1, H*Dp)
-  Mat<S> o(1, q_row.cols());
+  const Mat<Real> qf = phi_forward_heads(fm, q_row, H);  // (1, H*Dp)
+  Mat<Real> o(1, q_row.cols());
   for (int h = 0; h < H; ++h) {
-    const Mat<S>& Sg = St[size_t(h / r)];
+    const Mat<Real>& Sg = St[size_t(h / r)];
     expect_shape("rla_read St[g]", Sg, Dp, D);
     o.middleCols(h * D, D).noalias() = qf.middleCols(h * Dp, Dp) * Sg;
   }
   return o;
 }
 
-// Recurrent form over a whole sequence (spec 3.1, paper eq. 4): at step t, fold the token
+// Recurrent form over a whole sequence (spec §3.1, paper eq. 4): at step t, fold the token
 // j = t-w-1 that has just left the window (if j >= 0), then read. For w = -1 that is token t
 // itself: inclusive.
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null -> o: (T, H*D)
-template <class S>
-Mat<S> rla_forward_recurrent(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G, int w,
-                             FeatureMap fm, const RlaState<S>* h0 = nullptr) {
+template <class Real>
+Mat<Real> rla_forward_recurrent(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w,
+                                FeatureMap fm, const RlaState<Real>* h0 = nullptr) {
   const detail::RlaDims d = detail::rla_dims("rla_forward_recurrent", q, k, v, H, G, w, fm, h0);
-  RlaState<S> St = h0 ? *h0 : rla_zero_state<S>(G, d.D, fm);  // S_{-1}
-  Mat<S> o(d.T, q.cols());
+  RlaState<Real> St = h0 ? *h0 : rla_zero_state<Real>(G, d.D, fm);  // S_{-1}
+  Mat<Real> o(d.T, q.cols());
   for (int t = 0; t < d.T; ++t) {
     const int j = t - d.s;  // the token that leaves the window at step t
-    if (j >= 0) rla_fold(St, Mat<S>(k.row(j)), Mat<S>(v.row(j)), G, fm);  // S_j = S_{j-1} + phi(k_j)^T v_j
-    o.row(t) = rla_read(St, Mat<S>(q.row(t)), H, G, fm);                  // o_t = phi(q_t) S_{t-w-1}
+    if (j >= 0) rla_fold(St, Mat<Real>(k.row(j)), Mat<Real>(v.row(j)), G, fm);  // S_j = S_{j-1} + phi(k_j)^T v_j
+    o.row(t) = rla_read(St, Mat<Real>(q.row(t)), H, G, fm);                     // o_t = phi(q_t) S_{t-w-1}
   }
   return o;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Split-and-resume state.
-//
-// After a prefix of n tokens has been processed (queries 0..n-1 answered), RLA needs:
-//   St        = S_{n-1-(w+1)} = h0 + sum_{j <= n-w-2} phi(k_j)^T v_j   (G x (Dp, D))
-//   k_pending = the raw k rows j in [max(0, n-w-1), n-1]: min(w+1, n) rows still inside the window,
-//   v_pending   to be folded into S as they leave it, oldest first    ((P, G*D), P <= w+1)
-// The pending rows are raw (before phi); for w = -1 there are none. This is what a decode cache
-// must hold for the RLA branch (spec 3.1); the SWA branch needs the same w+1 rows anyway.
-template <class S>
-struct RlaCarry {
-  RlaState<S> St;
-  Mat<S> k_pending, v_pending;
-  long n = 0;  // tokens processed so far (informative: positions are not used by RLA)
-};
-
-// Start of a sequence (spec 3.1): St = S_{-1} = h0 (or zeros), nothing pending. -> RlaCarry
-template <class S>
-RlaCarry<S> rla_carry_init(int G, int D, FeatureMap fm, const RlaState<S>* h0 = nullptr) {
-  RlaCarry<S> c;
-  c.St = h0 ? *h0 : rla_zero_state<S>(G, D, fm);
-  c.k_pending.resize(0, long(G) * D);
-  c.v_pending.resize(0, long(G) * D);
-  return c;
-}
-
-// One decode step (spec 3.1) on an RlaCarry: append (k_t, v_t) to the pending rows, fold the
-// oldest pending row into S while more than w+1 are pending (that row is token t-w-1, which has
-// just left the window), then read o_t = phi(q_t) S.
-// q_row: (1, H*D), k_row, v_row: (1, G*D) -> (1, H*D)
-template <class S>
-Mat<S> rla_step(RlaCarry<S>& c, const Mat<S>& q_row, const Mat<S>& k_row, const Mat<S>& v_row, int H,
-                int G, int w, FeatureMap fm) {
-  if (w < -1) throw std::invalid_argument("rla_step: w must be >= -1");
-  expect_shape("rla_step k_row", k_row, 1, c.k_pending.cols());
-  expect_shape("rla_step v_row", v_row, 1, c.v_pending.cols());
-  const long P = c.k_pending.rows();
-  Mat<S> kp(P + 1, k_row.cols()), vp(P + 1, v_row.cols());
-  kp << c.k_pending, k_row;
-  vp << c.v_pending, v_row;
-  long first = 0;  // rows [0, first) are folded
-  while (kp.rows() - first > w + 1) {
-    rla_fold(c.St, Mat<S>(kp.row(first)), Mat<S>(vp.row(first)), G, fm);
-    ++first;
-  }
-  c.k_pending = kp.bottomRows(kp.rows() - first);
-  c.v_pending = vp.bottomRows(vp.rows() - first);
-  ++c.n;
-  return rla_read(c.St, q_row, H, G, fm);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Chunked form (spec 3.2, paper eqs. 2-3 corrected), chunk size C, any T (the last chunk may be
+// Chunked form (spec §3.2, paper eqs. 2-3 corrected), chunk size C, any T (the last chunk may be
 // short). With the shifted keys K'_u = phi(k_{u-s}), V'_u = v_{u-s} (zero for u < s), chunk i
 // covering query rows [c0, c0+n):
 //     O_[i]   = Q~_[i] S_[i]  +  ((Q~_[i] K'_[i]^T) ⊙ tril) V'_[i]        (inter + intra)
 //     S_[i+1] = S_[i] + K'_[i]^T V'_[i]                                   S_[0] = h0 or 0
-// The shift is done by index: K'_[i] is the block of phi(K) rows [a-s, c0+n-s), where
-// a = max(c0, s) is the first shifted position with a real key (the j >= 0 guard). No shifted or
-// zero-padded copies are made; per chunk the only temporary is the (n, m) score block.
+// The shift is done by index (detail::chunk_keys, used by the forward and the backward alike): no
+// shifted or zero-padded copies are made; per chunk the only temporary is the (n, m) score block.
 
 namespace detail {
 
-// The chunked forward (spec 3.2) over queries q and keys/values kk, vv that start P rows EARLIER than q:
+// The shifted keys of one chunk, by index: the one indexing of the chunked forward and backward.
+// Shifted row u of the chunk [c0, c0+n) (the row of query u) holds key j = u - s, s = w+1. The key
+// array may start with P pending rows of a previous call (ref/rla_resume.h; P = 0 otherwise), so key j
+// is its row j + P and exists iff j + P >= 0 (the j >= 0 guard when P = 0). The rows with a key are
+// therefore u in [a, c0+n), a = max(c0, s-P): m = c0+n-a of them (m <= 0: none), reading the
+// consecutive key rows [j0, j0+m), j0 = a - s + P. So K'_[i] = phi(K) rows [j0, j0+m), V'_[i] likewise.
+struct ChunkKeys {
+  int a;   // first shifted row of the chunk that has a key
+  int m;   // number of such rows (<= 0: none)
+  int j0;  // the key-array row of shifted row a
+};
+// c0, n: the chunk's first row and length; s = w+1; P: pending key rows before row 0 -> ChunkKeys
+inline ChunkKeys chunk_keys(int c0, int n, int s, int P = 0) {
+  const int a = std::max(c0, s - P);
+  return {a, c0 + n - a, a - s + P};
+}
+
+// The chunked forward (spec §3.2) over queries q and keys/values kk, vv that start P rows EARLIER than q:
 // query row t is token P+t of kk. The first P rows of kk are pending rows of a previous call
-// (see RlaCarry), so query t reads kk rows i <= t + P - s, beyond what St already holds.
+// (RlaCarry, ref/rla_resume.h), so query t reads kk rows i <= t + P - s, beyond what St already holds.
 // q: (T, H*D), kk, vv: (P+T, G*D), St: G x (Dp, D) = S_[0], updated to the final state
 // (all kk rows i < T + P - s folded in). -> o: (T, H*D)
-template <class S>
-Mat<S> rla_chunked_core(const Mat<S>& q, const Mat<S>& kk, const Mat<S>& vv, int P, int H, int G,
-                        int w, FeatureMap fm, int C, RlaState<S>& St) {
+template <class Real>
+Mat<Real> rla_chunked_core(const Mat<Real>& q, const Mat<Real>& kk, const Mat<Real>& vv, int P, int H, int G,
+                           int w, FeatureMap fm, int C, RlaState<Real>& St) {
   const int T = int(q.rows()), D = int(q.cols() / H), Dp = feature_dim(fm, D), r = H / G;
-  const int off = P - (w + 1);  // shifted position u reads kk row u + off (valid iff u + off >= 0)
-  const Mat<S> Qf = phi_forward_heads(fm, q, H);   // (T, H*Dp)
-  const Mat<S> Kf = phi_forward_heads(fm, kk, G);  // (P+T, G*Dp)
-  Mat<S> o(T, q.cols());
-  Mat<S> A;  // (n, m) per-chunk score block, reused
+  const int s = w + 1;
+  const Mat<Real> Qf = phi_forward_heads(fm, q, H);   // (T, H*Dp)
+  const Mat<Real> Kf = phi_forward_heads(fm, kk, G);  // (P+T, G*Dp)
+  Mat<Real> o(T, q.cols());
+  Mat<Real> A;  // (n, m) per-chunk score block, reused
   for (int g = 0; g < G; ++g) {
-    Mat<S>& Sg = St[size_t(g)];
+    Mat<Real>& Sg = St[size_t(g)];
     for (int c0 = 0; c0 < T; c0 += C) {
       const int n = std::min(C, T - c0);
-      const int a = std::max(c0, -off);  // first shifted position in this chunk with a real key
-      const int m = c0 + n - a;          // number of such positions (<= 0: none)
+      const auto [a, m, j0] = chunk_keys(c0, n, s, P);  // K'_[i], V'_[i] = kk, vv rows [j0, j0+m)
       for (int h = g * r; h < (g + 1) * r; ++h) {
         auto Qc = Qf.block(c0, h * Dp, n, Dp);
         auto Oc = o.block(c0, h * D, n, D);
         Oc.noalias() = Qc * Sg;  // inter-chunk: Q~_[i] S_[i]
         if (m > 0) {             // intra-chunk: ((Q~_[i] K'_[i]^T) ⊙ tril) V'_[i]
-          A.noalias() = Qc * Kf.block(a + off, g * Dp, m, Dp).transpose();
+          A.noalias() = Qc * Kf.block(j0, g * Dp, m, Dp).transpose();
           keep_causal(A, a - c0);
-          Oc.noalias() += A * vv.block(a + off, g * D, m, D);
+          Oc.noalias() += A * vv.block(j0, g * D, m, D);
         }
       }
       if (m > 0)  // S_[i+1] = S_[i] + K'_[i]^T V'_[i]
-        Sg.noalias() += Kf.block(a + off, g * Dp, m, Dp).transpose() * vv.block(a + off, g * D, m, D);
+        Sg.noalias() += Kf.block(j0, g * Dp, m, Dp).transpose() * vv.block(j0, g * D, m, D);
     }
   }
   return o;
@@ -331,43 +295,18 @@ Mat<S> rla_chunked_core(const Mat<S>& q, const Mat<S>& kk, const Mat<S>& vv, int
 
 }  // namespace detail
 
-// Chunked forward (spec 3.2, paper eqs. 2-3 corrected), see the block comment above.
+// Chunked forward (spec §3.2, paper eqs. 2-3 corrected), see the block comment above.
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null, C >= 1 -> o: (T, H*D)
-template <class S>
-Mat<S> rla_forward_chunked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G, int w,
-                           FeatureMap fm, int C, const RlaState<S>* h0 = nullptr) {
+template <class Real>
+Mat<Real> rla_forward_chunked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w,
+                              FeatureMap fm, int C, const RlaState<Real>* h0 = nullptr) {
   const detail::RlaDims d = detail::rla_dims("rla_forward_chunked", q, k, v, H, G, w, fm, h0);
   if (C < 1) throw std::invalid_argument("rla_forward_chunked: chunk size C must be >= 1");
-  RlaState<S> St = h0 ? *h0 : rla_zero_state<S>(G, d.D, fm);
+  RlaState<Real> St = h0 ? *h0 : rla_zero_state<Real>(G, d.D, fm);
   return detail::rla_chunked_core(q, k, v, 0, H, G, w, fm, C, St);
 }
 
-// The chunked form (spec 3.2) continuing from an RlaCarry: the carried S plays the role of h0 and the
-// carried pending rows are prepended to k and v as keys (never as queries). On return `carry`
-// describes the whole sequence so far, ready for the next call or for rla_step.
-// q: (T, H*D), k, v: (T, G*D) -> o: (T, H*D), the outputs of these T new tokens
-template <class S>
-Mat<S> rla_forward_chunked_resume(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, int H, int G,
-                                  int w, FeatureMap fm, int C, RlaCarry<S>& carry) {
-  const detail::RlaDims d =
-      detail::rla_dims("rla_forward_chunked_resume", q, k, v, H, G, w, fm, &carry.St);
-  if (C < 1) throw std::invalid_argument("rla_forward_chunked_resume: chunk size C must be >= 1");
-  const int P = int(carry.k_pending.rows());
-  expect_shape("rla carry k_pending", carry.k_pending, P, k.cols());
-  expect_shape("rla carry v_pending", carry.v_pending, P, v.cols());
-  if (P > d.s) throw std::invalid_argument("rla_forward_chunked_resume: more than w+1 pending rows");
-  Mat<S> kk(P + d.T, k.cols()), vv(P + d.T, v.cols());
-  kk << carry.k_pending, k;
-  vv << carry.v_pending, v;
-  Mat<S> o = detail::rla_chunked_core(q, kk, vv, P, H, G, w, fm, C, carry.St);
-  const int keep = std::min(d.s, P + d.T);  // rows still inside the window after the last query
-  carry.k_pending = kk.bottomRows(keep);
-  carry.v_pending = vv.bottomRows(keep);
-  carry.n += d.T;
-  return o;
-}
-
-// Backward of the chunked form (spec 3.3, the axlearn kernel's two sweeps), per kv head g:
+// Backward of the chunked form (spec §3.3, the axlearn kernel's two sweeps), per kv head g:
 // In the forward pass this was:
 //     O_[i] = Q~_[i] S_[i] + ((Q~_[i] K'_[i]^T) ⊙ tril) V'_[i];   S_[i+1] = S_[i] + K'_[i]^T V'_[i]
 // so now:
@@ -380,51 +319,53 @@ Mat<S> rla_forward_chunked_resume(const Mat<S>& q, const Mat<S>& k, const Mat<S>
 //   un-shift by index: dK~_j = dK'_{j+s}, dV_j = dV'_{j+s} (rows j > T-s-1 get nothing);
 //   dq = phi_bwd(q, dQ~), dk = phi_bwd(k, dK~). The r query heads of a group add into one dK~, dV, dS.
 // q: (T, H*D), k, v: (T, G*D), dout: (T, H*D) -> RlaGrads
-template <class S>
-RlaGrads<S> rla_backward_chunked(const Mat<S>& q, const Mat<S>& k, const Mat<S>& v, const Mat<S>& dout,
-                                 int H, int G, int w, FeatureMap fm, int C,
-                                 const RlaState<S>* h0 = nullptr) {
+template <class Real>
+RlaGrads<Real> rla_backward_chunked(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, const Mat<Real>& dout,
+                                    int H, int G, int w, FeatureMap fm, int C,
+                                    const RlaState<Real>* h0 = nullptr) {
   const detail::RlaDims d = detail::rla_dims("rla_backward_chunked", q, k, v, H, G, w, fm, h0);
   if (C < 1) throw std::invalid_argument("rla_backward_chunked: chunk size C must be >= 1");
   expect_shape("rla dout", dout, q.rows(), q.cols());
   const int T = d.T, D = d.D, Dp = d.Dp, s = d.s;
-  const Mat<S> Qf = phi_forward_heads(fm, q, H);  // (T, H*Dp)
-  const Mat<S> Kf = phi_forward_heads(fm, k, G);  // (T, G*Dp)
-  Mat<S> dQf(T, long(H) * Dp);
-  Mat<S> dKf = Mat<S>::Zero(T, long(G) * Dp);
-  RlaGrads<S> grads;
-  grads.dv = Mat<S>::Zero(T, k.cols());
+  const Mat<Real> Qf = phi_forward_heads(fm, q, H);  // (T, H*Dp)
+  const Mat<Real> Kf = phi_forward_heads(fm, k, G);  // (T, G*Dp)
+  Mat<Real> dQf(T, long(H) * Dp);
+  Mat<Real> dKf = Mat<Real>::Zero(T, long(G) * Dp);
+  RlaGrads<Real> grads;
+  grads.dv = Mat<Real>::Zero(T, k.cols());
   grads.dh0.resize(size_t(G));
-  Mat<S> A, B;                 // (n, m) per-chunk score blocks, reused
-  Mat<S> Sg(Dp, D), dS(Dp, D);
+  Mat<Real> A, B;                 // (n, m) per-chunk score blocks, reused
+  Mat<Real> Sg(Dp, D), dS(Dp, D);
   const int n_chunks = (T + C - 1) / C;
   for (int g = 0; g < G; ++g) {
     const int h_begin = g * d.r, h_end = (g + 1) * d.r;
     // Forward sweep: dQ~.
     if (h0) Sg = (*h0)[size_t(g)]; else Sg.setZero();
     for (int i = 0; i < n_chunks; ++i) {
-      const int c0 = i * C, n = std::min(C, T - c0), a = std::max(c0, s), m = c0 + n - a;
+      const int c0 = i * C, n = std::min(C, T - c0);
+      const auto [a, m, j0] = detail::chunk_keys(c0, n, s);  // K'_[i], V'_[i] = phi(K), v rows [j0, j0+m)
       for (int h = h_begin; h < h_end; ++h) {
         auto dOc = dout.block(c0, h * D, n, D);
         auto dQc = dQf.block(c0, h * Dp, n, Dp);
         dQc.noalias() = dOc * Sg.transpose();
         if (m > 0) {
-          B.noalias() = dOc * v.block(a - s, g * D, m, D).transpose();
+          B.noalias() = dOc * v.block(j0, g * D, m, D).transpose();
           detail::keep_causal(B, a - c0);
-          dQc.noalias() += B * Kf.block(a - s, g * Dp, m, Dp);
+          dQc.noalias() += B * Kf.block(j0, g * Dp, m, Dp);
         }
       }
-      if (m > 0) Sg.noalias() += Kf.block(a - s, g * Dp, m, Dp).transpose() * v.block(a - s, g * D, m, D);
+      if (m > 0) Sg.noalias() += Kf.block(j0, g * Dp, m, Dp).transpose() * v.block(j0, g * D, m, D);
     }
     // Reverse sweep: dK~, dV, dS.
     dS.setZero();
     for (int i = n_chunks - 1; i >= 0; --i) {
-      const int c0 = i * C, n = std::min(C, T - c0), a = std::max(c0, s), m = c0 + n - a;
+      const int c0 = i * C, n = std::min(C, T - c0);
+      const auto [a, m, j0] = detail::chunk_keys(c0, n, s);  // K'_[i], V'_[i] = phi(K), v rows [j0, j0+m)
       if (m > 0) {
-        auto Kc = Kf.block(a - s, g * Dp, m, Dp);
-        auto Vc = v.block(a - s, g * D, m, D);
-        auto dKc = dKf.block(a - s, g * Dp, m, Dp);
-        auto dVc = grads.dv.block(a - s, g * D, m, D);
+        auto Kc = Kf.block(j0, g * Dp, m, Dp);
+        auto Vc = v.block(j0, g * D, m, D);
+        auto dKc = dKf.block(j0, g * Dp, m, Dp);
+        auto dVc = grads.dv.block(j0, g * D, m, D);
         dKc.noalias() += Vc * dS.transpose();  // through S_[i+1] = S_[i] + K'^T V'
         dVc.noalias() += Kc * dS;
         for (int h = h_begin; h < h_end; ++h) {

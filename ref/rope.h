@@ -59,8 +59,8 @@ inline const RopeTable& rope_table(double theta, long D, long n_pos) {
 }
 
 // x: (T, n_heads*D) -> (T, n_heads*D). sign = +1 rotates by +angle (R), -1 by -angle (R^T = R^-1).
-template <class S>
-Mat<S> rope_rotate(const Mat<S>& x, int n_heads, double theta, int pos0, int sign) {
+template <class Real>
+Mat<Real> rope_rotate(const Mat<Real>& x, int n_heads, double theta, int pos0, int sign) {
   if (n_heads <= 0 || x.cols() % n_heads != 0)
     throw std::invalid_argument("rope: columns " + std::to_string(x.cols()) +
                                 " not divisible by n_heads " + std::to_string(n_heads));
@@ -69,7 +69,7 @@ Mat<S> rope_rotate(const Mat<S>& x, int n_heads, double theta, int pos0, int sig
   const long n_pos = long(pos0) + x.rows();
   const bool tabled = pos0 >= 0 && n_pos <= kRopeTablePositions;  // else computed per (row, pair)
   const RopeTable* tab = tabled ? &rope_table(theta, D, n_pos) : nullptr;
-  Mat<S> y(x.rows(), x.cols());
+  Mat<Real> y(x.rows(), x.cols());
   for (long r = 0; r < x.rows(); ++r) {
     const long pos = pos0 + r;
     for (long i = 0; i < D / 2; ++i) {
@@ -80,10 +80,10 @@ Mat<S> rope_rotate(const Mat<S>& x, int n_heads, double theta, int pos0, int sig
       } else {
         rope_angle(theta, D, pos, i, cd, sd);
       }
-      const S c = S(cd), s = S(sign * sd);
+      const Real c = Real(cd), s = Real(sign * sd);
       for (int h = 0; h < n_heads; ++h) {
         const long c0 = h * D + 2 * i, c1 = c0 + 1;
-        const S x0 = x(r, c0), x1 = x(r, c1);
+        const Real x0 = x(r, c0), x1 = x(r, c1);
         y(r, c0) = x0 * c - x1 * s;
         y(r, c1) = x0 * s + x1 * c;
       }
@@ -95,8 +95,8 @@ Mat<S> rope_rotate(const Mat<S>& x, int n_heads, double theta, int pos0, int sig
 
 // RoPE forward.
 // x: (T, n_heads*D), row r at position pos0 + r  ->  y: (T, n_heads*D)
-template <class S>
-Mat<S> rope_forward(const Mat<S>& x, int n_heads, double theta = kDefaultRopeTheta, int pos0 = 0) {
+template <class Real>
+Mat<Real> rope_forward(const Mat<Real>& x, int n_heads, double theta = kDefaultRopeTheta, int pos0 = 0) {
   return detail::rope_rotate(x, n_heads, theta, pos0, +1);
 }
 
@@ -104,8 +104,8 @@ Mat<S> rope_forward(const Mat<S>& x, int n_heads, double theta = kDefaultRopeThe
 // In the forward pass this was:  y[2i] = x[2i] c - x[2i+1] s,  y[2i+1] = x[2i] s + x[2i+1] c
 // so now:                        dx[2i] = dy[2i] c + dy[2i+1] s,  dx[2i+1] = -dy[2i] s + dy[2i+1] c
 // dy: (T, n_heads*D) -> dx: (T, n_heads*D)
-template <class S>
-Mat<S> rope_backward(const Mat<S>& dy, int n_heads, double theta = kDefaultRopeTheta, int pos0 = 0) {
+template <class Real>
+Mat<Real> rope_backward(const Mat<Real>& dy, int n_heads, double theta = kDefaultRopeTheta, int pos0 = 0) {
   return detail::rope_rotate(dy, n_heads, theta, pos0, -1);
 }
 

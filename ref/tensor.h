@@ -21,12 +21,12 @@
 
 namespace ref {
 
-template <class S>
-using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class S>
-using Vec = Eigen::Matrix<S, Eigen::Dynamic, 1>;
-template <class S>
-using RowVec = Eigen::Matrix<S, 1, Eigen::Dynamic>;
+template <class Real>
+using Mat = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class Real>
+using Vec = Eigen::Matrix<Real, Eigen::Dynamic, 1>;
+template <class Real>
+using RowVec = Eigen::Matrix<Real, 1, Eigen::Dynamic>;
 
 // A shape mismatch is a programming or user error: say which tensor and both shapes.
 inline void expect_shape(const char* name, long rows, long cols, long want_rows, long want_cols) {

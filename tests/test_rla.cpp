@@ -1,4 +1,4 @@
-// Tests for ref/rla.h: residual linear attention (spec §2.3, §2.6, §3.1, §3.2, §3.3, §4).
+// Tests for ref/rla.h and ref/rla_resume.h: residual linear attention (spec §2.3, §2.6, §3.1, §3.2, §3.3, §4).
 //   - the masked, recurrent and chunked forward forms agree (double, 1e-12), T <= w+1 gives 0;
 //   - masked and chunked backward agree, and match finite differences for dq, dk, dv, dh0;
 //   - GQA with one state per kv head equals the kv heads repeated to H heads;
@@ -13,6 +13,7 @@
 #include <functional>
 
 #include "ref/rla.h"
+#include "ref/rla_resume.h"
 #include "tests/check.h"
 
 using ref::FeatureMap;
