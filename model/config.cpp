@@ -184,7 +184,7 @@ std::string describe(const Config& c) {
   if (t.task == "text") os << " (" << t.text_file << ", 90/10 split)";
   os << ", T " << t.seq_len << ", batch " << t.batch << " (" << long(t.seq_len) * t.batch << " tokens/step)\n";
   os << "optimizer: AdamW lr " << t.lr << ", warmup " << t.warmup << ", "
-     << (t.cosine ? "cosine to " + format_real(t.lr * t.lr_min_ratio) : std::string("constant"))
+     << (t.cosine ? "cosine to " + format_real(t.lr) + " x " + format_real(t.lr_min_ratio) : std::string("constant"))
      << ", betas (" << t.beta1 << ", " << t.beta2 << "), weight decay " << t.weight_decay
      << ", clip " << t.clip << ", steps " << t.steps << ", seed " << t.seed << "\n";
   return os.str();
