@@ -164,6 +164,7 @@ std::vector<std::string> FlagSet::names() const {
 }
 
 void FlagSet::parse(int argc, char** argv) {
+  std::vector<std::string> given;  // a flag twice is refused, as in every program here: which one was meant?
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -181,6 +182,9 @@ void FlagSet::parse(int argc, char** argv) {
     }
     Flag* f = find(name);
     if (!f) throw UsageError("unknown flag --" + name + " (see --help)");
+    for (const std::string& g : given)
+      if (g == name) throw UsageError("--" + name + ": given twice (give each flag once)");
+    given.push_back(name);
     if (!have_value) {
       if (i + 1 >= argc) throw UsageError("--" + name + ": missing value (expected " + allowed(*f) + ")");
       value = argv[++i];

@@ -39,7 +39,8 @@ class FlagSet {
                    std::function<std::string(const std::string&)> check, const std::string& help);
 
   // Parse argv[1..]: every argument is "--name value" or "--name=value"; "--help" sets help().
-  // Throws UsageError on an unknown flag, a missing value, a non-number or a value out of range.
+  // Throws UsageError on an unknown flag, a flag given twice, a missing value, a non-number or a value
+  // out of range.
   void parse(int argc, char** argv);
   bool help_requested() const { return help_; }
   bool was_set(const std::string& name) const;  // given on the command line (or by set())

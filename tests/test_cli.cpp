@@ -35,9 +35,16 @@ std::string show(const std::vector<std::string>& args) {
 }
 
 // Run every case; each must exit 2 with exactly one non-empty line on stderr naming must_name.
+// prefix is "--flag value" pairs; a flag the case gives itself is left out of it, so that the case is
+// refused for its own value, not because the flag was given twice.
 void expect_refused(const std::string& program, const std::vector<std::string>& prefix, const std::vector<BadCase>& cases) {
   for (const BadCase& c : cases) {
-    std::vector<std::string> args = prefix;
+    std::vector<std::string> args;
+    for (size_t i = 0; i + 1 < prefix.size(); i += 2) {
+      bool overridden = false;
+      for (const std::string& a : c.args) overridden = overridden || a.substr(0, a.find('=')) == prefix[i];
+      if (!overridden) args.insert(args.end(), {prefix[i], prefix[i + 1]});
+    }
     args.insert(args.end(), c.args.begin(), c.args.end());
     const rattn_test::Run r = run_program(program, args, 60);
     INFO(program << show(c.args) << "\n  exit " << r.status << ", stderr: " << r.err);
@@ -113,6 +120,8 @@ TEST_CASE("cli: train_tiny refuses every bad flag with exit 2 and one line namin
                      {{"--text", dir / "missing.txt"}, "--text"},      // missing data file
                      {{"--text", dir / "empty.txt"}, "--text"},        // empty data file
                      {{"--text", dir / "short.txt"}, "--text"},        // too short for one window
+                     {{"--window", "4", "--window", "8"}, "--window: given twice"},  // which one was meant?
+                     {{"--lr=0.1", "--lr", "0.1"}, "--lr: given twice"},
                      {{"--compare", "rattn"}, "--compare"},            // the same kind as --local
                      {{"--compare", "full"}, "--compare"},
                      {{"--demo", "--single"}, "--demo"},               // two presets
@@ -183,6 +192,7 @@ TEST_CASE("cli: infer refuses every bad flag with exit 2 and one line naming it"
   expect_refused("infer", {},
                  {
                      {{"--bogus", "1"}, "--bogus"},
+                     {{"--gen", "5", "--gen", "6"}, "--gen: given twice"},
                      {{"--gen"}, "--gen"},
                      {{"--gen", "x"}, "--gen"},
                      {{"--gen", "0"}, "--gen"},
@@ -243,6 +253,7 @@ TEST_CASE("cli: rattn-op refuses every bad flag and input with exit 2 and one li
                      {{}, "OP"},
                      {{"softmax", "--in", in, "--out", out}, "softmax"},
                      {with_io("swa", {"--bogus", "1"}), "--bogus"},
+                     {with_io("swa", {"--window", "1", "--window=2"}), "--window: given twice"},
                      {{"swa", "--out", out, "--in"}, "--in"},           // missing value
                      {with_io("swa", {"--window"}), "--window"},
                      {with_io("swa", {"--window", "abc"}), "--window"},  // not a number

@@ -322,7 +322,7 @@ TEST_CASE("rattn-op refuses bad flags with exit status 2 and one line naming the
   expect_refused(dir, "swa" + io_ + " --window three", "--window expects an integer, got 'three'");
   expect_refused(dir, "swa" + io_ + " --window 2.5", "--window expects an integer");
   expect_refused(dir, "swa" + io_ + " --window -2", "--window must be >= -1");
-  expect_refused(dir, "swa" + io_ + " --window 1 --window 2", "--window given twice");
+  expect_refused(dir, "swa" + io_ + " --window 1 --window 2", "--window: given twice");
   expect_refused(dir, "rla" + io_ + " --chunk 0", "--chunk must be >= 1");
   expect_refused(dir, "rla" + io_ + " --chunk -4", "--chunk must be >= 1");
   expect_refused(dir, "rla" + io_ + " --feature softmax", "--feature must be sm2, relu2 or identity");

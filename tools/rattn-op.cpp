@@ -125,7 +125,7 @@ Args parse_args(int argc, char** argv) {
     }
     if (!known.count(flag)) throw UsageError("unknown flag '" + rest[i] + "'");
     if (!applies.count(flag)) throw UsageError(flag + " does not apply to " + a.op);
-    if (a.given.count(flag)) throw UsageError(flag + " given twice");
+    if (a.given.count(flag)) throw UsageError(flag + ": given twice (give each flag once)");
     a.given.insert(flag);
     if (!inline_value) {
       if (i + 1 >= rest.size()) throw UsageError(flag + " needs a value");
