@@ -17,7 +17,8 @@
 #   bin/tests/gpu/test_X                       the same test source against the nvcc-built kernels (needs nvcc)
 # No fast-math flags anywhere: every tolerance in the tests assumes IEEE arithmetic.
 
-ifeq ($(filter -j%,$(MAKEFLAGS)),)
+# (Top level only: a sub-make inherits the parent's job slots.)
+ifeq ($(MAKELEVEL)$(filter -j%,$(MAKEFLAGS)),0)
   MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
 ifeq ($(V),1)

@@ -79,7 +79,13 @@ int main(int argc, char** argv) {
     }
     if (!run.resume.empty()) {
       if (run.compare != "none") throw model::UsageError("--compare: cannot be combined with --resume");
-      c = model::resolve_resume(model::read_checkpoint_config(run.resume), c, fs.set_names());
+      model::Config saved;
+      try {  // a missing or corrupt file to resume is a bad input (exit 2), as it is for bin/infer
+        saved = model::read_checkpoint_config(run.resume);
+      } catch (const model::CheckpointError& e) {
+        throw model::UsageError(std::string("--resume: ") + e.what());
+      }
+      c = model::resolve_resume(saved, c, fs.set_names());
       if (!fs.was_set("ckpt")) run.ckpt = run.resume;  // keep writing to the resumed file
     } else {
       std::cout << model::clamp_warmup(c);
@@ -93,8 +99,9 @@ int main(int argc, char** argv) {
         throw model::UsageError(std::string("--text: ") + e.what());
       }
     }
-    if (run.compare != "none") return model::train_compare(c, run, std::cout);
+    if (run.compare != "none") return model::train_compare(c, run, std::cout, std::cerr);
     const model::TrainOutcome r = model::train(c, run, std::cout);
+    if (!r.stop_message.empty()) std::cerr << "train_tiny: " << r.stop_message << "\n";
     return r.status;
   });
 }

@@ -6,6 +6,7 @@
 
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -214,6 +215,10 @@ TrainState<S> load_checkpoint(const std::string& path) {
   } catch (const UsageError& e) {
     throw CheckpointError("checkpoint '" + path + "': bad config block: " + e.what());
   }
+  // The step a run can have reached: 0 (before the first update) to its own --steps.
+  if (st.step < 0 || st.step > st.config.train.steps)
+    throw CheckpointError("checkpoint '" + path + "': step " + std::to_string((unsigned long long)st.step) +
+                          " is outside [0, " + std::to_string(st.config.train.steps) + "], the run's --steps");
   // Refuse before allocating: a tiny (even correctly checksummed) file whose config asks for a huge
   // model must not make us allocate that model. The file's tensors have to add up to the config's size.
   {
@@ -244,6 +249,19 @@ TrainState<S> load_checkpoint(const std::string& path) {
     std::memcpy(P[i].t->data(), bytes.data() + e.offset, n);
     std::memcpy(M[i].t->data(), bytes.data() + e.offset + n, n);
     std::memcpy(V[i].t->data(), bytes.data() + e.offset + 2 * n, n);
+    // Beyond the checksum: a file can be intact and still hold what no run writes (a NaN weight, a
+    // negative second moment). Refuse it here rather than train or decode from it.
+    const Mat<S>* parts[3] = {P[i].t, M[i].t, V[i].t};
+    const char* part_name[3] = {"parameter", "AdamW first moment", "AdamW second moment"};
+    for (int k = 0; k < 3; ++k) {
+      const S* x = parts[k]->data();
+      for (long j = 0; j < parts[k]->size(); ++j)
+        if (!std::isfinite(x[j]) || (k == 2 && x[j] < S(0)))
+          throw CheckpointError("checkpoint '" + path + "': " + part_name[k] + " " + P[i].name + " holds " +
+                                (std::isfinite(x[j]) ? "a negative value" : "a non-finite value") + " at element " +
+                                std::to_string(j) + " (no training run writes that; the file was edited or "
+                                "produced elsewhere)");
+    }
   }
   return st;
 }

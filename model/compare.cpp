@@ -63,7 +63,7 @@ std::string comparison_table(const Config& c, const std::string& kind_a, const E
   return out;
 }
 
-int train_compare(const Config& c, const RunConfig& run, std::ostream& out) {
+int train_compare(const Config& c, const RunConfig& run, std::ostream& out, std::ostream& err) {
   if (!run.resume.empty()) throw UsageError("--compare: cannot be combined with --resume (resume each run alone)");
   if (run.compare == c.model.local_kind)
     throw UsageError("--compare: expected a local kind other than --local (" + c.model.local_kind + "), got " +
@@ -76,11 +76,17 @@ int train_compare(const Config& c, const RunConfig& run, std::ostream& out) {
 
   out << "== model 1 of 2: " << kind_name(c.model.local_kind) << "\n";
   const TrainOutcome a = train(c, ra, out);
-  if (a.status != 0) return a.status;
+  if (a.status != 0) {
+    err << "train_tiny: " << a.stop_message << "\n";
+    return a.status;
+  }
   out << "\n== model 2 of 2: " << kind_name(cb.model.local_kind) << ": the same except --local " << run.compare
       << "\n";
   const TrainOutcome b = train(cb, rb, out);
-  if (b.status != 0) return b.status;
+  if (b.status != 0) {
+    err << "train_tiny: " << b.stop_message << "\n";
+    return b.status;
+  }
   out << "\n";
   const std::unique_ptr<data::Task> task = make_task(c);
   if (task->synthetic())

@@ -13,8 +13,8 @@ namespace model {
 
 // Train c, then c with local kind run.compare, on the same data; print both runs and the table.
 // The second model's checkpoint is run.ckpt with "-<kind>" before its extension. Returns the exit
-// status (0, or the first run's non-zero status).
-int train_compare(const Config& c, const RunConfig& run, std::ostream& out);
+// status (0, or the first run's non-zero status, whose stop message goes to err).
+int train_compare(const Config& c, const RunConfig& run, std::ostream& out, std::ostream& err);
 
 // "runs/tiny.ckpt", "swa" -> "runs/tiny-swa.ckpt"
 std::string sibling_checkpoint(const std::string& path, const std::string& kind);

@@ -138,11 +138,15 @@ Config config_from_text(const std::string& text) {
   FlagSet fs = config_flags(c);
   std::istringstream in(text);
   std::string line;
+  std::vector<std::string> seen;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     size_t eq = line.find('=');
     if (eq == std::string::npos) throw UsageError("config line without '=': '" + line + "'");
     std::string name = line.substr(0, eq), value = line.substr(eq + 1);
+    for (const std::string& n : seen)
+      if (n == name) throw UsageError("config key '" + name + "' appears twice");
+    seen.push_back(name);
     if (name == "text" && value.empty()) continue;  // no text file: the default
     fs.set(name, value);
   }

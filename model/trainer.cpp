@@ -122,6 +122,9 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
     a.train.steps = c.train.steps;
     if (config_to_text(a) != config_to_text(c))
       throw UsageError("--resume: the config differs from the checkpoint's; only --steps may change");
+    if (c.train.steps < st.step)
+      throw UsageError("--steps: the checkpoint '" + run.resume + "' is at step " + std::to_string(st.step) +
+                       "; give --steps " + std::to_string(st.step) + " or more to continue it");
     st.config = c;
     std::istringstream is(st.data_rng);
     is >> data_rng;
@@ -188,14 +191,15 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
     const double gnorm = double(backend->clip_grad_norm(
         grad_ptrs, c.train.clip > 0 ? float(c.train.clip) : std::numeric_limits<float>::infinity()));
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
-      out << fmt("step %ld: the %s is %s; stopping before the update. ", step, std::isfinite(loss) ? "gradient norm" : "loss",
-                 std::isfinite(loss) ? (std::isnan(gnorm) ? "nan" : "inf") : (std::isnan(loss) ? "nan" : "inf"));
+      std::string& m = res.stop_message;
+      m = fmt("step %ld: the %s is %s; stopping before the update. ", step, std::isfinite(loss) ? "gradient norm" : "loss",
+              std::isfinite(loss) ? (std::isnan(gnorm) ? "nan" : "inf") : (std::isnan(loss) ? "nan" : "inf"));
       if (last_saved >= 0)
-        out << "The last good checkpoint, " << (last_saved_path.empty() ? run.ckpt : last_saved_path) << " (step "
-            << last_saved << "), is left untouched.\n";
+        m += "The last good checkpoint, " + (last_saved_path.empty() ? run.ckpt : last_saved_path) + " (step " +
+             std::to_string(last_saved) + "), is left untouched. ";
       else
-        out << "No checkpoint was written in this run.\n";
-      out << "(try a lower --lr, a --clip, or a longer --warmup)\n";
+        m += "No checkpoint was written in this run. ";
+      m += "Try a lower --lr, a --clip, or a longer --warmup.";
       out.flush();
       res.status = kStatusNonFinite;
       break;

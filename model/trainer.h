@@ -33,6 +33,7 @@ struct TrainOutcome {
   std::vector<double> losses;  // the loss of every step run by this call
   EvalResult final_eval;       // the closing evaluation (status 0 only)
   double seconds = 0;          // wall time of the step loop
+  std::string stop_message;    // kStatusNonFinite: what stopped the run and what is kept (one line, for stderr)
 };
 
 // Test hook: called before step `step` (1-based) with the parameters about to be used.

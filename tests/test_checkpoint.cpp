@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "model/checkpoint.h"
@@ -29,10 +30,11 @@ void write_bytes(const std::string& p, const std::vector<unsigned char>& b) {
 
 TrainState<float> some_state() {
   TrainState<float> st;
-  st.config = tiny_run(9);
+  st.config = tiny_run(200);  // a run of 200 steps saved at step 123
   st.params = init_params<float>(st.config.model, 3, 1.0);
   st.m = init_params<float>(st.config.model, 4, 0.1);
   st.v = init_params<float>(st.config.model, 5, 0.01);
+  for (auto& t : named_tensors(st.config.model, st.v)) *t.t = t.t->cwiseAbs();  // a second moment is >= 0
   st.step = 123;
   std::mt19937_64 rng(77);
   rng.discard(5);
@@ -128,6 +130,53 @@ TEST_CASE("bad checkpoints are rejected with a clear error") {
     const uint64_t sum = fnv1a64(b.data(), b.size());
     b.insert(b.end(), reinterpret_cast<const unsigned char*>(&sum), reinterpret_cast<const unsigned char*>(&sum) + 8);
     rejects(b, "numbers, its config needs " + std::to_string(parameter_count(wider.model)));
+  }
+  // Intact files (checksums repaired) that no run writes: refused behind the checksum.
+  auto with_checksum = [](std::vector<unsigned char> b) {
+    b.resize(b.size() - 8);
+    const uint64_t sum = fnv1a64(b.data(), b.size());
+    b.insert(b.end(), reinterpret_cast<const unsigned char*>(&sum), reinterpret_cast<const unsigned char*>(&sum) + 8);
+    return b;
+  };
+  {
+    std::vector<unsigned char> b = good;  // the step: 2^63, and one beyond the run's --steps
+    const uint64_t huge = uint64_t(1) << 63, past = 201;
+    std::memcpy(b.data() + 16, &huge, 8);
+    rejects(with_checksum(b), "step 9223372036854775808 is outside [0, 200]");
+    std::memcpy(b.data() + 16, &past, 8);
+    rejects(with_checksum(b), "step 201 is outside [0, 200]");
+  }
+  {
+    // NaN in the last parameter number, inf in an AdamW moment, a negative second moment: the last tensor's
+    // three parts are the file's last 3 * n * 4 bytes before the checksum.
+    TrainState<float> st = some_state();
+    const auto P = named_tensors(st.config.model, st.params);
+    const size_t n = size_t(P.back().t->size()) * 4, end = good.size() - 8;
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity(), neg = -1;
+    std::vector<unsigned char> b = good;
+    std::memcpy(b.data() + end - 2 * n - 4, &nan, 4);
+    rejects(with_checksum(b), "parameter " + P.back().name + " holds a non-finite value");
+    b = good;
+    std::memcpy(b.data() + end - n - 4, &inf, 4);
+    rejects(with_checksum(b), "AdamW first moment " + P.back().name + " holds a non-finite value");
+    b = good;
+    std::memcpy(b.data() + end - 4, &neg, 4);
+    rejects(with_checksum(b), "AdamW second moment " + P.back().name + " holds a negative value");
+  }
+  {
+    // a config key given twice (the second would silently win)
+    const std::string text = config_to_text(some_state().config);
+    const size_t at = 8 + 4 + 4 + 8;
+    uint32_t len;
+    std::memcpy(&len, good.data() + at, 4);
+    const std::string twice = text + "seed=5\n";
+    std::vector<unsigned char> b(good.begin(), good.begin() + long(at));
+    const uint32_t twice_len = uint32_t(twice.size());
+    b.insert(b.end(), reinterpret_cast<const unsigned char*>(&twice_len),
+             reinterpret_cast<const unsigned char*>(&twice_len) + 4);
+    b.insert(b.end(), twice.begin(), twice.end());
+    b.insert(b.end(), good.begin() + long(at + 4 + len), good.end());
+    rejects(with_checksum(b), "config key 'seed' appears twice");
   }
   // a float32 file read by the double model
   CHECK_THROWS_WITH_AS(load_checkpoint<double>(path), doctest::Contains("float32"), CheckpointError);

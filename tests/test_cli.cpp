@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -126,10 +127,31 @@ TEST_CASE("cli: train_tiny refuses every bad flag with exit 2 and one line namin
                      {{"--compare", "full"}, "--compare"},
                      {{"--demo", "--single"}, "--demo"},               // two presets
                      {{"--demo", "--resume", dir / "x.ckpt"}, "--resume"},
+                     {{"--resume", dir / "missing.ckpt"}, "--resume"},  // exit 2, as bin/infer --ckpt
+                     {{"--resume", dir / "short.txt"}, "--resume"},      // not a checkpoint
                      {{"--compare", "swa", "--resume", dir / "x.ckpt"}, "--compare"},
                      {{"positional"}, "positional"},
                  });
   CHECK_FALSE(fs::exists(dir / "x.ckpt"));  // nothing was trained or saved
+}
+
+TEST_CASE("cli: --resume with --steps below the checkpoint's step is refused, naming --steps; nothing is written") {
+  TempDir dir("cli_resume_steps");
+  model::TrainState<float> st = rattn_test::tiny_train_state();
+  st.config.train.steps = 8;
+  st.step = 5;
+  const std::string ckpt = dir / "r.ckpt";
+  model::save_checkpoint(ckpt, st);
+  std::ifstream in0(ckpt, std::ios::binary);
+  const std::string before((std::istreambuf_iterator<char>(in0)), std::istreambuf_iterator<char>());
+  const rattn_test::Run r = run_program("train_tiny", {"--resume", ckpt, "--steps", "3"}, 60);
+  INFO("exit " << r.status << ", stdout: " << r.out << ", stderr: " << r.err);
+  CHECK(r.status == 2);
+  CHECK(r.err.find("--steps") != std::string::npos);
+  CHECK(r.err.find("step 5") != std::string::npos);
+  CHECK(r.out.find("checkpoint: " + ckpt + " (step") == std::string::npos);  // no claim of a write
+  std::ifstream in1(ckpt, std::ios::binary);
+  CHECK(std::string((std::istreambuf_iterator<char>(in1)), std::istreambuf_iterator<char>()) == before);
 }
 
 TEST_CASE("cli: a warmup longer than the run is cut to --steps with a note, not refused") {

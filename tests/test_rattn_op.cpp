@@ -441,3 +441,27 @@ TEST_CASE("rattn-op writes nothing when it refuses, and leaves no temporary file
   CHECK(slurp(dir.out() + "/o.npy") == before);
   CHECK(files_in(dir.out()) == std::set<std::string>{"o.npy"});
 }
+
+TEST_CASE("rattn-op refuses a non-finite result from finite inputs: exit 3, the tensor and the input named, "
+          "nothing written") {
+  // q . k of order 1e320 overflows float64 (and the fp32 kernels' cast of q, k): the softmax gives nan,
+  // linear attention with the identity feature map inf (sm2 bounds its scores). Both devices.
+  for (const char* device : {"cpu", "cuda"})
+    for (const char* op : {"swa", "rla --feature identity"}) {
+      CAPTURE(device);
+      CAPTURE(op);
+      TempDir dir;
+      std::mt19937_64 rng(12);
+      NpyArray q = randn({1, 6, 2, 4}, DType::f64, rng, 1e160), k = randn({1, 6, 2, 4}, DType::f64, rng, 1e160),
+               v = randn({1, 6, 2, 4}, DType::f64, rng);
+      io::write_npy_files(dir.in(), {{"q", q}, {"k", k}, {"v", v}});
+      RunResult r = run_op(dir, std::string(op) + " --in " + dir.in() + " --out " + dir.out() + " --window 1 --device " +
+                                    device);
+      INFO("exit " << r.status << ", stderr: " << r.err);
+      CHECK(r.status == 3);
+      CHECK(r.err.find("o.npy would hold") != std::string::npos);
+      CHECK((r.err.find("q.npy") != std::string::npos || r.err.find("k.npy") != std::string::npos));
+      CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+      CHECK_FALSE(fs::exists(dir.out() + "/o.npy"));
+    }
+}

@@ -69,8 +69,9 @@ TEST_CASE("NaN loss stops training before the update and keeps the last good che
   CHECK(r.status == kStatusNonFinite);
   CHECK(r.last_step == 4);
   CHECK(r.losses.size() == 4);
-  CHECK(log.str().find("step 5: the loss is nan; stopping") != std::string::npos);
-  CHECK(log.str().find("left untouched") != std::string::npos);
+  CHECK(r.stop_message.find("step 5: the loss is nan; stopping") != std::string::npos);
+  CHECK(r.stop_message.find("left untouched") != std::string::npos);
+  CHECK(log.str().find("stopping") == std::string::npos);  // the message is for stderr, not the progress log
   REQUIRE(!before.empty());
   CHECK(file_bytes(ckpt) == before);               // not overwritten
   CHECK(load_checkpoint<float>(ckpt).step == 4);   // and still loadable

@@ -30,7 +30,8 @@
 // shapes); built against the CUDA runtime (-DRATTN_CUDA_RUNTIME, libcuda_gpu.a) they run on the GPU.
 //
 // Exit status: 0 done; 2 a bad flag or a bad input (one line on stderr names it, nothing is written);
-// 1 anything else (a failed write, an error inside the reference).
+// 3 finite inputs whose result is not finite (too large for the dtype; the line names the output tensor,
+// the element and the largest input; nothing is written); 1 anything else (a failed write).
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -445,6 +446,33 @@ std::vector<std::pair<std::string, NpyArray>> run_cuda(const Args& a, const Inpu
   return out;
 }
 
+// The first non-finite element of the outputs, as a message naming the tensor, the element and the
+// input of largest magnitude (what overflowed: finite inputs give non-finite outputs only when they are
+// too large for the dtype's exp and products, e.g. |q . k| beyond float32's range). "" when all finite.
+std::string non_finite_report(const std::vector<std::pair<std::string, NpyArray>>& outputs, const Inputs& in) {
+  for (const auto& [name, arr] : outputs)
+    for (long i = 0; i < long(arr.data.size()); ++i) {
+      const double x = arr.data[size_t(i)];
+      if (std::isfinite(x)) continue;
+      std::string largest;
+      double largest_abs = -1;
+      const std::pair<const char*, const NpyArray*> inputs[] = {
+          {"q.npy", &in.q}, {"k.npy", &in.k}, {"v.npy", &in.v},
+          {"do.npy", in.dout ? &*in.dout : nullptr}, {"h0.npy", in.h0 ? &*in.h0 : nullptr}};
+      for (const auto& [input, a] : inputs) {
+        if (!a) continue;
+        for (double y : a->data)
+          if (std::abs(y) > largest_abs) largest_abs = std::abs(y), largest = input;
+      }
+      char mag[32];
+      std::snprintf(mag, sizeof mag, "%.3g", largest_abs);
+      return name + ".npy would hold " + (std::isnan(x) ? "nan" : x > 0 ? "inf" : "-inf") + " at element " +
+             index_string(i, arr.shape) + "; the largest input is " + largest + " (|x| up to " + mag +
+             "): scale the inputs down (nothing was written)";
+    }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -469,6 +497,10 @@ int main(int argc, char** argv) {
     } catch (const std::invalid_argument& e) {  // a kernel's limit (e.g. shared memory for this chunk size)
       std::fprintf(stderr, "rattn-op: %s\n", e.what());
       return 2;
+    }
+    if (const std::string bad = non_finite_report(outputs, in); !bad.empty()) {
+      std::fprintf(stderr, "rattn-op: %s\n", bad.c_str());
+      return 3;  // a numerical stop, as train_tiny's
     }
     io::write_npy_files(args.out, outputs);
     std::string names;
