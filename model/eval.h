@@ -33,9 +33,6 @@ struct EvalResult {
   double accuracy() const { return scored ? double(correct) / double(scored) : 0.0; }
   double in_accuracy() const { return in_total ? double(in_correct) / double(in_total) : 0.0; }
   double out_accuracy() const { return out_total ? double(out_correct) / double(out_total) : 0.0; }
-  double beyond_reach_accuracy() const {
-    return beyond_reach_total ? double(beyond_reach_correct) / double(beyond_reach_total) : 0.0;
-  }
 };
 
 // Empty result with the distance buckets of window w: [1, w], (w, 2w], (2w, 4w], > 4w.
@@ -100,15 +97,16 @@ inline void merge_into(EvalResult& into, const EvalResult& from) {
   }
 }
 
-// Evaluate every sequence of batch (in parallel; merged in sequence order, so deterministic).
-// The reach of a stack of windows: L local layers of window w relay a key at most L x w positions
-// (each layer looks w back), whatever the local kind; -1 when a global layer sees every key.
+// The reach of a stack of windows: L local layers of window w carry a key's information at most
+// L x w positions forward (each layer looks w back), whatever the local kind; -1 when a global layer
+// sees every key.
 inline long stack_reach(const ModelConfig& m) {
   for (int l = 0; l < m.n_layers; ++l)
     if (m.is_global(l)) return -1;
   return long(m.n_layers) * m.window;
 }
 
+// Evaluate every sequence of batch (in parallel; merged in sequence order, so deterministic).
 template <class S>
 EvalResult evaluate(const Model<S>& model, const ModelParams<S>& p, const data::Batch& batch, bool use_decode) {
   const int B = batch.B, T = batch.T, w = model.config().window;

@@ -461,7 +461,10 @@ TEST_CASE("rattn-op refuses a non-finite result from finite inputs: exit 3, the 
       CHECK(r.status == 3);
       CHECK(r.err.find("o.npy would hold") != std::string::npos);
       CHECK((r.err.find("q.npy") != std::string::npos || r.err.find("k.npy") != std::string::npos));
-      CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+      // one line of ours (the sanitizer build of the CPU layer may add its own warning about fibers)
+      size_t ours = 0;
+      for (size_t at = 0; (at = r.err.find("rattn-op: ", at)) != std::string::npos; ++at) ++ours;
+      CHECK(ours == 1);
       CHECK_FALSE(fs::exists(dir.out() + "/o.npy"));
     }
 }
