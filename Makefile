@@ -238,11 +238,16 @@ ex_stem  = $(basename $(notdir $(EX_TEST.$(1))))
 ex_ref_bin = $(if $(EX_CU.$(1)),$(BIN)/tests/emu/$(ex_stem),$(BIN)/tests/$(ex_stem))
 EX_BINS := $(addprefix $(BIN)/exercise/,$(EXERCISES))
 
+# EX_DEBUG=1: that one object built -O0 -g, for gdb (docs/workshop.md); the rest of the build is unchanged.
 define EXERCISE_RULES
-$(BUILD)/exercise/$(1)/hooked.o: $(or $(EX_CU.$(1)),$(EX_TEST.$(1))) $(call ex_file,$(1)) $(FLAGS_STAMP)
+$(BUILD)/exercise/$(1)/.debug: FORCE
 	@mkdir -p $$(@D)
-	$$(say) CXX-EX "$$< with $(call ex_file,$(1))"
-	$$(Q)$$(CXX) $$(CXXFLAGS) $$(DEPFLAGS) -D$(call ex_macro,$(1))='"$(call ex_file,$(1))"' \
+	@echo '$(EX_DEBUG)' | cmp -s - $$@ || echo '$(EX_DEBUG)' > $$@
+$(BUILD)/exercise/$(1)/hooked.o: $(or $(EX_CU.$(1)),$(EX_TEST.$(1))) $(call ex_file,$(1)) $(FLAGS_STAMP) \
+    $(BUILD)/exercise/$(1)/.debug
+	@mkdir -p $$(@D)
+	$$(say) CXX-EX "$$< with $(call ex_file,$(1))$(if $(EX_DEBUG), (-O0 -g))"
+	$$(Q)$$(CXX) $$(CXXFLAGS) $(if $(EX_DEBUG),-O0 -g) $$(DEPFLAGS) -D$(call ex_macro,$(1))='"$(call ex_file,$(1))"' \
 	  $(if $(EX_CU.$(1)),-x c++) -c $$< -o $$@
 $(BIN)/exercise/$(1): $(BUILD)/exercise/$(1)/hooked.o $(if $(EX_CU.$(1)),$(BUILD)/tests/cuda/$(call ex_stem,$(1)).o) \
     $(BUILD)/tests/doctest_main.o $(if $(EX_CU.$(1)),$(BUILD)/libcuda_emu.a $(BUILD)/librattn.a,$(BUILD)/librattn.a \

@@ -19,7 +19,8 @@
 // Hint: start from RlaState<Real> St = h0 ? *h0 : rla_zero_state<Real>(G, d.D, fm); d.s = w+1 is the
 // shift. The checks compare with the masked form (quadratic, the definition) to 1e-12.
 // On failure: rows t <= w must be exactly 0 (without h0); wrong from row w+1 on: the folded token is off by
-//   one (t-w-1, read after folding); only w = -1 wrong: the linear kind folds token t itself.
+//   one (t-w-1, read after folding); a crash on Eigen's index assertion: a key row past the end or below 0
+//   (the checks start with w = -1, where the token folded at step t is t itself).
 template <class Real>
 Mat<Real> rla_forward_recurrent(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w,
                                 FeatureMap fm, const RlaState<Real>* h0 = nullptr) {

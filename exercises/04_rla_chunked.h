@@ -23,9 +23,9 @@
 // Hint: loop g, then chunks c0 = 0, C, 2C, ...; inside, every query head h of the group: Oc = Qc * S
 // (before the state moves!), then the intra block; after the heads, S += K'^T V'. Eigen: Qf.block(c0,
 // h * Dp, n, Dp), Kf.block(j0, g * Dp, m, Dp), vv.block(j0, g * D, m, D), o.block(c0, h * D, n, D).
-// On failure: right at C = 1 and wrong at C = 4, 16: the intra-chunk block or its mask (keep_causal(A, a - c0));
-//   the first chunk right and later ones wrong: S must be read before it is updated; only split-and-resume
-//   wrong: the keys were indexed without P (use j0 from chunk_keys).
+// On failure: wrong already at T = 1, C = 1, w = -1 (one query, one key): the diagonal of the intra block
+//   belongs to RLA (keep_causal(A, a - c0), the inclusive mask); the first chunk right and later ones wrong:
+//   S must be read before it is updated; only split-and-resume wrong: use j0 from chunk_keys (it counts P).
 template <class Real>
 Mat<Real> rla_chunked_core(const Mat<Real>& q, const Mat<Real>& kk, const Mat<Real>& vv, int P, int H, int G,
                            int w, FeatureMap fm, int C, RlaState<Real>& St) {

@@ -19,8 +19,9 @@
 // Shapes: x_t: (1, C) -> y_t: (1, C); q: (1, H*D); k, v: (1, G*D); ring_k, ring_v: (w+1, G*D).
 // Hint: fold BEFORE you overwrite the slot; the RLA branch reads raw q and the raw (ring) k; SWA reads
 // RoPE'd ones. The global and linear branches are given: they show the calls.
-// On failure: only rattn wrong, from t = w+1 on: the fold (before the slot is overwritten, the raw ring k);
-//   swa wrong too: the window read from the ring (oldest first) or the RoPE positions (stored, not t).
+// On failure: only rattn wrong: the fold (token t-w-1, taken from the slot BEFORE it is overwritten: wrong
+//   already at t = 0 means the state received token t); swa wrong too: the ring read (oldest first) or the
+//   RoPE positions (each key at its stored position).
 template <class Real>
 Mat<Real> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<Real>& p, AttnDecodeCache<Real>& cache,
                                       const Mat<Real>& x_t) {

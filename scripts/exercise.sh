@@ -33,15 +33,15 @@ shown="$bin${filter:+ --test-case='$filter'}"
 for order in "${orders[@]}"; do
   log=$out/log.$order counts=$out/counts.$order
   : >"$counts"
-  if [ -n "$order" ]; then
-    EMU_ORDER=$order RATTN_COUNTS=$counts timeout "${EXERCISE_TIMEOUT:-600}" "$bin" "${args[@]}" >"$log" 2>&1
-  else
-    RATTN_COUNTS=$counts timeout "${EXERCISE_TIMEOUT:-600}" "$bin" "${args[@]}" >"$log" 2>&1
-  fi
+  {  # (the shell's own "Aborted" line for a crash goes nowhere: the verdict says it)
+    env ${order:+EMU_ORDER=$order} RATTN_COUNTS="$counts" timeout "${EXERCISE_TIMEOUT:-600}" "$bin" "${args[@]}" \
+      >"$log" 2>&1
+  } 2>/dev/null
   rc=$?
   read -r p f s <"$counts" 2>/dev/null || { p=0 f=0 s=0; }
   checks=$(grep -o 'assertions: *[0-9]* | *[0-9]* passed | *[0-9]* failed' "$log" | tail -1 |
            awk -F'|' '{ gsub(/[^0-9]/, "", $1); gsub(/[^0-9]/, "", $3); print $1 " checks, " $3 " failed" }')
+  grep -q 'test case CRASHED' "$log" && checks="a crash"
   if [ "$rc" -eq 0 ] && [ "$f" -eq 0 ] && [ "$p" -gt 0 ]; then
     continue
   fi
@@ -67,10 +67,16 @@ for order in "${orders[@]}"; do
     echo "  first failed check:"
     sed 's/^/    /' <<<"$first" | cut -c1-400
   fi
-  if grep -qE 'emu::|__syncthreads at|__shfl|__syncwarp|fiber|guard band' "$log"; then
-    echo "  the CPU execution layer reported (docs/kernels-on-cpu.md, \"What it catches\"):"
-    grep -E 'emu::|__syncthreads at|__shfl|__syncwarp|fiber|guard band' "$log" | sort | uniq -c | sort -rn |
-      head -3 | sed 's/^ */    /' | cut -c1-400
+  if grep -q 'Assertion `' "$log"; then
+    echo "  it stopped on a failed assertion (Eigen's: an index below 0 or past the end of a matrix):"
+    grep -m1 'Assertion `' "$log" | sed 's/.*Assertion `/    Assertion `/' | cut -c1-160
+  fi
+  # What the CPU execution layer reported beyond the first failure (docs/kernels-on-cpu.md, "What it catches").
+  layer=$(grep -E 'emu::|__syncthreads at|__shfl|__syncwarp|fiber|guard' "$log" | sed 's/.*exception: //' |
+          grep -vxF -f <(sed 's/.*exception: //' <<<"$first") | sort | uniq -c | sort -rn | head -3)
+  if [ -n "$layer" ]; then
+    echo "  the CPU execution layer also reported (count, message):"
+    sed 's/^ */    /' <<<"$layer" | cut -c1-400
   fi
   if grep -qiE 'got -?nan|non-finite' "$log"; then
     echo "  NaN in the output: an element nobody wrote (the tests NaN-fill outputs before every launch), 0/0,"
