@@ -65,18 +65,18 @@ for order in "${orders[@]}"; do
                on { if ($0 ~ /^$/ || $0 ~ /^=+$/) { on = 0; exit } print }' "$log")
   if [ -n "$first" ]; then
     echo "  first failed check:"
-    sed 's/^/    /' <<<"$first" | cut -c1-400
+    cut -c1-600 <<<"$first" | fold -s -w 112 | sed 's/ *$//; s/^/    /'  # at most 116 columns
   fi
   if grep -q 'Assertion `' "$log"; then
     echo "  it stopped on a failed assertion (Eigen's: an index below 0 or past the end of a matrix):"
-    grep -m1 'Assertion `' "$log" | sed 's/.*Assertion `/    Assertion `/' | cut -c1-160
+    grep -m1 'Assertion `' "$log" | sed 's/.*Assertion `/Assertion `/' | cut -c1-220 | fold -w 112 | sed 's/^/    /'
   fi
   # What the CPU execution layer reported beyond the first failure (docs/kernels-on-cpu.md, "What it catches").
   layer=$(grep -E 'emu::|__syncthreads at|__shfl|__syncwarp|fiber|guard' "$log" | sed 's/.*exception: //' |
           grep -vxF -f <(sed 's/.*exception: //' <<<"$first") | sort | uniq -c | sort -rn | head -3)
   if [ -n "$layer" ]; then
     echo "  the CPU execution layer also reported (count, message):"
-    sed 's/^ */    /' <<<"$layer" | cut -c1-400
+    sed 's/^ *//' <<<"$layer" | cut -c1-400 | fold -s -w 112 | sed 's/ *$//; s/^/    /'
   fi
   if grep -qiE 'got -?nan|non-finite' "$log"; then
     echo "  NaN in the output: an element nobody wrote (the tests NaN-fill outputs before every launch), 0/0,"

@@ -13,8 +13,8 @@ start=$(date +%s)
 bad=0 n=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for spec in "$@"; do
-  IFS='|' read -r name ref_bin ex_bin filter <<<"$spec"
+for entry in "$@"; do
+  IFS='|' read -r name ref_bin ex_bin filter <<<"$entry"
   n=$((n + 1))
   src=$(ls exercises/[0-9][0-9]_"$name".h)
   if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet HEAD -- "$src" 2>/dev/null; then
