@@ -18,8 +18,12 @@
 #   bin/tests/gpu/test_X                       the same test source against the nvcc-built kernels (needs nvcc)
 # No fast-math flags anywhere: every tolerance in the tests assumes IEEE arithmetic.
 
+# Only in the top-level make: a sub-make ($(MAKE) in a recipe) shares its parent's job server, and forcing
+# -j there printed "warning: -j2 forced in makefile: resetting jobserver mode" before every make test.
+ifeq ($(MAKELEVEL),0)
 ifeq ($(filter -j%,$(MAKEFLAGS)),)
   MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
 endif
 ifeq ($(V),1)
   Q :=
