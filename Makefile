@@ -6,6 +6,7 @@
 #   make test-portable   the CPU-layer kernel tests built for any x86-64 (ARCH=), in build/portable
 #   make bench       benchmarks (not tests)
 #   make gpu-check   on a machine with an NVIDIA GPU: native tests, compute-sanitizer, benchmarks
+#   make exercise E=NAME   one workshop exercise (exercises/, docs/workshop.md); make exercise-solutions (CI)
 #
 # Builds run in parallel on every core unless a -j is given (make -j1 for a serial build), and print
 # one short line per file; V=1 prints the full compiler command lines.
@@ -17,9 +18,12 @@
 #   bin/tests/gpu/test_X                       the same test source against the nvcc-built kernels (needs nvcc)
 # No fast-math flags anywhere: every tolerance in the tests assumes IEEE arithmetic.
 
-# (Top level only: a sub-make inherits the parent's job slots.)
-ifeq ($(MAKELEVEL)$(filter -j%,$(MAKEFLAGS)),0)
+# Only in the top-level make: a sub-make ($(MAKE) in a recipe) shares its parent's job server, and forcing
+# -j there printed "warning: -j2 forced in makefile: resetting jobserver mode" before every make test.
+ifeq ($(MAKELEVEL),0)
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
   MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
 endif
 ifeq ($(V),1)
   Q :=
@@ -202,6 +206,76 @@ gpu-build: $(GPU_TESTS) $(GPU_BENCH)
 test: deps
 	@$(MAKE) --no-print-directory status $(TESTS) $(EMU_TESTS) $(GPU_TESTS) $(PROGRAMS)
 	@scripts/run_tests.sh $(TESTS) $(EMU_TESTS) $(GPU_TESTS)
+
+
+# ---- workshop exercises (exercises/, docs/workshop.md) ----------------------------------------------------
+#   make exercise E=NAME     build exercises/NN_NAME.h in place of the project's function, run that function's
+#                            checks and print a verdict (no GPU, no nvcc: kernels run on the CPU layer)
+#   make exercise-solutions  for every exercise: the project's own body passes the checks, the stub fails them
+# Each exercised function is wrapped in its file by `#ifndef RATTN_EXERCISE_<NAME>` ... `#else #include` the
+# macro's value (one line of comment per hook). Only one object is rebuilt per exercise, in $(BUILD)/exercise/:
+# a ref/ exercise recompiles its test file, a kernel exercise recompiles its .cu file and links it before the
+# kernel library, next to the unchanged test object. The exercise binaries are not part of make test.
+# EX_TEST.x: the test file with the checks; EX_CASES.x: their doctest filter (empty: every case);
+# EX_CU.x: the kernel source that holds the hook (kernel exercises only).
+EXERCISES := window_start swa_forward rla_recurrent rla_chunked rms_backward swa_kernel_v1 swa_kernel_v2 decode_step
+EX_TEST.window_start   := tests/test_rope_swa.cpp
+EX_CASES.window_start  := swa*
+EX_TEST.swa_forward    := tests/test_rope_swa.cpp
+EX_CASES.swa_forward   := swa*
+EX_TEST.rla_recurrent  := tests/test_rla.cpp
+EX_CASES.rla_recurrent := *recurrent and chunked forward agree*
+EX_TEST.rla_chunked    := tests/test_rla.cpp
+EX_CASES.rla_chunked   := *recurrent and chunked forward agree*,*split-and-resume*,*window partition*
+EX_TEST.rms_backward   := tests/test_norm.cpp
+EX_CASES.rms_backward  := *backward matches finite differences*
+EX_TEST.swa_kernel_v1  := tests/cuda/test_swa.cpp
+EX_CU.swa_kernel_v1    := cuda/swa.cu
+EX_TEST.swa_kernel_v2  := tests/cuda/test_swa.cpp
+EX_CU.swa_kernel_v2    := cuda/swa.cu
+EX_TEST.decode_step    := tests/test_decode.cpp
+
+ex_file  = exercises/$(notdir $(wildcard exercises/[0-9][0-9]_$(1).h))
+ex_macro = RATTN_EXERCISE_$(shell echo $(1) | tr a-z A-Z)
+ex_stem  = $(basename $(notdir $(EX_TEST.$(1))))
+# The project's own test binary that runs the same checks on the project's body.
+ex_ref_bin = $(if $(EX_CU.$(1)),$(BIN)/tests/emu/$(ex_stem),$(BIN)/tests/$(ex_stem))
+EX_BINS := $(addprefix $(BIN)/exercise/,$(EXERCISES))
+
+# EX_DEBUG=1: that one object built -O0 -g, for gdb (docs/workshop.md); the rest of the build is unchanged.
+define EXERCISE_RULES
+$(BUILD)/exercise/$(1)/.debug: FORCE
+	@mkdir -p $$(@D)
+	@echo '$(EX_DEBUG)' | cmp -s - $$@ || echo '$(EX_DEBUG)' > $$@
+$(BUILD)/exercise/$(1)/hooked.o: $(or $(EX_CU.$(1)),$(EX_TEST.$(1))) $(call ex_file,$(1)) $(FLAGS_STAMP) \
+    $(BUILD)/exercise/$(1)/.debug
+	@mkdir -p $$(@D)
+	$$(say) CXX-EX "$$< with $(call ex_file,$(1))$(if $(EX_DEBUG), (-O0 -g))"
+	$$(Q)$$(CXX) $$(CXXFLAGS) $(if $(EX_DEBUG),-O0 -g) $$(DEPFLAGS) -D$(call ex_macro,$(1))='"$(call ex_file,$(1))"' \
+	  $(if $(EX_CU.$(1)),-x c++) -c $$< -o $$@
+$(BIN)/exercise/$(1): $(BUILD)/exercise/$(1)/hooked.o $(if $(EX_CU.$(1)),$(BUILD)/tests/cuda/$(call ex_stem,$(1)).o) \
+    $(BUILD)/tests/doctest_main.o $(if $(EX_CU.$(1)),$(BUILD)/libcuda_emu.a $(BUILD)/librattn.a,$(BUILD)/librattn.a \
+    $(BUILD)/libcuda_emu.a)
+	@mkdir -p $$(@D)
+	$$(say) LINK $$@
+	$$(Q)$$(CXX) $$^ -o $$@ $$(LDFLAGS)
+endef
+$(foreach e,$(EXERCISES),$(eval $(call EXERCISE_RULES,$(e))))
+
+.PHONY: exercise exercise-solutions
+exercise: deps
+	@if [ -z "$(filter $(E),$(EXERCISES))" ] || [ -z "$(E)" ]; then \
+	  echo "make exercise E=NAME, NAME one of (in order; docs/workshop.md):"; \
+	  for e in $(EXERCISES); do echo "  $$e"; done; exit 2; fi
+	@$(MAKE) --no-print-directory $(BIN)/exercise/$(E)
+	@scripts/exercise.sh $(E) $(BIN)/exercise/$(E) '$(EX_CASES.$(E))'
+
+# CI: for every exercise, (a) the project's body passes the exercise's checks (the project's own test binary,
+# same filter) and (b) the stub as committed compiles and fails them, with a first failed check to show.
+exercise-solutions: deps
+	@$(MAKE) --no-print-directory $(sort $(foreach e,$(EXERCISES),$(call ex_ref_bin,$(e)))) $(EX_BINS)
+	@scripts/exercise_solutions.sh \
+	  $(foreach e,$(EXERCISES),"$(e)|$(call ex_ref_bin,$(e))|$(BIN)/exercise/$(e)|$(EX_CASES.$(e))")
 
 # The CPU-layer kernel tests under ThreadSanitizer, blocks on 2 host threads (races between blocks
 # show too); tests/cuda/tsan.supp lists the races tests/cuda/test_emu.cpp commits on purpose.

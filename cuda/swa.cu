@@ -56,6 +56,7 @@ __device__ __forceinline__ bool in_window(int t, int j, int w) { return j <= t &
 // ------------------------------------------------------------------------------------------------
 
 // q: (B,T,H,D), k, v: (B,T,G,D) -> o: (B,T,H,D), lse: (B,H,T)
+#ifndef RATTN_EXERCISE_SWA_KERNEL_V1  // workshop hook: exercises/06_swa_kernel_v1.h replaces this (docs/workshop.md)
 __global__ void swa_forward_v1_kernel(const float* q, const float* k, const float* v, float* o, float* lse,
                                       int B, int T, int H, int G, int D, int w, float scale) {
   int idx = blockIdx.x * blockDim.x + threadIdx.x;
@@ -88,6 +89,9 @@ __global__ void swa_forward_v1_kernel(const float* q, const float* k, const floa
   for (int d = 0; d < D; ++d) o_t[d] /= l;
   lse[(long)(b * H + h) * T + t] = m + logf(l);
 }
+#else
+#include RATTN_EXERCISE_SWA_KERNEL_V1
+#endif
 
 // o, dout: (B,T,H,D) -> delta: (B,H,T), delta[t] = sum_d dout[t,d] * o[t,d]   (shared by v1 and v2)
 __global__ void swa_delta_kernel(const float* o, const float* dout, float* delta, int B, int T, int H, int D) {
@@ -191,6 +195,7 @@ __device__ __forceinline__ void kv_tile_range(int q0, int T, int w, int* kt0, in
 
 // grid (ceil(T/Br), B*H), block Br threads; dynamic smem: q, acc (Br rows), k, v (Bc rows), stride D+1.
 // q: (B,T,H,D), k, v: (B,T,G,D) -> o: (B,T,H,D), lse: (B,H,T)
+#ifndef RATTN_EXERCISE_SWA_KERNEL_V2  // workshop hook: exercises/07_swa_kernel_v2.h replaces this (docs/workshop.md)
 __global__ void swa_forward_v2_kernel(const float* q, const float* k, const float* v, float* o, float* lse,
                                       int T, int H, int G, int D, int w, float scale) {
   DYNAMIC_SHARED(float, smem_fwd);
@@ -255,6 +260,9 @@ __global__ void swa_forward_v2_kernel(const float* q, const float* k, const floa
     lse[(long)(b * H + h) * T + t] = m + logf(l);
   }
 }
+#else
+#include RATTN_EXERCISE_SWA_KERNEL_V2
+#endif
 
 // dk, dv. grid (ceil(T/Bc), B*G), block Bc threads (thread jj owns key k0+jj).
 // dynamic smem: k, v, dk, dv (Bc rows), q, dO (Br rows), stride D+1; lse, delta (Br).

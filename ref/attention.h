@@ -22,7 +22,11 @@
 namespace ref {
 
 // First key of the window of query t: max(0, t-w), or 0 when w < 0 (global causal).
+#ifndef RATTN_EXERCISE_WINDOW_START  // workshop hook: exercises/01_window_start.h replaces this (docs/workshop.md)
 inline long window_start(long t, int w) { return w < 0 ? 0 : std::max(0L, t - long(w)); }
+#else
+#include RATTN_EXERCISE_WINDOW_START
+#endif
 
 namespace detail {
 inline void check_attention_shapes(const char* who, long Tq, long q_cols, long Tk, long k_cols,
@@ -82,6 +86,7 @@ RowVec<Real> attend_row(const Mat<Real>& q, long t, const Mat<Real>& k, const Ma
 // Windowed causal attention forward.
 // q: (T, H*D), k: (T, G*D), v: (T, G*D) -> o: (T, H*D)
 // w: keys to the left (window [max(0,t-w), t]); w < 0: global causal. scale: e.g. 1/sqrt(D).
+#ifndef RATTN_EXERCISE_SWA_FORWARD  // workshop hook: exercises/02_swa_forward.h replaces this (docs/workshop.md)
 template <class Real>
 Mat<Real> swa_forward(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w, Real scale) {
   detail::check_attention_shapes("swa_forward", q.rows(), q.cols(), q.rows(), k.cols(), v.rows(),
@@ -92,6 +97,9 @@ Mat<Real> swa_forward(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v
   for (long t = 0; t < T; ++t) o.row(t) = attend_row(q, t, k, v, window_start(t, w), t, H, G, scale);
   return o;
 }
+#else
+#include RATTN_EXERCISE_SWA_FORWARD
+#endif
 
 // Windowed causal attention backward (recomputes each row's softmax).
 // q: (T, H*D), k, v: (T, G*D), dout: (T, H*D) -> dq: (T, H*D), dk, dv: (T, G*D)   (assigned)

@@ -83,6 +83,7 @@ size_t full_attention_cache_bytes(const AttnConfig& cfg, long T) {
 
 // One decode step: the layer's output for the token x_t at position cache.t; advances the cache.
 // x_t: (1, C) -> y_t: (1, C)   (equals row t of attention_layer_forward over the whole sequence)
+#ifndef RATTN_EXERCISE_DECODE_STEP  // workshop hook: exercises/08_decode_step.h replaces this (docs/workshop.md)
 template <class Real>
 Mat<Real> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<Real>& p, AttnDecodeCache<Real>& cache,
                                       const Mat<Real>& x_t) {
@@ -139,6 +140,9 @@ Mat<Real> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<Re
   // y_t = c W_O
   return linear_forward(c, p.Wo);
 }
+#else
+#include RATTN_EXERCISE_DECODE_STEP
+#endif
 
 // Prefill = decode steps over the prompt, row by row (see the header comment).
 // x: (T0, C) -> y: (T0, C), the layer's outputs at positions cache.t .. cache.t + T0 - 1

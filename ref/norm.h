@@ -30,6 +30,7 @@ void rms_block_forward(const X& x, const Gm& gamma, Real eps, Y&& y) {
 //   dx_i = gamma_i dy_i / r + sum_j x_j gamma_j dy_j * d(1/r)/dx_i,  with d(1/r)/dx_i = -x_i / (D r^3)
 //        = (gamma * dy) / r - x * mean(x * gamma * dy) / r^3
 // (spec §4.5: dx = (γ ⊙ dy)/r − x · mean(x ⊙ γ ⊙ dy)/r³, dγ = Σ (x/r) ⊙ dy).
+#ifndef RATTN_EXERCISE_RMS_BACKWARD  // workshop hook: exercises/05_rms_backward.h replaces this (docs/workshop.md)
 template <class Real, class X, class Gm, class DY, class DX, class DG>
 void rms_block_backward(const X& x, const Gm& gamma, Real eps, const DY& dy, DX&& dx, DG&& dgamma) {
   const Real D = Real(x.size());
@@ -38,6 +39,9 @@ void rms_block_backward(const X& x, const Gm& gamma, Real eps, const DY& dy, DX&
   dgamma += (x.array() / r * dy.array()).matrix();
   dx = (gamma.array() * dy.array() / r - x.array() * (mean_xgdy / (r * r * r))).matrix();
 }
+#else
+#include RATTN_EXERCISE_RMS_BACKWARD
+#endif
 
 }  // namespace detail
 

@@ -215,6 +215,7 @@ Mat<Real> rla_read(const RlaState<Real>& St, const Mat<Real>& q_row, int H, int 
 // j = t-w-1 that has just left the window (if j >= 0), then read. For w = -1 that is token t
 // itself: inclusive.
 // q: (T, H*D), k, v: (T, G*D), h0: G x (Dp, D) or null -> o: (T, H*D)
+#ifndef RATTN_EXERCISE_RLA_RECURRENT  // workshop hook: exercises/03_rla_recurrent.h replaces this (docs/workshop.md)
 template <class Real>
 Mat<Real> rla_forward_recurrent(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, int H, int G, int w,
                                 FeatureMap fm, const RlaState<Real>* h0 = nullptr) {
@@ -228,6 +229,9 @@ Mat<Real> rla_forward_recurrent(const Mat<Real>& q, const Mat<Real>& k, const Ma
   }
   return o;
 }
+#else
+#include RATTN_EXERCISE_RLA_RECURRENT
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // Chunked form (spec §3.2, paper eqs. 2-3 corrected), chunk size C, any T (the last chunk may be
@@ -262,6 +266,7 @@ inline ChunkKeys chunk_keys(int c0, int n, int s, int P = 0) {
 // (RlaCarry, ref/rla_resume.h), so query t reads kk rows i <= t + P - s, beyond what St already holds.
 // q: (T, H*D), kk, vv: (P+T, G*D), St: G x (Dp, D) = S_[0], updated to the final state
 // (all kk rows i < T + P - s folded in). -> o: (T, H*D)
+#ifndef RATTN_EXERCISE_RLA_CHUNKED  // workshop hook: exercises/04_rla_chunked.h replaces this (docs/workshop.md)
 template <class Real>
 Mat<Real> rla_chunked_core(const Mat<Real>& q, const Mat<Real>& kk, const Mat<Real>& vv, int P, int H, int G,
                            int w, FeatureMap fm, int C, RlaState<Real>& St) {
@@ -292,6 +297,9 @@ Mat<Real> rla_chunked_core(const Mat<Real>& q, const Mat<Real>& kk, const Mat<Re
   }
   return o;
 }
+#else
+#include RATTN_EXERCISE_RLA_CHUNKED
+#endif
 
 }  // namespace detail
 
