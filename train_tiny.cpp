@@ -10,13 +10,15 @@
 //   bin/train_tiny --help                every flag with its range and default
 //
 // Exit status: 0 done; 2 bad command line (one line on stderr names the flag and the allowed
-// values; also a missing, empty or too short --text file); 3 the loss became NaN/inf (training
-// stopped, the last good checkpoint kept); 1 other errors (unreadable checkpoint, failed write, ...).
+// values; also a missing, empty, too short or too large --text file or one that is not a regular file, a
+// bad --resume checkpoint, a --ckpt path that may not be replaced); 3 the loss became NaN/inf (training
+// stopped, the last good checkpoint kept); 1 the environment failed (permission denied, disk full, ...).
 #include <iostream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "io/files.h"
 #include "model/checkpoint.h"
 #include "model/cli.h"
 #include "model/compare.h"
@@ -79,13 +81,13 @@ int main(int argc, char** argv) {
     }
     if (!run.resume.empty()) {
       if (run.compare != "none") throw model::UsageError("--compare: cannot be combined with --resume");
-      model::Config saved;
-      try {  // a missing or corrupt file to resume is a bad input (exit 2), as it is for bin/infer
-        saved = model::read_checkpoint_config(run.resume);
-      } catch (const model::CheckpointError& e) {
+      model::Config from_ckpt;
+      try {
+        from_ckpt = model::read_checkpoint_config(run.resume);
+      } catch (const model::CheckpointError& e) {  // missing, not a regular file, too large, corrupt
         throw model::UsageError(std::string("--resume: ") + e.what());
       }
-      c = model::resolve_resume(saved, c, fs.set_names());
+      c = model::resolve_resume(from_ckpt, c, fs.set_names());
       if (!fs.was_set("ckpt")) run.ckpt = run.resume;  // keep writing to the resumed file
     } else {
       std::cout << model::clamp_warmup(c);
@@ -95,9 +97,22 @@ int main(int argc, char** argv) {
     if (c.train.task == "text") {
       try {
         (void)model::make_task(c);
+      } catch (const io::FileFailed&) {
+        throw;  // permission denied, an I/O error: the environment, status 1
       } catch (const std::runtime_error& e) {
         throw model::UsageError(std::string("--text: ") + e.what());
       }
+    }
+    // Where the checkpoints go, checked before training (status 2, nothing trained or written): an
+    // existing file there is replaced only when it is a rattn checkpoint (on --resume: of this run), never
+    // when it is the --text file or anything but a regular file; a stale "<path>.tmp" must be one too.
+    if (!run.ckpt.empty()) {
+      std::vector<io::NamedInput> inputs;
+      if (c.train.task == "text") inputs.emplace_back("--text", c.train.text_file);
+      const std::string flag = fs.was_set("ckpt") ? "--ckpt" : "--resume";
+      model::check_checkpoint_output(run.ckpt, flag, inputs, run.resume.empty() ? nullptr : &c);
+      if (run.compare != "none")
+        model::check_checkpoint_output(model::sibling_checkpoint(run.ckpt, run.compare), flag, inputs);
     }
     if (run.compare != "none") return model::train_compare(c, run, std::cout, std::cerr);
     const model::TrainOutcome r = model::train(c, run, std::cout);

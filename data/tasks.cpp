@@ -1,9 +1,9 @@
 // data/tasks.cpp: the recall, passkey and text data (see tasks.h).
 #include "data/tasks.h"
 
+#include "io/files.h"
+
 #include <algorithm>
-#include <fstream>
-#include <iterator>
 #include <numeric>
 #include <stdexcept>
 
@@ -182,9 +182,9 @@ void PasskeyTask::sample(std::mt19937_64& rng, int B, Batch& out) const {
 // ---- text ------------------------------------------------------------------------------------
 
 TextTask::TextTask(const std::string& path, int T) : T_(T) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open text file '" + path + "'");
-  bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  // A regular file of at most kMaxTextBytes, refused before reading otherwise (io::FileRefused).
+  const std::string text = io::read_bounded(path, kMaxTextBytes, "text file '" + path + "'", "a text file");
+  bytes_.assign(text.begin(), text.end());
   if (bytes_.empty()) throw std::runtime_error("text file '" + path + "' is empty");
   split_ = bytes_.size() * 9 / 10;
   const size_t need = size_t(T) + 1;

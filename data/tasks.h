@@ -112,8 +112,11 @@ class PasskeyTask : public Task {
 
 class TextTask : public Task {
  public:
-  // Reads the whole file; throws std::runtime_error with a clear message when it is missing,
-  // empty, or too short for one window of T+1 bytes in each split.
+  // Reads the whole file; throws std::runtime_error with a clear message when it is missing, not a
+  // regular file, larger than kMaxTextBytes (io::FileRefused, before reading), empty, or too short for
+  // one window of T+1 bytes in each split.
+  // The largest text file read (256 MiB; a tiny model's corpus is a few MiB).
+  static constexpr uint64_t kMaxTextBytes = uint64_t(256) << 20;
   TextTask(const std::string& path, int T);
   std::string name() const override { return "text"; }
   int seq_len() const override { return T_; }

@@ -3,8 +3,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 
 #include "model/backend_cpu.h"
@@ -190,7 +188,9 @@ int infer_export_main(int argc, char** argv) {
   if (args.size() < 2 || args[1].rfind("--", 0) == 0)
     throw model::UsageError(std::string("--logits needs a CHECKPOINT (") + kLogitsUsage + ")");
   const std::string checkpoint = args[1];
-  std::string prompt, out;
+  // The longest sequence the model flags allow (--seq-len <= 65536); the forward is quadratic in T.
+  const size_t kMaxPrompt = size_t(1) << 16;
+  std::string prompt, out, prompt_file;
   bool have_prompt = false;
   for (size_t i = 2; i < args.size(); i += 2) {
     const std::string& flag = args[i];
@@ -206,19 +206,25 @@ int infer_export_main(int argc, char** argv) {
     have_prompt = true;
     if (flag == "--prompt") {
       prompt = value;
-    } else {
-      std::ifstream f(value, std::ios::binary);
-      if (!f) throw model::UsageError("--prompt-file " + value + ": cannot read");
-      prompt.assign(std::istreambuf_iterator<char>(f), {});
+    } else {  // a regular file of at most kMaxPrompt bytes, checked before reading (io::FileRefused: status 2)
+      prompt_file = value;
+      prompt = io::read_bounded(value, kMaxPrompt, "--prompt-file " + value,
+                                "a prompt (the longest sequence --logits accepts; --prompt has the same limit)");
     }
   }
   if (!have_prompt || prompt.empty()) throw model::UsageError("--logits needs a non-empty --prompt or --prompt-file");
-  // The longest sequence the model flags allow (--seq-len <= 65536); the forward is quadratic in T.
-  const size_t kMaxPrompt = size_t(1) << 16;
   if (prompt.size() > kMaxPrompt)
     throw model::UsageError("--prompt: " + std::to_string(prompt.size()) + " bytes is longer than the " +
                             std::to_string(kMaxPrompt) + " tokens --logits accepts");
 
+  // --out may replace only an earlier .npy output, never the checkpoint or the prompt file (status 2, before
+  // anything is computed).
+  const std::filesystem::path out_path(out);
+  if (!out.empty() && out_path.filename().empty())
+    throw model::UsageError("--out: expected a file name (FILE.npy), got the folder '" + out + "'");
+  const std::string out_dir = out_path.has_parent_path() ? out_path.parent_path().string() : std::string(".");
+  const std::vector<io::NamedInput> inputs = {{"checkpoint", checkpoint}, {"--prompt-file", prompt_file}};
+  if (!out.empty()) check_output_files(out_dir, {out_path.filename().string()}, "--out", {}, inputs);
   const model::TrainState<float> st = load_for("--logits", checkpoint);
   auto backend = model::make_backend<float>("cpu");
   const model::Model<float> net(st.config.model, *backend);
@@ -226,10 +232,10 @@ int infer_export_main(int argc, char** argv) {
   for (int& b : tokens) b &= 0xFF;
   const ref::Mat<float> logits = net.forward(st.params, tokens);  // (T, V)
   if (!out.empty()) {
-    const std::filesystem::path p(out);
-    const std::string dir = p.has_parent_path() ? p.parent_path().string() : std::string(".");
-    write_files_atomically(dir, {{p.filename().string(), format_npy(make_npy({long(logits.rows()), long(logits.cols())},
-                                                                              logits.data()))}});
+    write_files_atomically(out_dir,
+                           {{out_path.filename().string(),
+                             format_npy(make_npy({long(logits.rows()), long(logits.cols())}, logits.data()))}},
+                           "--out", {}, inputs);
     std::printf("infer: logits (%ld, %ld) float32 of %s over %zu bytes -> %s\n", long(logits.rows()),
                 long(logits.cols()), checkpoint.c_str(), tokens.size(), out.c_str());
     return 0;

@@ -1,16 +1,20 @@
 // io/npy.cpp: NumPy .npy read and write (see io/npy.h for the format and what is supported).
 #include "io/npy.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bit>
 #include <cctype>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <limits>
+
+#include "io/files.h"
 
 static_assert(std::endian::native == std::endian::little,
               "io/npy.cpp copies little-endian file bytes straight into memory: a little-endian host is assumed");
@@ -40,6 +44,9 @@ namespace {
 
 const char kMagic[] = "\x93NUMPY";  // 6 bytes
 constexpr size_t kMagicLen = 6;
+// How every config.json of `infer --export` begins (io/export.cpp writes it): what marks it as ours.
+const char kExportJsonStart[] = "{\n  \"format\": \"rattn model export";
+constexpr size_t kMaxHeader = size_t(1) << 20;  // numpy writes a few hundred bytes; 1 MiB is far beyond
 
 // ---- the header: a Python literal dict ---------------------------------------------------------
 // Grammar accepted (what numpy writes, and what ast.literal_eval would read for these keys):
@@ -199,19 +206,6 @@ uint32_t read_le(const std::string& b, size_t at, int nbytes) {
   return v;
 }
 
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) throw NpyError(path + ": no such file");
-    throw NpyError(path + ": cannot open for reading");
-  }
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) throw NpyError(path + ": read error");
-  return ss.str();
-}
-
 void check_name(const std::string& name) {
   bool ok = !name.empty() && name != "." && name != "..";
   for (char c : name)
@@ -222,7 +216,10 @@ void check_name(const std::string& name) {
 
 }  // namespace
 
-NpyArray parse_npy(const std::string& b, const std::string& what) {
+namespace {
+
+// Magic, version and the header length field; returns the header's length, *header_start where it begins.
+size_t header_length(const std::string& b, const std::string& what, size_t* header_start) {
   if (b.size() < kMagicLen + 2 || std::memcmp(b.data(), kMagic, kMagicLen) != 0)
     throw NpyError(what + ": not a .npy file (it does not start with \\x93NUMPY)");
   int major = static_cast<unsigned char>(b[6]), minor = static_cast<unsigned char>(b[7]);
@@ -232,9 +229,22 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
   // In format 1.0 the header length is 2 bytes; in 2.0 and 3.0 it is 4 (3.0 only allows a utf8 header,
   // which changes nothing for the ASCII keys and values read here).
   const int len_bytes = major == 1 ? 2 : 4;
-  const size_t header_start = kMagicLen + 2 + len_bytes;
-  if (b.size() < header_start) throw NpyError(what + ": truncated .npy file (it ends inside the header length)");
-  const size_t header_len = read_le(b, kMagicLen + 2, len_bytes);
+  if (b.size() < kMagicLen + 2 + len_bytes)
+    throw NpyError(what + ": truncated .npy file (it ends inside the header length)");
+  *header_start = kMagicLen + 2 + len_bytes;
+  return read_le(b, kMagicLen + 2, len_bytes);
+}
+
+// The array's dtype and shape (no data yet), its element count and where its data starts.
+struct Header {
+  NpyArray a;
+  long numel = 1;
+  size_t data_start = 0;
+};
+
+Header parse_header(const std::string& b, const std::string& what) {
+  size_t header_start = 0;
+  const size_t header_len = header_length(b, what, &header_start);
   if (b.size() < header_start + header_len)
     throw NpyError(what + ": truncated .npy file (the header says " + std::to_string(header_len) +
                    " header bytes, the file has " + std::to_string(b.size() - header_start) + " after the length)");
@@ -261,7 +271,8 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
     throw NpyError(what + ": structured dtype (a record with fields) is not supported; only float32 and float64");
   if (descr->kind != Value::str)
     throw NpyError(what + ": malformed .npy header ('descr' is not a string): " + shown);
-  NpyArray a;
+  Header h;
+  NpyArray& a = h.a;
   const std::string& d = descr->s;
   if (d == "<f4") {
     a.dtype = DType::f32;
@@ -284,7 +295,7 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
   // shape: a tuple of non-negative integers.
   if (shape->kind != Value::tuple)
     throw NpyError(what + ": malformed .npy header ('shape' is not a tuple): " + shown);
-  long numel = 1;
+  long& numel = h.numel;
   for (const Value& dim : shape->items) {
     if (dim.kind != Value::integer || dim.i < 0)
       throw NpyError(what + ": malformed .npy header ('shape' must hold non-negative integers): " + shown);
@@ -293,16 +304,30 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
       throw NpyError(what + ": the header's shape " + shape_string(a.shape) + "... is too large");
   }
 
-  // The data: exactly numel * itemsize bytes after the header, no more, no less.
-  const size_t want = size_t(numel) * itemsize(a.dtype);
-  const size_t have = b.size() - data_start;
+  h.data_start = data_start;
+  return h;
+}
+
+[[noreturn]] void data_does_not_match(const std::string& what, const NpyArray& a, size_t want, size_t have) {
   if (have < want)
     throw NpyError(what + ": truncated data: shape " + shape_string(a.shape) + " " + to_string(a.dtype) + " needs " +
                    std::to_string(want) + " bytes, the file has " + std::to_string(have));
-  if (have > want)
-    throw NpyError(what + ": the header's shape " + shape_string(a.shape) + " " + to_string(a.dtype) + " needs " +
-                   std::to_string(want) + " bytes, but the file has " + std::to_string(have) +
-                   " bytes of data: the header does not describe the data");
+  throw NpyError(what + ": the header's shape " + shape_string(a.shape) + " " + to_string(a.dtype) + " needs " +
+                 std::to_string(want) + " bytes, but the file has " + std::to_string(have) +
+                 " bytes of data: the header does not describe the data");
+}
+
+}  // namespace
+
+NpyArray parse_npy(const std::string& b, const std::string& what) {
+  Header h = parse_header(b, what);
+  NpyArray& a = h.a;
+  const long numel = h.numel;
+  const size_t data_start = h.data_start;
+  // The data: exactly numel * itemsize bytes after the header, no more, no less.
+  const size_t want = size_t(numel) * itemsize(a.dtype);
+  const size_t have = b.size() - data_start;
+  if (have != want) data_does_not_match(what, a, want, have);
 
   a.data.resize(size_t(numel));
   const char* p = b.data() + data_start;
@@ -315,10 +340,34 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
       a.data[i] = x;
     }
   }
-  return a;
+  return std::move(h.a);
 }
 
-NpyArray read_npy(const std::string& path) { return parse_npy(read_file_bytes(path), path); }
+// Bounded by the file's own header: the fixed preamble, then the header (at most kMaxHeader bytes),
+// then the data only when the file is no longer than the header says; every size is known before reading.
+NpyArray read_npy(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) throw NpyError(path + ": no such file");
+  try {
+    io::InputFile f(path, std::numeric_limits<uint64_t>::max(), path, "a .npy file");
+    const uint64_t size = f.size();
+    std::string b = f.read(std::min<uint64_t>(size, kMagicLen + 2 + 4));
+    size_t header_start = 0;
+    const size_t header_len = header_length(b, path, &header_start);
+    if (header_len > kMaxHeader)
+      throw NpyError(path + ": a .npy header of " + std::to_string(header_len) + " bytes, larger than the " +
+                     io::bytes_text(kMaxHeader) + " allowed");
+    const uint64_t through_header = std::min<uint64_t>(size, header_start + header_len);
+    if (through_header > b.size()) b += f.read(through_header - b.size());
+    const Header h = parse_header(b, path);  // throws on a truncated or malformed header
+    const size_t want = size_t(h.numel) * size_t(itemsize(h.a.dtype));
+    if (size - h.data_start > want) data_does_not_match(path, h.a, want, size_t(size - h.data_start));
+    b += f.read(size - b.size());
+    return parse_npy(b, path);
+  } catch (const io::FileRefused& e) {  // missing, or not a regular file
+    throw NpyError(e.what());
+  }
+}
 
 std::string format_npy(const NpyArray& a) {
   if (long(a.data.size()) != a.numel())
@@ -359,12 +408,9 @@ std::string format_npy(const NpyArray& a) {
 }
 
 void write_npy(const std::string& path, const NpyArray& a) {
-  const std::string bytes = format_npy(a);
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) throw NpyError(path + ": cannot open for writing");
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-  f.close();
-  if (!f) throw NpyError(path + ": write failed");
+  const std::filesystem::path p(path);
+  write_files_atomically(p.has_parent_path() ? p.parent_path().string() : std::string("."),
+                         {{p.filename().string(), format_npy(a)}}, "output");
 }
 
 NpyArray make_npy(const std::vector<long>& shape, const float* data) {
@@ -383,48 +429,127 @@ NpyArray make_npy(const std::vector<long>& shape, const double* data) {
   return a;
 }
 
-void write_files_atomically(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& files) {
+namespace {
+// What an output name may replace: an .npy file, or the config.json of an earlier export; nothing else.
+const io::OutputKind& output_kind(const std::string& name) {
+  static const io::OutputKind npy{"a .npy file", [](const std::string& head) {
+                                    return head.size() >= kMagicLen && std::memcmp(head.data(), kMagic, kMagicLen) == 0;
+                                  }};
+  static const io::OutputKind json{"a rattn model export's config.json", [](const std::string& head) {
+                                     return head.rfind(kExportJsonStart, 0) == 0;
+                                   }};
+  static const io::OutputKind none{"a file this program wrote", [](const std::string&) { return false; }};
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) return npy;
+  if (name == "config.json") return json;
+  return none;
+}
+}  // namespace
+
+void check_output_files(const std::string& dir, const std::vector<std::string>& names, const std::string& flag,
+                        const std::vector<std::string>& stale, const std::vector<io::NamedInput>& inputs) {
+  struct stat st{};
+  if (::stat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+    throw io::FileRefused(flag + ": " + dir + " exists and is " + io::file_type_name(st.st_mode) +
+                          ", not a folder; choose another path or remove it");
+  for (const std::string& name : names) check_name(name);
+  for (const std::vector<std::string>* list : {&names, &stale})
+    for (const std::string& name : *list) {
+      const std::string path = (std::filesystem::path(dir) / name).string();
+      io::check_output(path, output_kind(name), flag, inputs);
+    }
+}
+
+void write_files_atomically(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& files,
+                            const std::string& flag, const std::vector<std::string>& stale,
+                            const std::vector<io::NamedInput>& inputs) {
   namespace fs = std::filesystem;
+  std::vector<std::string> names;
+  for (auto& [name, bytes] : files) names.push_back(name);
+  check_output_files(dir, names, flag, stale, inputs);  // io::FileRefused: nothing is touched
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (!fs::is_directory(dir, ec)) throw NpyError(dir + ": cannot create the output folder");
-  for (auto& [name, bytes] : files) check_name(name);
 
-  // 1. every file to a hidden temporary name in the same folder (so that rename is atomic)
+  // 1. every file to a hidden temporary name in the same folder (so that rename is atomic), created
+  //    exclusively: never through a link, never over a file that is not a stale temporary of ours
   const std::string tag = ".tmp-" + std::to_string(::getpid());
-  std::vector<fs::path> tmps;
+  std::vector<fs::path> tmps;  // only those this call created
   auto remove_tmps = [&] {
     for (auto& t : tmps) fs::remove(t, ec);
   };
   for (auto& [name, bytes] : files) {
-    fs::path tmp = fs::path(dir) / ("." + name + tag);
+    const fs::path tmp = fs::path(dir) / ("." + name + tag);
+    int fd = -1;
+    try {
+      fd = io::create_exclusive(tmp.string(), output_kind(name), flag);
+    } catch (...) {
+      remove_tmps();
+      throw;
+    }
     tmps.push_back(tmp);
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (f) f.write(bytes.data(), std::streamsize(bytes.size()));
-    if (f) f.close();
-    if (!f) {
+    const bool ok = io::write_all(fd, bytes.data(), bytes.size());
+    if (::close(fd) != 0 || !ok) {
       remove_tmps();
-      throw NpyError((fs::path(dir) / name).string() + ": write failed (nothing was written)");
+      throw NpyError((fs::path(dir) / name).string() + ": write failed (" + std::strerror(errno) +
+                     "; nothing was written)");
     }
   }
-  // 2. all written: rename each to its final name
+  // 2. a set of several files replaces the earlier set as a whole: every file of it (and every stale
+  //    name the caller lists) is removed first, so that a kill while renaming leaves part of the new
+  //    set, never files of two runs side by side. A single file is renamed over its old self.
+  std::vector<std::string> removed = stale;
+  if (files.size() > 1) removed.insert(removed.end(), names.begin(), names.end());
+  for (const std::string& name : removed) {
+    const fs::path p = fs::path(dir) / name;
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+      const std::string why = std::strerror(errno);
+      remove_tmps();
+      throw NpyError(p.string() + ": cannot remove the earlier output (" + why + ")");
+    }
+  }
+  // 3. all written: rename each to its final name
   for (size_t i = 0; i < files.size(); ++i) {
-    fs::rename(tmps[i], fs::path(dir) / files[i].first, ec);
-    if (ec) {
+    const fs::path final_path = fs::path(dir) / files[i].first;
+    if (::rename(tmps[i].c_str(), final_path.c_str()) != 0) {
+      const std::string why = std::strerror(errno);
       remove_tmps();
-      throw NpyError((fs::path(dir) / files[i].first).string() + ": rename failed: " + ec.message());
+      throw NpyError(final_path.string() + ": rename failed (" + why + ")");
     }
   }
+  if (!names.empty()) io::sync_parent_dir((fs::path(dir) / names.front()).string());
 }
 
-void write_npy_files(const std::string& dir, const std::vector<std::pair<std::string, NpyArray>>& arrays) {
+void write_npy_files(const std::string& dir, const std::vector<std::pair<std::string, NpyArray>>& arrays,
+                     const std::string& flag, const std::vector<std::string>& stale) {
   std::vector<std::pair<std::string, std::string>> files;
   for (auto& [name, a] : arrays) {
     check_name(name);
     files.emplace_back(name + ".npy", format_npy(a));
   }
-  write_files_atomically(dir, files);
+  write_files_atomically(dir, files, flag, stale);
 }
+
+namespace {
+// The .npy files an earlier export in dir lists in its config.json (none when config.json is not ours).
+std::vector<std::string> exported_files(const std::string& dir) {
+  const std::string json = io::file_head((std::filesystem::path(dir) / "config.json").string(), 16 * io::kMiB);
+  std::vector<std::string> out;
+  if (json.rfind(kExportJsonStart, 0) != 0) return out;  // not an export of ours: nothing is ours to remove
+  const std::string key = "\"file\": \"";
+  for (size_t at = json.find(key); at != std::string::npos; at = json.find(key, at)) {
+    at += key.size();
+    const size_t end = json.find('"', at);
+    if (end == std::string::npos) break;
+    const std::string name = json.substr(at, end - at);
+    try {
+      check_name(name);
+      if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) out.push_back(name);
+    } catch (const NpyError&) {  // not a plain file name: never ours
+    }
+  }
+  return out;
+}
+}  // namespace
 
 void write_npy_dir(const std::string& dir, const std::vector<std::pair<std::string, NpyArray>>& tensors,
                    const std::string& config_json) {
@@ -439,7 +564,15 @@ void write_npy_dir(const std::string& dir, const std::vector<std::pair<std::stri
     files.emplace_back(name + ".npy", format_npy(f32));
   }
   files.emplace_back("config.json", config_json);
-  write_files_atomically(dir, files);
+  // An earlier export in dir: the files its config.json lists that this one does not write are removed
+  // (a model with fewer layers must not leave the other's block files beside its own).
+  std::vector<std::string> stale;
+  for (const std::string& old : exported_files(dir)) {
+    bool kept = false;
+    for (auto& f : files) kept = kept || f.first == old;
+    if (!kept) stale.push_back(old);
+  }
+  write_files_atomically(dir, files, "--export", stale);
 }
 
 void write_npy_dir(const std::string& dir, const std::vector<std::pair<std::string, ref::Mat<float>>>& tensors,

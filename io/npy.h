@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "io/files.h"
 #include "ref/tensor.h"
 
 namespace io {
@@ -45,7 +46,9 @@ struct NpyArray {
 // "(2, 3)", "(5,)", "()": the shape as Python prints a tuple.
 std::string shape_string(const std::vector<long>& shape);
 
-// Read a .npy file; `what` names it in error messages (default: the path).
+// Read a .npy file. It must be a regular file (a link to one is fine): a folder, a device or a fifo is
+// refused, and so is a file longer than its header says, before its data is read (NpyError; a failure
+// of the environment, e.g. permission denied, is io::FileFailed).
 NpyArray read_npy(const std::string& path);
 // Parse the bytes of a .npy file held in memory; `what` names it in error messages.
 NpyArray parse_npy(const std::string& bytes, const std::string& what);
@@ -53,7 +56,7 @@ NpyArray parse_npy(const std::string& bytes, const std::string& what);
 // Serialize to .npy bytes (format 1.0, or 2.0 when the header needs more than 65535 bytes) in
 // a.dtype; float32 rounds each double to nearest.
 std::string format_npy(const NpyArray& a);
-// Write a .npy file (directly at path; see write_npy_files for the all-or-nothing version).
+// Write a .npy file at path (through a temporary and a rename, as write_files_atomically does).
 void write_npy(const std::string& path, const NpyArray& a);
 
 // Convenience: an array of the given shape and dtype from a flat C-order buffer.
@@ -64,14 +67,27 @@ NpyArray make_npy(const std::vector<long>& shape, const double* data);  // dtype
 // first, and only when all of them are written are they renamed to their final names. If a write fails
 // the temporaries are removed and an NpyError is thrown before any final name has been touched.
 // files: (file name inside dir, e.g. "o.npy", its bytes). dir is created if missing.
-void write_files_atomically(const std::string& dir,
-                            const std::vector<std::pair<std::string, std::string>>& files);
+//
+// What may be replaced (checked first, by check_output_files; io::FileRefused naming `flag`, nothing
+// touched): dir must be a folder (or absent); an existing file at a final name must be a regular file
+// of its own kind: a .npy file for NAME.npy, an earlier export's config.json for config.json; and none
+// of `inputs`. Temporaries are created exclusively (io::create_exclusive). `stale` lists more names in
+// dir (of the same kinds) that belong to the output set but are not written this time: they are removed.
+// A set of several files replaces the earlier set as a whole (all of its files are removed just before
+// the renames), so that dir never holds files of two runs side by side.
+void check_output_files(const std::string& dir, const std::vector<std::string>& names, const std::string& flag,
+                        const std::vector<std::string>& stale = {}, const std::vector<io::NamedInput>& inputs = {});
+void write_files_atomically(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& files,
+                            const std::string& flag = "--out", const std::vector<std::string>& stale = {},
+                            const std::vector<io::NamedInput>& inputs = {});
 // The same for arrays: (NAME, array) is written as dir/NAME.npy.
-void write_npy_files(const std::string& dir, const std::vector<std::pair<std::string, NpyArray>>& arrays);
+void write_npy_files(const std::string& dir, const std::vector<std::pair<std::string, NpyArray>>& arrays,
+                     const std::string& flag = "--out", const std::vector<std::string>& stale = {});
 
 // Export a set of named float tensors, e.g. every parameter of a model, for use from NumPy/PyTorch:
 // dir/NAME.npy for each tensor (float32), plus dir/config.json with config_json as its text, all or
-// nothing (write_files_atomically). A Mat is written with shape (rows, cols); use the NpyArray
+// nothing (write_files_atomically; an earlier export in dir is replaced as a whole: the .npy files its
+// config.json lists are removed). A Mat is written with shape (rows, cols); use the NpyArray
 // overload to give another shape (a vector as (n,), a stack of matrices as (L, rows, cols), ...).
 // NAME may contain letters, digits, '.', '_' and '-' only (it becomes a file name).
 void write_npy_dir(const std::string& dir, const std::vector<std::pair<std::string, ref::Mat<float>>>& tensors,

@@ -8,8 +8,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 #include <vector>
 
@@ -69,10 +67,17 @@ struct Reader {
   }
 };
 
+// The whole file, bounded: a folder, a device, a fifo or a file larger than any checkpoint the flags
+// allow is refused before a byte is read (io::FileFailed, the environment, passes through).
 std::vector<unsigned char> read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError("checkpoint '" + path + "': cannot open (" + std::strerror(errno) + ")");
-  return std::vector<unsigned char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::string bytes;
+  try {
+    bytes = io::read_bounded(path, max_checkpoint_bytes(), "checkpoint '" + path + "'",
+                             "a checkpoint (the largest model the flags allow, in float64)");
+  } catch (const io::FileRefused& e) {
+    throw CheckpointError(e.what());
+  }
+  return std::vector<unsigned char>(bytes.begin(), bytes.end());
 }
 
 // Check magic, version and scalar size; return a reader positioned after the fixed header.
@@ -102,41 +107,73 @@ void verify_checksum(const std::vector<unsigned char>& bytes, const std::string&
     throw CheckpointError("checkpoint '" + path + "': checksum mismatch (the file is corrupted)");
 }
 
+// At save time (mid-run) a refused path is a failed write: CheckpointError, exit status 1. The run's
+// command line was checked before training (check_checkpoint_output); this catches what changed since.
 void write_atomically(const std::string& path, const std::vector<unsigned char>& bytes) {
   const std::string tmp = path + ".tmp";
+  int fd = -1;
+  try {
+    io::check_output(path, checkpoint_kind(), "checkpoint");
+    fd = io::create_exclusive(tmp, checkpoint_kind(), "checkpoint");
+  } catch (const std::runtime_error& e) {  // io::FileRefused or io::FileFailed: nothing of ours to remove
+    throw CheckpointError(std::string(e.what()) + " (checkpoint '" + path + "' not written)");
+  }
   auto fail = [&](const char* what) {
     const std::string msg = "checkpoint '" + path + "': " + what + " failed (" + std::strerror(errno) + ")";
-    ::unlink(tmp.c_str());
+    ::unlink(tmp.c_str());  // ours: created exclusively above
     throw CheckpointError(msg);
   };
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("creating the temporary file");
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      fail("write");
-    }
-    done += size_t(n);
+  if (!io::write_all(fd, bytes.data(), bytes.size())) {
+    const int e = errno;
+    ::close(fd);
+    errno = e;
+    fail("write");
   }
   if (::fsync(fd) != 0) {
+    const int e = errno;
     ::close(fd);
+    errno = e;
     fail("fsync");
   }
   if (::close(fd) != 0) fail("close");
   if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename");
-  // Make the rename itself durable: fsync the folder that holds the file.
-  const size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  io::sync_parent_dir(path);  // make the rename itself durable
 }
 }  // namespace
+
+uint64_t max_checkpoint_bytes() {
+  ModelConfig m;  // every size at the top of its range in model/config.cpp
+  m.d_model = 1024, m.n_heads = 64, m.n_kv_heads = 64, m.head_dim = 256, m.ffn_dim = 16384, m.n_layers = 64;
+  m.pattern = "L", m.local_kind = "rattn";  // local rattn layers hold the most (two branch scales each)
+  const uint64_t tensors = 3 * 8 * uint64_t(parameter_count(m));
+  return tensors + 64 * io::kMiB;  // header, config, generator state, names and shapes: far less than this
+}
+
+const io::OutputKind& checkpoint_kind() {
+  static const io::OutputKind kind{"a rattn checkpoint", [](const std::string& head) {
+                                     return head.size() >= 8 && std::memcmp(head.data(), kMagic, 8) == 0;
+                                   }};
+  return kind;
+}
+
+void check_checkpoint_output(const std::string& path, const std::string& flag,
+                             const std::vector<io::NamedInput>& inputs, const Config* same_run) {
+  io::check_output(path, checkpoint_kind(), flag, inputs);
+  io::check_stale_temporary(path + ".tmp", checkpoint_kind(), flag);
+  if (!same_run || ::access(path.c_str(), F_OK) != 0) return;
+  Config theirs;
+  try {
+    theirs = read_checkpoint_config(path);
+  } catch (const CheckpointError& e) {
+    throw io::FileRefused(flag + ": " + path + " is a rattn checkpoint that cannot be read (" + e.what() +
+                          "); choose another path or remove it");
+  }
+  Config a = theirs, b = *same_run;
+  a.train.steps = b.train.steps = 1;  // a run may be extended: --steps is not part of its identity
+  if (config_to_text(a) != config_to_text(b))
+    throw io::FileRefused(flag + ": " + path + " holds the checkpoint of another run (another config); "
+                          "choose another path or remove it");
+}
 
 uint64_t fnv1a64(const unsigned char* p, size_t n) {
   uint64_t h = 0xcbf29ce484222325ULL;

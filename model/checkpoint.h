@@ -22,11 +22,19 @@
 // old or the new checkpoint, never a mix. Loading rejects, with a message naming the file: a
 // missing file, a wrong magic, another version or scalar size, a truncated file, a checksum
 // mismatch (corruption), and tensors that do not match the config.
+//
+// Files (io/files.h): a checkpoint is read only from a regular file no larger than
+// max_checkpoint_bytes(), the largest the model flags allow, checked before reading. It replaces an
+// existing file only when that file is a rattn checkpoint (its magic), never a link, a folder, a device
+// or a file of another kind; "<path>.tmp" is created exclusively, and a stale one is removed only when it
+// is a regular file holding the start of a checkpoint (or nothing).
 #pragma once
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "io/files.h"
 #include "model/config.h"
 #include "model/params.h"
 
@@ -54,6 +62,20 @@ TrainState<S> load_checkpoint(const std::string& path);
 
 // Only the config block (to resolve --resume against the command line before loading).
 Config read_checkpoint_config(const std::string& path);
+
+// The largest checkpoint the flags allow: the biggest model (model/config.cpp's ranges) in float64,
+// parameters and both moments, plus room for the config, the generator state and the names.
+uint64_t max_checkpoint_bytes();
+
+// What a checkpoint path may replace: a file that starts with the magic "RATTNCKP".
+const io::OutputKind& checkpoint_kind();
+
+// Before a run: may it write its checkpoint to `path`? Absent, or a regular rattn checkpoint that is none
+// of `inputs`, with no foreign "<path>.tmp" in the way. With same_run (a resumed run), an existing file
+// must moreover be a checkpoint of that run: the same config except --steps. Throws io::FileRefused, one
+// line naming `flag` and the path.
+void check_checkpoint_output(const std::string& path, const std::string& flag,
+                             const std::vector<io::NamedInput>& inputs, const Config* same_run = nullptr);
 
 // FNV-1a 64-bit (the checksum above).
 uint64_t fnv1a64(const unsigned char* p, size_t n);

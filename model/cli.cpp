@@ -1,6 +1,8 @@
 // model/cli.cpp: the flag table (see cli.h).
 #include "model/cli.h"
 
+#include "io/files.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -208,6 +210,9 @@ int cli_main_guard(const char* program, const std::function<int()>& main_body) {
   try {
     return main_body();
   } catch (const UsageError& e) {
+    std::cerr << program << ": " << e.what() << "\n";
+    return 2;
+  } catch (const io::FileRefused& e) {  // a file named on the command line is refused: bad input too
     std::cerr << program << ": " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {

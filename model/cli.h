@@ -78,8 +78,9 @@ class FlagSet {
 // type it, and still exact in the checkpoint's config block.
 std::string format_real(double x);
 
-// Run main_body; a UsageError is printed as "program: message" on stderr and gives exit status 2,
-// any other exception "program: error: message" and status 1.
+// Run main_body; a UsageError or an io::FileRefused (a refused input or output file) is printed as
+// "program: message" on stderr and gives exit status 2, any other exception "program: error: message"
+// and status 1.
 int cli_main_guard(const char* program, const std::function<int()>& main_body);
 
 }  // namespace model

@@ -48,7 +48,8 @@ TrainState<float> some_state() {
 
 TEST_CASE("checkpoint round trip is exact; the write leaves no temporary file") {
   const std::string path = tmp_path("rt.ckpt");
-  write_bytes(path + ".tmp", {1, 2, 3});  // a stale temporary file from a killed writer is replaced
+  // A stale temporary file from a killed writer (the start of a checkpoint) is replaced.
+  write_bytes(path + ".tmp", {'R', 'A', 'T', 'T', 'N', 'C', 'K', 'P', 1, 2, 3});
   TrainState<float> st = some_state();
   save_checkpoint(path, st);
   CHECK(!fs::exists(path + ".tmp"));

@@ -29,9 +29,15 @@
 // default build (bin/rattn-op) the kernels run on the CPU execution layer (cuda/emu: slow, for small
 // shapes); built against the CUDA runtime (-DRATTN_CUDA_RUNTIME, libcuda_gpu.a) they run on the GPU.
 //
-// Exit status: 0 done; 2 a bad flag or a bad input (one line on stderr names it, nothing is written);
-// 3 finite inputs whose result is not finite (too large for the dtype; the line names the output tensor,
-// the element and the largest input; nothing is written); 1 anything else (a failed write).
+// --out: an existing file is replaced only when it is a regular .npy file; the output files of an earlier
+// run that this run does not write (dq.npy ... when there is no do.npy now) are removed, so --out never
+// mixes two runs. Inputs must be regular files, no longer than their .npy header says.
+//
+// Exit status: 0 done; 2 a bad flag or a bad input (one line on stderr names it, nothing is written),
+// or an --out whose files may not be replaced; 3 finite inputs whose result is not finite (too large
+// for the dtype; the line names the output tensor, the element and the largest input; nothing is
+// written); 1 anything else (permission denied, a failed write, an error inside the reference).
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -277,6 +283,38 @@ ref::AttnConfig rattn_config(const Args& a, const Inputs& in) {
   return cfg;
 }
 
+// ---- outputs -------------------------------------------------------------------------------------
+
+// Every file rattn-op may write in --out: a run writes some of them and removes the others it finds
+// there (each must be a regular .npy file, or the run is refused), so that --out never holds outputs of
+// two runs side by side (o.npy of this run beside dq.npy of an earlier one).
+const std::vector<std::string> kAllOutputs = {"o", "dq", "dk", "dv", "dgamma_swa", "dgamma_rla", "dh0"};
+
+std::vector<std::string> output_names(const Args& a, const Inputs& in) {
+  std::vector<std::string> names = {"o"};
+  if (in.dout) {
+    names.insert(names.end(), {"dq", "dk", "dv"});
+    if (a.op == "rattn") names.insert(names.end(), {"dgamma_swa", "dgamma_rla"});
+    if (a.op == "rla" && in.h0) names.push_back("dh0");
+  }
+  return names;
+}
+
+// The files of kAllOutputs that this run does not write: (names with ".npy").
+std::vector<std::string> stale_outputs(const std::vector<std::string>& written) {
+  std::vector<std::string> stale;
+  for (const std::string& n : kAllOutputs)
+    if (std::find(written.begin(), written.end(), n) == written.end()) stale.push_back(n + ".npy");
+  return stale;
+}
+
+// Before computing: may the outputs go to --out? (io::FileRefused, status 2, naming --out and the file.)
+void check_outputs(const Args& a, const Inputs& in) {
+  std::vector<std::string> files;
+  for (const std::string& n : output_names(a, in)) files.push_back(n + ".npy");
+  io::check_output_files(a.out, files, "--out", stale_outputs(output_names(a, in)));
+}
+
 // ---- the batch loop --------------------------------------------------------------------------------
 
 // Sequence b of a (B, d1, d2, ...) array as a row-major (rows, cols) matrix: in C order it is the
@@ -486,9 +524,16 @@ int main(int argc, char** argv) {
   try {
     args = parse_args(argc, argv);
     in = load_inputs(args);
+    check_outputs(args, in);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "rattn-op: %s\n", e.what());
     return 2;
+  } catch (const io::FileRefused& e) {  // --out cannot be written without replacing a file that is not ours
+    std::fprintf(stderr, "rattn-op: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {  // io::FileFailed: permission denied, an I/O error
+    std::fprintf(stderr, "rattn-op: error: %s\n", e.what());
+    return 1;
   }
   try {
     std::vector<std::pair<std::string, NpyArray>> outputs;
@@ -502,7 +547,14 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "rattn-op: %s\n", bad.c_str());
       return 3;  // a numerical stop, as train_tiny's
     }
-    io::write_npy_files(args.out, outputs);
+    std::vector<std::string> written;
+    for (auto& [name, arr] : outputs) written.push_back(name);
+    try {
+      io::write_npy_files(args.out, outputs, "--out", stale_outputs(written));
+    } catch (const io::FileRefused& e) {  // --out changed while computing
+      std::fprintf(stderr, "rattn-op: %s\n", e.what());
+      return 2;
+    }
     std::string names;
     for (auto& [name, arr] : outputs) names += " " + name + ".npy";
     std::printf("rattn-op %s: B=%ld T=%ld H=%ld G=%ld D=%ld %s w=%d", args.op.c_str(), in.B, in.T, in.H, in.G, in.D,
