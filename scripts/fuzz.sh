@@ -24,9 +24,9 @@ out=build/fuzz
 mkdir -p "$out"
 
 declare -A SRCS=(
-  [npy]="io/npy.cpp"
-  [checkpoint]="model/checkpoint.cpp model/config.cpp model/cli.cpp"
-  [text]="data/tasks.cpp"
+  [npy]="io/npy.cpp io/files.cpp"
+  [checkpoint]="model/checkpoint.cpp model/config.cpp model/cli.cpp io/files.cpp"
+  [text]="data/tasks.cpp io/files.cpp"
 )
 
 if [ "${1:-}" = "--seeds" ]; then
