@@ -15,7 +15,9 @@
 //   bin/infer --export DIR CHECKPOINT                 every parameter as DIR/NAME.npy + DIR/config.json
 //   bin/infer --logits CHECKPOINT --prompt TEXT [--out FILE.npy]   the forward's logits (T, V)
 //     (these two modes live in io/export.cpp; see io/export.h)
-// Exit status: 0 ok, 2 bad command line, 1 other errors (e.g. a bad checkpoint).
+// Exit status (the same in train_tiny and rattn-op): 0 ok; 2 bad input (a flag, a missing, corrupt or
+// invalid checkpoint, a changed training text, an output path that may not be replaced), one line on
+// stderr naming the flag or file; 1 the environment failed (permission denied, disk full, ...).
 #include <omp.h>
 
 #include <chrono>
@@ -25,6 +27,7 @@
 #include <map>
 
 #include "io/export.h"
+#include "io/files.h"
 #include "model/backend_cpu.h"
 #include "model/checkpoint.h"
 #include "model/cli.h"
@@ -97,6 +100,25 @@ int main(int argc, char** argv) {
     const model::Config& c = st.config;
     auto backend = model::make_backend<float>(ic.device);
     const model::Model<float> net(c.model, *backend);
+    // The evaluation regenerates the run's validation set: for a text run, from its text file, which must
+    // still be the one the run trained on (size and hash recorded in the checkpoint). Checked before any
+    // output: exit 2 naming the file, with --eval 0 as the way around.
+    std::unique_ptr<data::Task> task;
+    if (ic.eval) {
+      try {
+        task = model::make_task(c);
+      } catch (const io::FileFailed&) {
+        throw;  // permission denied, an I/O error: the environment, status 1
+      } catch (const std::runtime_error& e) {
+        throw model::UsageError("--ckpt: the run's training text is needed for the evaluation: " +
+                                std::string(e.what()) + " (--eval 0 skips the evaluation)");
+      }
+      if (auto* tt = dynamic_cast<const data::TextTask*>(task.get()))
+        if (const std::string change = model::text_change(st.text, model::fingerprint_of(tt->bytes()), c.train.text_file);
+            !change.empty())
+          throw model::UsageError("--ckpt: " + change + "; its validation split is not the one the run was scored on "
+                                  "(restore that text, or --eval 0 skips the evaluation)");
+    }
     std::cout << "infer: " << ic.ckpt << " (step " << st.step << ")\n" << model::describe(c);
 
     // (a) generation
@@ -119,7 +141,6 @@ int main(int argc, char** argv) {
 
     // (b) the task, by decode (and by the full forward for comparison)
     if (ic.eval) {
-      std::unique_ptr<data::Task> task = model::make_task(c);
       data::Batch eval;
       task->eval_set(ic.eval_seqs, model::eval_seed(c), eval);
       auto t0 = std::chrono::steady_clock::now();

@@ -126,6 +126,7 @@ class TextTask : public Task {
   bool synthetic() const override { return false; }
   size_t train_bytes() const { return split_; }
   size_t val_bytes() const { return bytes_.size() - split_; }
+  const std::vector<unsigned char>& bytes() const { return bytes_; }  // the whole file, as read
 
  private:
   void window(size_t start, int* tokens, int* targets, int* dist) const;

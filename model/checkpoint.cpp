@@ -7,6 +7,7 @@
 #include <bit>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 #include <vector>
@@ -37,6 +38,7 @@ struct Reader {
   const std::vector<unsigned char>& bytes;
   size_t pos, end;  // end: where the checksum starts
   const std::string& path;
+  uint32_t version = 0;  // set by open_checked
   void need(size_t n, const char* what) {
     if (n > end - pos)
       throw CheckpointError("checkpoint '" + path + "': truncated or corrupted: the file ends inside " + what +
@@ -90,9 +92,11 @@ Reader open_checked(const std::vector<unsigned char>& bytes, const std::string& 
                           " bytes, the header alone needs " + std::to_string(header + 8) + ")");
   Reader r{bytes, 8, bytes.size() - 8, path};
   const uint32_t version = r.u32("the version");
-  if (version != kCheckpointVersion)
+  if (version != 1 && version != kCheckpointVersion)
     throw CheckpointError("checkpoint '" + path + "': format version " + std::to_string(version) +
-                          " is not supported (this program reads version " + std::to_string(kCheckpointVersion) + ")");
+                          " is not supported (this program reads versions 1 to " +
+                          std::to_string(kCheckpointVersion) + ")");
+  r.version = version;
   const uint32_t scalar = r.u32("the scalar size");
   if (want_scalar != 0 && scalar != want_scalar)
     throw CheckpointError("checkpoint '" + path + "': holds float" + std::to_string(8 * scalar) +
@@ -175,6 +179,22 @@ void check_checkpoint_output(const std::string& path, const std::string& flag,
                           "choose another path or remove it");
 }
 
+TextFingerprint fingerprint_of(const std::vector<unsigned char>& text) {
+  return TextFingerprint{true, uint64_t(text.size()), fnv1a64(text.data(), text.size())};
+}
+
+std::string text_change(const TextFingerprint& recorded, const TextFingerprint& now, const std::string& path) {
+  if (!recorded.recorded || recorded == now) return "";
+  auto hex = [](uint64_t h) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
+    return std::string(buf);
+  };
+  return "the training text '" + path + "' changed since the checkpoint was written: it was " +
+         std::to_string(recorded.size) + " bytes with FNV-1a hash " + hex(recorded.hash) + ", it is now " +
+         std::to_string(now.size) + " bytes with hash " + hex(now.hash);
+}
+
 uint64_t fnv1a64(const unsigned char* p, size_t n) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (size_t i = 0; i < n; ++i) {
@@ -194,6 +214,8 @@ void save_checkpoint(const std::string& path, const TrainState<S>& st_in) {
   w.u64(uint64_t(st.step));
   w.str(config_to_text(st.config));
   w.str(st.data_rng);
+  w.u64(st.text.recorded ? st.text.size : 0);
+  w.u64(st.text.recorded ? st.text.hash : 0);
   auto P = named_tensors(st.config.model, st.params);
   auto M = named_tensors(st.config.model, st.m);
   auto V = named_tensors(st.config.model, st.v);
@@ -221,6 +243,10 @@ TrainState<S> load_checkpoint(const std::string& path) {
   st.step = long(r.u64("the step"));
   const std::string config_text = r.str("the config");
   st.data_rng = r.str("the data generator state");
+  if (r.version >= 2) {
+    st.text.size = r.u64("the training text's size");
+    st.text.hash = r.u64("the training text's hash");
+  }
   const uint32_t K = r.u32("the tensor count");
   struct Entry {
     std::string name;
@@ -247,11 +273,16 @@ TrainState<S> load_checkpoint(const std::string& path) {
   verify_checksum(bytes, path);
 
   try {
-    st.config = config_from_text(config_text);
+    st.config = config_from_text(config_text, r.version >= 2);
     validate(st.config);
   } catch (const UsageError& e) {
     throw CheckpointError("checkpoint '" + path + "': bad config block: " + e.what());
   }
+  // A version 2 file records the text of a text run (a synthetic run records zeros).
+  st.text.recorded = r.version >= 2 && st.config.train.task == "text";
+  if (r.version >= 2 && !st.text.recorded && (st.text.size != 0 || st.text.hash != 0))
+    throw CheckpointError("checkpoint '" + path + "': corrupted: a " + st.config.train.task +
+                          " run records a training text (size " + std::to_string(st.text.size) + ")");
   // The step a run can have reached: 0 (before the first update) to its own --steps.
   if (st.step < 0 || st.step > st.config.train.steps)
     throw CheckpointError("checkpoint '" + path + "': step " + std::to_string((unsigned long long)st.step) +
@@ -310,7 +341,7 @@ Config read_checkpoint_config(const std::string& path) {
   const std::string text = r.str("the config");
   verify_checksum(bytes, path);
   try {
-    return config_from_text(text);
+    return config_from_text(text, r.version >= 2);
   } catch (const UsageError& e) {
     throw CheckpointError("checkpoint '" + path + "': bad config block: " + e.what());
   }

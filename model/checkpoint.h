@@ -4,12 +4,17 @@
 //
 //   offset  size  field
 //   0       8     magic "RATTNCKP"
-//   8       4     u32 format version (kCheckpointVersion = 1)
+//   8       4     u32 format version (kCheckpointVersion = 2; version 1 files are still read)
 //   12      4     u32 scalar size in bytes: 4 (float32) or 8 (float64)
 //   16      8     u64 step: optimizer steps done (the next step is step + 1)
 //   24      4+n   u32 n, then n bytes: the config, "name=value\n" per model/train flag
-//                 (model/config.h: the full model shape and the training run, seed included)
+//                 (model/config.h: the full model shape and the training run, seed included). In a
+//                 value a backslash is written as two and a newline as backslash + 'n', so any --text
+//                 path round-trips byte for byte (version 1 wrote values as they were)
 //           4+n   u32 n, then n bytes: the data generator's state (std::mt19937_64 text form)
+//           16    (version 2 only) the training text the run read: u64 its size in bytes, u64 the
+//                 FNV-1a 64-bit hash of its bytes; both 0 for the synthetic tasks, whose data is
+//                 fixed by the config's generator settings and the seed alone
 //           4     u32 number of tensors K
 //           K x   per tensor: u32 name length, the name (e.g. "block0.attn.Wq"),
 //                 u32 rows, u32 cols, then rows*cols scalars of the parameter, the same of the
@@ -40,11 +45,24 @@
 
 namespace model {
 
-constexpr uint32_t kCheckpointVersion = 1;
+constexpr uint32_t kCheckpointVersion = 2;
 
 struct CheckpointError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// What a run read besides its config: the training text, by size and hash (the synthetic tasks read
+// nothing). --resume and infer's evaluation refuse a text that no longer matches.
+struct TextFingerprint {
+  bool recorded = false;  // false: a version 1 checkpoint, or a synthetic task
+  uint64_t size = 0, hash = 0;
+  bool operator==(const TextFingerprint&) const = default;
+};
+TextFingerprint fingerprint_of(const std::vector<unsigned char>& text);
+
+// "" when `now` matches what the checkpoint recorded (or it recorded nothing), otherwise the sentence
+// that says what changed, naming the file.
+std::string text_change(const TextFingerprint& recorded, const TextFingerprint& now, const std::string& path);
 
 // Everything a run needs to continue bit-exactly.
 template <class S>
@@ -53,6 +71,7 @@ struct TrainState {
   ModelParams<S> params, m, v;  // parameters and the AdamW moments
   long step = 0;                // optimizer steps done
   std::string data_rng;         // std::mt19937_64 state, text form
+  TextFingerprint text;         // the training text of a --text run
 };
 
 template <class S>

@@ -123,17 +123,43 @@ FlagSet config_flags(Config& c) {
   bind_train_flags(fs, c.train);
   return fs;
 }
+
+// A value on one line: '\\' -> "\\\\", '\n' -> "\\n"; unescape inverts it (and refuses any other escape).
+std::string escape(const std::string& v) {
+  std::string out;
+  for (char ch : v) {
+    if (ch == '\\') out += "\\\\";
+    else if (ch == '\n') out += "\\n";
+    else out += ch;
+  }
+  return out;
+}
+std::string unescape(const std::string& name, const std::string& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '\\') {
+      out += v[i];
+      continue;
+    }
+    const char next = i + 1 < v.size() ? v[i + 1] : '\0';
+    if (next != '\\' && next != 'n')
+      throw UsageError("config key '" + name + "': bad escape in its value (expected \\\\ or \\n)");
+    out += next == 'n' ? '\n' : '\\';
+    ++i;
+  }
+  return out;
+}
 }  // namespace
 
 std::string config_to_text(const Config& c_in) {
   Config c = c_in;
   FlagSet fs = config_flags(c);
   std::string out;
-  for (const std::string& n : fs.names()) out += n + "=" + fs.get(n) + "\n";
+  for (const std::string& n : fs.names()) out += n + "=" + escape(fs.get(n)) + "\n";
   return out;
 }
 
-Config config_from_text(const std::string& text) {
+Config config_from_text(const std::string& text, bool escaped) {
   Config c;
   FlagSet fs = config_flags(c);
   std::istringstream in(text);
@@ -143,7 +169,8 @@ Config config_from_text(const std::string& text) {
     if (line.empty()) continue;
     size_t eq = line.find('=');
     if (eq == std::string::npos) throw UsageError("config line without '=': '" + line + "'");
-    std::string name = line.substr(0, eq), value = line.substr(eq + 1);
+    const std::string name = line.substr(0, eq);
+    const std::string value = escaped ? unescape(name, line.substr(eq + 1)) : line.substr(eq + 1);
     for (const std::string& n : seen)
       if (n == name) throw UsageError("config key '" + name + "' appears twice");
     seen.push_back(name);

@@ -103,10 +103,14 @@ void validate(const Config& c);
 // A warmup longer than the run is cut to --steps; returns the note to print ("" when unchanged).
 std::string clamp_warmup(Config& c);
 
-// The config block of a checkpoint: "name=value\n" for every model and train flag, in table order.
+// The config block of a checkpoint: "name=value\n" for every model and train flag, in table order,
+// each value escaped (a backslash as two, a newline as backslash + 'n') so that any value, a --text
+// path with newlines included, round-trips byte for byte.
 std::string config_to_text(const Config& c);
-// Parse it back (unknown keys or bad values: UsageError). Missing keys keep their defaults.
-Config config_from_text(const std::string& text);
+// Parse it back (unknown keys, a key given twice, bad values: UsageError; every value passes the same
+// range checks as on the command line). Missing keys keep their defaults. escaped = false reads the
+// unescaped values of checkpoint format 1.
+Config config_from_text(const std::string& text, bool escaped = true);
 
 // The number of trained parameters: exactly the entries of named_tensors() (model/params.h), from
 // the config alone, without allocating (load_checkpoint refuses a file whose tensors do not add up to

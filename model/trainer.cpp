@@ -114,10 +114,21 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   std::unique_ptr<data::Task> task = make_task(c);
   const Model<float> model(c.model, *backend);
 
+  // The text a --text run reads, by size and hash: recorded in every checkpoint, compared on --resume.
+  TextFingerprint text_now;
+  if (auto* tt = dynamic_cast<const data::TextTask*>(task.get())) text_now = fingerprint_of(tt->bytes());
+
   TrainState<float> st;
   std::mt19937_64 data_rng;
+  std::string text_note;
   if (!run.resume.empty()) {
     st = load_checkpoint<float>(run.resume);
+    if (const std::string change = text_change(st.text, text_now, c.train.text_file); !change.empty())
+      throw UsageError("--resume: " + change + "; the run would not continue as it began (restore that text, "
+                       "or start a new run with another --ckpt)");
+    if (text_now.recorded && !st.text.recorded)
+      text_note = "note: " + run.resume + " is a format 1 checkpoint, which records no hash of the training text: "
+                  "that the text is unchanged is not checked\n";
     Config a = st.config;  // only --steps may differ from the checkpoint (see resolve_resume)
     a.train.steps = c.train.steps;
     if (config_to_text(a) != config_to_text(c))
@@ -138,10 +149,12 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
     data_rng.seed(uint64_t(c.train.seed) * 0x9E3779B97F4A7C15ULL + 1);
   }
 
+  st.text = text_now;
+
   const int threads = omp_get_max_threads();
   out << "train_tiny: " << (run.resume.empty() ? "new run" : "resuming " + run.resume + " at step " + std::to_string(st.step))
       << ", device " << backend->name() << ", " << threads << " OpenMP thread" << (threads == 1 ? "" : "s") << "\n";
-  out << describe(c);
+  out << describe(c) << text_note;
   if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()))
     out << fmt("data: recall gaps 0..%d mixed so that %.1f%% of the queries are expected within w = %d%s\n",
                rt->max_gap(), 100 * rt->expected_in_window(), data_window(c),

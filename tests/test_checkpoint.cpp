@@ -105,10 +105,12 @@ TEST_CASE("bad checkpoints are rejected with a clear error") {
   std::vector<unsigned char> flipped = good;
   flipped[good.size() / 2] ^= 0x10;
   rejects(flipped, "checksum mismatch");
-  // another format version
-  std::vector<unsigned char> v2 = good;
-  v2[8] = 2;
-  rejects(v2, "format version 2 is not supported");
+  // another format version (0, or one newer than this program)
+  for (unsigned char v : {0, int(kCheckpointVersion) + 1}) {
+    std::vector<unsigned char> other = good;
+    other[8] = v;
+    rejects(other, "format version " + std::to_string(v) + " is not supported");
+  }
   // not a checkpoint at all
   std::vector<unsigned char> magic = good;
   magic[0] = 'X';
@@ -221,4 +223,116 @@ TEST_CASE("resumed run equals the uninterrupted run bit for bit") {
   other.model.window = 5;
   CHECK_THROWS_AS(train(other, rr, log), UsageError);
   for (const std::string& p : {full, part, resumed}) fs::remove(p);
+}
+
+namespace {
+// The bytes of `good` (a version 2 file) as version 1 wrote them: no text record, checksum redone.
+std::vector<unsigned char> as_version_1(const std::vector<unsigned char>& good) {
+  std::vector<unsigned char> b = good;
+  b[8] = 1;
+  size_t at = 8 + 4 + 4 + 8;
+  for (int block = 0; block < 2; ++block) {  // the config and the generator state: u32 length + bytes
+    uint32_t len;
+    std::memcpy(&len, b.data() + at, 4);
+    at += 4 + len;
+  }
+  b.erase(b.begin() + long(at), b.begin() + long(at + 16));  // the training text's size and hash
+  b.resize(b.size() - 8);
+  const uint64_t sum = fnv1a64(b.data(), b.size());
+  b.insert(b.end(), reinterpret_cast<const unsigned char*>(&sum), reinterpret_cast<const unsigned char*>(&sum) + 8);
+  return b;
+}
+}  // namespace
+
+TEST_CASE("any --text path round-trips through the checkpoint byte for byte") {
+  // Newlines (the config block is one line per key), backslashes, the escape sequences themselves, '=',
+  // trailing spaces, bytes that are not UTF-8.
+  const std::string paths[] = {"a\nb.txt", "line one\nline two\n", "back\\slash", "\\n literally",
+                               "x=y=z", " trailing ", "\xff\xfe\x01\t.txt", "\\", "\n"};
+  const std::string path = tmp_path("paths.ckpt");
+  for (const std::string& p : paths) {
+    CAPTURE(p);
+    TrainState<float> st = some_state();
+    st.config.train.task = "text";
+    st.config.train.text_file = p;
+    st.text = TextFingerprint{true, 12345, 0xDEADBEEFull};
+    save_checkpoint(path, st);
+    const TrainState<float> back = load_checkpoint<float>(path);
+    CHECK(back.config.train.text_file == p);
+    CHECK(read_checkpoint_config(path).train.text_file == p);
+    CHECK(back.text == st.text);
+    CHECK(config_to_text(back.config) == config_to_text(st.config));
+  }
+  // An escape that no writer produces is refused, naming the key.
+  CHECK_THROWS_WITH_AS(config_from_text("text=a\\qb\n"), doctest::Contains("config key 'text': bad escape"),
+                       UsageError);
+  CHECK_THROWS_WITH_AS(config_from_text("text=ends in \\\n"), doctest::Contains("bad escape"), UsageError);
+  fs::remove(path);
+}
+
+TEST_CASE("a version 1 checkpoint still loads, with no record of the training text") {
+  const std::string path = tmp_path("v1.ckpt");
+  TrainState<float> st = some_state();
+  save_checkpoint(path, st);
+  const std::vector<unsigned char> v2 = file_bytes(path);
+  write_bytes(path, as_version_1(v2));
+  const TrainState<float> back = load_checkpoint<float>(path);
+  CHECK(back.step == st.step);
+  CHECK_FALSE(back.text.recorded);
+  CHECK(config_to_text(back.config) == config_to_text(st.config));
+  const auto P = named_tensors(st.config.model, st.params);
+  const auto Q = named_tensors(back.config.model, const_cast<ModelParams<float>&>(back.params));
+  for (size_t i = 0; i < P.size(); ++i) CHECK(*P[i].t == *Q[i].t);
+  // A synthetic run records zeros; anything else there is corruption behind a valid checksum.
+  std::vector<unsigned char> b = v2;
+  size_t at = 8 + 4 + 4 + 8;
+  for (int block = 0; block < 2; ++block) {
+    uint32_t len;
+    std::memcpy(&len, b.data() + at, 4);
+    at += 4 + len;
+  }
+  b[at] = 7;
+  b.resize(b.size() - 8);
+  const uint64_t sum = fnv1a64(b.data(), b.size());
+  b.insert(b.end(), reinterpret_cast<const unsigned char*>(&sum), reinterpret_cast<const unsigned char*>(&sum) + 8);
+  write_bytes(path, b);
+  CHECK_THROWS_WITH_AS(load_checkpoint<float>(path), doctest::Contains("records a training text"), CheckpointError);
+  fs::remove(path);
+}
+
+TEST_CASE("--resume refuses a training text that changed since the checkpoint, saying what changed") {
+  const std::string text_path = tmp_path("resume_text.txt"), ckpt = tmp_path("resume_text.ckpt");
+  std::string text;
+  for (int i = 0; i < 4000; ++i) text += char('a' + (i * 7 + i / 13) % 26);
+  auto write_text = [&](const std::string& t) { std::ofstream(text_path, std::ios::binary | std::ios::trunc) << t; };
+  write_text(text);
+  Config c = tiny_run(3);
+  c.train.task = "text";
+  c.train.text_file = text_path;
+  std::ostringstream log;
+  REQUIRE(train(c, quiet_run(ckpt), log).status == 0);
+  const TrainState<float> saved = load_checkpoint<float>(ckpt);
+  CHECK(saved.text == fingerprint_of(std::vector<unsigned char>(text.begin(), text.end())));
+
+  RunConfig r = quiet_run(ckpt);
+  r.resume = ckpt;
+  Config more = c;
+  more.train.steps = 5;
+  const std::vector<unsigned char> before = file_bytes(ckpt);
+  std::string edited = text;
+  edited[2000] = edited[2000] == 'x' ? 'y' : 'x';  // one byte, same size
+  for (const std::string& changed : {edited, text + "!", text.substr(0, 3000)}) {
+    write_text(changed);
+    CAPTURE(changed.size());
+    CHECK_THROWS_WITH_AS(train(more, r, log),
+                         doctest::Contains(("changed since the checkpoint was written: it was " +
+                                            std::to_string(text.size()) + " bytes").c_str()),
+                         UsageError);
+    CHECK(file_bytes(ckpt) == before);  // nothing written
+  }
+  write_text(text);  // the same text again: the run continues
+  CHECK(train(more, r, log).status == 0);
+  CHECK(load_checkpoint<float>(ckpt).step == 5);
+  fs::remove(text_path);
+  fs::remove(ckpt);
 }

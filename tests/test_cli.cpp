@@ -154,6 +154,37 @@ TEST_CASE("cli: --resume with --steps below the checkpoint's step is refused, na
   CHECK(std::string((std::istreambuf_iterator<char>(in1)), std::istreambuf_iterator<char>()) == before);
 }
 
+TEST_CASE("cli: a training text changed since the checkpoint is refused by --resume and by infer, exit 2") {
+  TempDir dir("cli_text_changed");
+  std::string text;
+  for (int i = 0; i < 3000; ++i) text += char('a' + (i * 11 + i / 7) % 26);
+  const std::string txt = dir / "corpus.txt", ckpt = dir / "t.ckpt";
+  write_text(txt, text);
+  const rattn_test::Run t = run_program("train_tiny", {"--text", txt, "--d-model", "8", "--heads", "1", "--kv-heads", "1",
+                                                       "--head-dim", "2", "--layers", "1", "--seq-len", "16",
+                                                       "--batch", "1", "--steps", "2", "--warmup", "0",
+                                                       "--eval-seqs", "1", "--ckpt", ckpt}, 60);
+  REQUIRE_MESSAGE(t.status == 0, t.err);
+  const rattn_test::Run ok = run_program("infer", {"--ckpt", ckpt, "--eval-seqs", "1", "--mem-len", "4"}, 60);
+  CHECK_MESSAGE(ok.status == 0, ok.err);
+  write_text(txt, text + "one more line\n");
+  const rattn_test::Run r = run_program("train_tiny", {"--resume", ckpt, "--steps", "3"}, 60);
+  const rattn_test::Run i = run_program("infer", {"--ckpt", ckpt, "--eval-seqs", "1", "--mem-len", "4"}, 60);
+  for (const rattn_test::Run* run : {&r, &i}) {
+    INFO("exit " << run->status << ", stderr: " << run->err);
+    CHECK(run->status == 2);
+    CHECK(std::count(run->err.begin(), run->err.end(), '\n') == 1);
+    CHECK(run->err.find(txt) != std::string::npos);
+    CHECK(run->err.find("changed since the checkpoint was written: it was 3000 bytes") != std::string::npos);
+  }
+  CHECK(r.err.find("--resume") != std::string::npos);
+  CHECK(i.err.find("--ckpt") != std::string::npos);
+  CHECK(i.err.find("--eval 0") != std::string::npos);  // the way around for infer
+  CHECK(model::load_checkpoint<float>(ckpt).step == 2);  // the resume wrote nothing
+  const rattn_test::Run no_eval = run_program("infer", {"--ckpt", ckpt, "--eval", "0", "--mem-len", "4"}, 60);
+  CHECK_MESSAGE(no_eval.status == 0, no_eval.err);
+}
+
 TEST_CASE("cli: a warmup longer than the run is cut to --steps with a note, not refused") {
   TempDir dir("cli_warmup");
   const rattn_test::Run r = run_program("train_tiny", {"--d-model", "8", "--heads", "1", "--kv-heads", "1",
