@@ -3,7 +3,8 @@
 // Small valid files (and a few near-valid ones) that give the fuzzers a start inside each format:
 //   npy:        float32/float64 arrays of ranks 0..4, format 2.0, an empty array
 //   checkpoint: mode byte 1 (checksum recomputed, see fuzz_checkpoint.cpp) in front of a real
-//               checkpoint of the smallest model, and of its header + config alone
+//               checkpoint of the smallest model, of its header + config alone, and of a text run
+//               whose path holds a newline and a backslash
 //   text:       a T byte then a few hundred bytes of text
 // The seeds are committed; rerun this only when a format changes.
 #include <filesystem>
@@ -63,8 +64,19 @@ int main(int argc, char** argv) {
     const std::string cfg = model::config_to_text(st.config);
     std::string head = body.substr(0, 24);
     auto u32 = [](uint32_t x) { return std::string(reinterpret_cast<const char*>(&x), 4); };
-    head += u32(uint32_t(cfg.size())) + cfg + u32(5) + "1 2 3" + u32(0);
+    const std::string no_text(16, '\0');  // format 2: the training text's size and hash (none here)
+    head += u32(uint32_t(cfg.size())) + cfg + u32(5) + "1 2 3" + no_text + u32(0);
     put(d, "config_only_fixsum", std::string(1, '\1') + head);
+    // A text run whose path needs the config block's escapes (a newline, a backslash), with its text's
+    // size and hash: reaches the unescaping and the text record's checks.
+    model::TrainState<float> tt = st;
+    tt.config.train.task = "text";
+    tt.config.train.text_file = "corpus\\part 1\n.txt";
+    tt.text = model::TextFingerprint{true, 4096, 0x0123456789abcdefULL};
+    model::save_checkpoint(tmp, tt);
+    const std::string text_full = slurp(tmp);
+    fs::remove(tmp);
+    put(d, "text_run_fixsum", std::string(1, '\1') + text_full.substr(0, text_full.size() - 8));
   }
   // ---- text
   {
