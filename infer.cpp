@@ -17,7 +17,8 @@
 //     (these two modes live in io/export.cpp; see io/export.h)
 // Exit status (the same in train_tiny and rattn-op): 0 ok; 2 bad input (a flag, a missing, corrupt or
 // invalid checkpoint, a changed training text, an output path that may not be replaced), one line on
-// stderr naming the flag or file; 1 the environment failed (permission denied, disk full, ...).
+// stderr naming the flag or file; 3 a numerical stop (finite weights whose logits or loss overflow
+// float32; nothing written); 1 the environment failed (permission denied, disk full, ...).
 #include <omp.h>
 
 #include <chrono>
@@ -146,6 +147,11 @@ int main(int argc, char** argv) {
       auto t0 = std::chrono::steady_clock::now();
       const model::EvalResult dec = model::evaluate(net, st.params, eval, true);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (!std::isfinite(dec.loss())) {  // finite weights that overflow float32: a numerical stop, status 3
+        std::cerr << "infer: the decode of checkpoint '" << ic.ckpt << "' gives a non-finite loss (" << dec.loss()
+                  << ") on its validation set: its weights overflow float32\n";
+        return 3;
+      }
       std::printf("\nevaluation of %d %s sequences of T = %d by constant-memory decode (%.1f s, %.0f tokens/s)\n",
                   eval.B, task->name().c_str(), eval.T, s, double(eval.B) * eval.T / s);
       if (task->synthetic()) std::cout << model::bucket_table(dec, c.model.window, task->chance());

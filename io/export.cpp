@@ -1,6 +1,7 @@
 // io/export.cpp: `infer --export` and `infer --logits` (see io/export.h).
 #include "io/export.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -231,6 +232,17 @@ int infer_export_main(int argc, char** argv) {
   std::vector<int> tokens(prompt.begin(), prompt.end());
   for (int& b : tokens) b &= 0xFF;
   const ref::Mat<float> logits = net.forward(st.params, tokens);  // (T, V)
+  // Every result is finite or refused: finite weights can still overflow float32 (weights edited to
+  // 1e30, say). Status 3, as a numerical stop in train_tiny and rattn-op; nothing is written.
+  for (long t = 0; t < logits.rows(); ++t)
+    for (long j = 0; j < logits.cols(); ++j)
+      if (!std::isfinite(logits(t, j))) {
+        std::fprintf(stderr,
+                     "infer: --logits: the forward of checkpoint '%s' gives a non-finite logit (%s) at position %ld "
+                     "(input byte %d), vocabulary entry %ld: its weights overflow float32; nothing written\n",
+                     checkpoint.c_str(), std::isnan(logits(t, j)) ? "nan" : "inf", t, tokens[size_t(t)], j);
+        return 3;
+      }
   if (!out.empty()) {
     write_files_atomically(out_dir,
                            {{out_path.filename().string(),

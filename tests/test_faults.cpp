@@ -10,6 +10,8 @@
 //   - a small checkpoint file cannot make the loader allocate more than the file justifies;
 //   - bin/rattn-op refuses NaN/inf in any input with status 2 and one line naming the file and the
 //     element, and writes nothing.
+//   - a checkpoint whose finite weights overflow float32 stops bin/infer (--logits, the evaluation)
+//     with status 3 and one line naming the checkpoint, and writes nothing.
 #include <doctest/doctest.h>
 #include <sys/resource.h>
 
@@ -28,6 +30,7 @@
 #include "model/checkpoint.h"
 #include "tests/check.h"
 #include "tests/proc.h"
+#include "tests/tiny_state.h"
 
 namespace {
 using rattn_test::TempDir;
@@ -271,4 +274,31 @@ TEST_CASE("faults: NaN and inf in any rattn-op input are refused, naming the fil
     CHECK(r.err.find(" is " + p.says + " ") != std::string::npos);
     CHECK_FALSE(fs::exists(out));
   }
+}
+
+TEST_CASE("faults: finite weights that overflow float32 stop infer with status 3, naming the checkpoint") {
+  TempDir dir("faults_overflow");
+  // An output matrix of 3e38 (finite, so the checkpoint passes its validation): every logit, a sum of
+  // d_model products of order 3e38, overflows to inf. (Weights inside the blocks would not do: the RMS
+  // norms rescale whatever reaches them.)
+  model::TrainState<float> st = rattn_test::tiny_train_state();
+  for (auto& t : model::named_tensors(st.config.model, st.params))
+    if (t.name == "W_out") t.t->setConstant(3e38f);
+  const std::string ckpt = dir / "huge.ckpt", out = dir / "logits.npy";
+  model::save_checkpoint(ckpt, st);
+  const rattn_test::Run logits = rattn_test::run_program("infer", {"--logits", ckpt, "--prompt", "abc", "--out", out}, 60);
+  const rattn_test::Run eval = rattn_test::run_program("infer", {"--ckpt", ckpt, "--eval-seqs", "2", "--mem-len", "4"}, 60);
+  for (const rattn_test::Run* r : {&logits, &eval}) {
+    INFO("exit " << r->status << ", stderr: " << r->err);
+    CHECK(r->status == 3);
+    CHECK(std::count(r->err.begin(), r->err.end(), '\n') == 1);
+    CHECK(r->err.find(ckpt) != std::string::npos);
+    CHECK(r->err.find("non-finite") != std::string::npos);
+  }
+  CHECK(logits.err.find("position 0") != std::string::npos);  // the first non-finite logit, located
+  CHECK_FALSE(file_exists(out));
+  // The same checkpoint with ordinary weights: both succeed (the check is not a refusal of everything).
+  model::save_checkpoint(ckpt, rattn_test::tiny_train_state());
+  CHECK(rattn_test::run_program("infer", {"--logits", ckpt, "--prompt", "abc", "--out", out}, 60).status == 0);
+  CHECK(rattn_test::run_program("infer", {"--ckpt", ckpt, "--eval-seqs", "2", "--mem-len", "4"}, 60).status == 0);
 }
