@@ -3,10 +3,12 @@
 // Small valid files (and a few near-valid ones) that give the fuzzers a start inside each format:
 //   npy:        float32/float64 arrays of ranks 0..4, format 2.0, an empty array
 //   checkpoint: mode byte 1 (checksum recomputed, see fuzz_checkpoint.cpp) in front of a real
-//               checkpoint of the smallest model, of its header + config alone, and of a text run
-//               whose path holds a newline and a backslash
+//               checkpoint of the smallest model (in format 2 and as format 1 wrote it), of its
+//               header + config alone, and of a text run whose path holds a newline and a backslash
 //   text:       a T byte then a few hundred bytes of text
+//   flags:      command lines of train_tiny, arguments separated by NUL bytes
 // The seeds are committed; rerun this only when a format changes.
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -60,6 +62,19 @@ int main(int argc, char** argv) {
     fs::remove(tmp);
     const std::string body = full.substr(0, full.size() - 8);  // without the checksum
     put(d, "full_fixsum", std::string(1, '\1') + body);
+    // The same file as format version 1 wrote it (no training-text record): version 1 is still read.
+    {
+      std::string v1 = body;
+      v1[8] = 1;
+      size_t at = 24;
+      for (int block = 0; block < 2; ++block) {  // the config and the generator state: u32 length + bytes
+        uint32_t len;
+        std::memcpy(&len, v1.data() + at, 4);
+        at += 4 + len;
+      }
+      v1.erase(at, 16);
+      put(d, "v1_full_fixsum", std::string(1, '\1') + v1);
+    }
     // Header + config + rng state + tensor count 0: small, and reaches the config parser.
     const std::string cfg = model::config_to_text(st.config);
     std::string head = body.substr(0, 24);
@@ -86,6 +101,21 @@ int main(int argc, char** argv) {
     put(d, "T8_text", std::string(1, char(7)) + t);
     put(d, "T1_short", std::string(1, char(0)) + "abcdefghijklmnopqrst");
     put(d, "T64_binary", std::string(1, char(63)) + std::string("\x00\xff\x80\x7f", 4) + t + t);
+  }
+  // ---- flags: command lines, arguments separated by NUL bytes
+  {
+    const fs::path d = root / "flags";
+    auto argv = [](const std::vector<std::string>& a) {
+      std::string s;
+      for (size_t i = 0; i < a.size(); ++i) s += (i ? std::string(1, '\0') : std::string()) + a[i];
+      return s;
+    };
+    put(d, "demo_like", argv({"--local", "rattn", "--pattern", "L", "--layers", "2", "--window", "16", "--pairs",
+                              "4", "--far-beyond", "32", "--steps", "1500", "--compare", "swa"}));
+    put(d, "text_path_escapes", argv({"--text", "corpus\\part\n1.txt", "--seq-len", "64", "--lr=0.001"}));
+    put(d, "twice", argv({"--window", "4", "--window=8"}));
+    put(d, "ranges", argv({"--d-model", "1024", "--heads", "64", "--kv-heads", "8", "--head-dim", "256",
+                           "--seed", "4611686018427387904", "--lr", "1e-08", "--init-scale", "100"}));
   }
   std::cout << "make_seeds: wrote seeds under " << root.string() << "\n";
   return 0;

@@ -5,7 +5,7 @@
 #   make fuzz                        60 s per target
 #   FUZZ_SECONDS=10 make fuzz        the short run CI uses
 #   scripts/fuzz.sh --seeds          regenerate fuzz/corpus/ from fuzz/make_seeds.cpp (after a format change)
-#   scripts/fuzz.sh npy              one target only (npy | checkpoint | text)
+#   scripts/fuzz.sh npy              one target only (npy | checkpoint | text | flags)
 #
 # New interesting inputs go to build/fuzz/corpus/<target>/ (not committed). A crash, leak, sanitizer
 # report, timeout or out-of-memory stops the run with exit status 1 and leaves the input in
@@ -27,6 +27,7 @@ declare -A SRCS=(
   [npy]="io/npy.cpp io/files.cpp"
   [checkpoint]="model/checkpoint.cpp model/config.cpp model/cli.cpp io/files.cpp"
   [text]="data/tasks.cpp io/files.cpp"
+  [flags]="model/config.cpp model/cli.cpp io/files.cpp"
 )
 
 if [ "${1:-}" = "--seeds" ]; then
@@ -37,12 +38,12 @@ if [ "${1:-}" = "--seeds" ]; then
   exit 0
 fi
 
-targets=("${@:-npy checkpoint text}")
+targets=("${@:-npy checkpoint text flags}")
 # shellcheck disable=SC2206
 targets=(${targets[*]})
 status=0
 for t in "${targets[@]}"; do
-  [ -n "${SRCS[$t]+x}" ] || { echo "fuzz: unknown target '$t' (npy | checkpoint | text)" >&2; exit 2; }
+  [ -n "${SRCS[$t]+x}" ] || { echo "fuzz: unknown target '$t' (npy | checkpoint | text | flags)" >&2; exit 2; }
   bin="$out/fuzz_$t"
   echo "== fuzz: building $bin"
   # shellcheck disable=SC2086

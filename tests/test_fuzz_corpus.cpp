@@ -7,6 +7,7 @@
 // `make test SANITIZE=1` this is the fuzzers' replay under ASan + UBSan with g++.
 #define RATTN_FUZZ_NO_ENTRY
 #include "fuzz/fuzz_checkpoint.cpp"
+#include "fuzz/fuzz_flags.cpp"
 #include "fuzz/fuzz_npy.cpp"
 #include "fuzz/fuzz_text.cpp"
 
@@ -59,6 +60,7 @@ TEST_CASE("fuzz corpus: checkpoint loader") {
   replay("checkpoint", fuzz_checkpoint::one_input);
   fs::remove(fuzz_checkpoint::scratch_path());
 }
+TEST_CASE("fuzz corpus: command line and config block") { replay("flags", fuzz_flags::one_input); }
 TEST_CASE("fuzz corpus: text loader") {
   replay("text", fuzz_text::one_input);
   fs::remove(fuzz_text::scratch_path());
