@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <new>
 #include <sstream>
 
 namespace model {
@@ -215,6 +216,10 @@ int cli_main_guard(const char* program, const std::function<int()>& main_body) {
   } catch (const io::FileRefused& e) {  // a file named on the command line is refused: bad input too
     std::cerr << program << ": " << e.what() << "\n";
     return 2;
+  } catch (const std::bad_alloc&) {  // what() is only "std::bad_alloc": say what ran out and what to change
+    std::cerr << program << ": out of memory: the model, batch and sequence length asked for do not fit in "
+                            "this machine's memory; lower --batch, --seq-len or the model size (--d-model, --layers)\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << program << ": error: " << e.what() << "\n";
     return 1;

@@ -79,8 +79,8 @@ class FlagSet {
 std::string format_real(double x);
 
 // Run main_body; a UsageError or an io::FileRefused (a refused input or output file) is printed as
-// "program: message" on stderr and gives exit status 2, any other exception "program: error: message"
-// and status 1.
+// "program: message" on stderr and gives exit status 2; running out of memory (std::bad_alloc) a line
+// that says so and what to lower, status 1; any other exception "program: error: message", status 1.
 int cli_main_guard(const char* program, const std::function<int()>& main_body);
 
 }  // namespace model

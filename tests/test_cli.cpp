@@ -9,12 +9,16 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "io/files.h"
 #include "io/npy.h"
 #include "model/checkpoint.h"
+#include "model/cli.h"
 #include "tests/check.h"
 #include "tests/proc.h"
 #include "tests/tiny_state.h"
@@ -62,6 +66,25 @@ void write_text(const std::string& path, const std::string& text) { std::ofstrea
 // A valid checkpoint of the smallest model (tests/tiny_state.h), written without training.
 void write_tiny_checkpoint(const std::string& path) { model::save_checkpoint(path, rattn_test::tiny_train_state()); }
 }  // namespace
+
+TEST_CASE("cli: every failure is one line on stderr with the status of its kind") {
+  // The guard every program's main runs in: bad input 2, the environment 1; out of memory says so.
+  std::ostringstream err;
+  std::streambuf* const old = std::cerr.rdbuf(err.rdbuf());
+  const int usage = model::cli_main_guard("prog", []() -> int { throw model::UsageError("--x: bad"); });
+  const int refused = model::cli_main_guard("prog", []() -> int { throw io::FileRefused("--y: a folder"); });
+  const int oom = model::cli_main_guard("prog", []() -> int { throw std::bad_alloc(); });
+  const int other = model::cli_main_guard("prog", []() -> int { throw std::runtime_error("disk full"); });
+  std::cerr.rdbuf(old);
+  CHECK(usage == 2);
+  CHECK(refused == 2);
+  CHECK(oom == 1);
+  CHECK(other == 1);
+  CHECK(err.str() == "prog: --x: bad\nprog: --y: a folder\n"
+                     "prog: out of memory: the model, batch and sequence length asked for do not fit in this "
+                     "machine's memory; lower --batch, --seq-len or the model size (--d-model, --layers)\n"
+                     "prog: error: disk full\n");
+}
 
 TEST_CASE("cli: an out-of-range integer flag names its allowed range in full") {
   // "[0, 1048576]", not a rounded "1.04858e+06" a user cannot type back
