@@ -9,10 +9,11 @@
 //   bin/train_tiny --resume runs/tiny.ckpt --steps 3000     continue a run bit-exactly
 //   bin/train_tiny --help                every flag with its range and default
 //
-// Exit status: 0 done; 2 bad command line (one line on stderr names the flag and the allowed
-// values; also a missing, empty, too short or too large --text file or one that is not a regular file, a
-// bad --resume checkpoint, a --ckpt path that may not be replaced); 3 the loss became NaN/inf (training
-// stopped, the last good checkpoint kept); 1 the environment failed (permission denied, disk full, ...).
+// Exit status (the same in infer and rattn-op): 0 done; 2 bad input (one line on stderr names the flag
+// and the allowed values; also a missing, empty, too short or too large --text file or one that is not a
+// regular file, a bad --resume checkpoint, a --text changed since that checkpoint, a --ckpt path that may
+// not be replaced); 3 the loss became NaN/inf (training stopped, the last good checkpoint kept); 1 the
+// environment failed (permission denied, disk full, out of memory, ...).
 #include <iostream>
 #include <stdexcept>
 #include <string>
