@@ -94,15 +94,21 @@ int main(int argc, char** argv) {
       std::cout << model::clamp_warmup(c);
     }
     model::validate(c);
-    // A missing, empty or too short --text file is a bad command line (status 2), found before training.
-    if (c.train.task == "text") {
-      try {
-        (void)model::make_task(c);
-      } catch (const io::FileFailed&) {
-        throw;  // permission denied, an I/O error: the environment, status 1
-      } catch (const std::runtime_error& e) {
-        throw model::UsageError(std::string("--text: ") + e.what());
-      }
+    // A task that cannot be drawn from these flags (a missing, empty or too short --text file; recall with a
+    // --far-beyond that leaves no gap inside the window or none beyond it) is a bad command line
+    // (status 2), found before training.
+    try {
+      (void)model::make_task(c);
+    } catch (const io::FileFailed&) {
+      throw;  // permission denied, an I/O error: the environment, status 1
+    } catch (const std::runtime_error& e) {
+      throw model::UsageError(std::string("--text: ") + e.what());
+    } catch (const std::invalid_argument& e) {
+      const char* flags = c.train.task == "recall"
+                              ? "--seq-len, --pairs, --window, --data-window, --far-beyond, --in-window-frac"
+                              : "--seq-len, --passkey-len";
+      throw model::UsageError("--task " + c.train.task + ": cannot draw its data with these flags (" + flags +
+                              "): " + e.what());
     }
     // Where the checkpoints go, checked before training (status 2, nothing trained or written): an
     // existing file there is replaced only when it is a rattn checkpoint (on --resume: of this run), never

@@ -144,6 +144,7 @@ TEST_CASE("cli: train_tiny refuses every bad flag with exit 2 and one line namin
                      {{"--text", dir / "missing.txt"}, "--text"},      // missing data file
                      {{"--text", dir / "empty.txt"}, "--text"},        // empty data file
                      {{"--text", dir / "short.txt"}, "--text"},        // too short for one window
+                     {{"--window", "2", "--far-beyond", "17"}, "--far-beyond"},  // no key can lie beyond 17 at T = 16
                      {{"--window", "4", "--window", "8"}, "--window: given twice"},  // which one was meant?
                      {{"--lr=0.1", "--lr", "0.1"}, "--lr: given twice"},
                      {{"--compare", "rattn"}, "--compare"},            // the same kind as --local
