@@ -213,8 +213,8 @@ def phi(x, feature="sm2", do=None):
     """
     sfx, a = _arrays(x=x, do=do)
     x, feature = a["x"], _feature(feature)
-    if x.ndim < 1 or x.size == 0:
-        raise ValueError(f"x has shape {x.shape}, expected (..., D) with D >= 1 and at least one vector")
+    if x.ndim < 1 or x.shape[-1] < 1:
+        raise ValueError(f"x has shape {x.shape}, expected (..., D) with D >= 1")
     D = x.shape[-1]
     Dp = feature_dim(feature, D)
     rows = x.reshape(-1, D)

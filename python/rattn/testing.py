@@ -254,6 +254,12 @@ class Report:
         return self.passed
 
     @property
+    def diagnosis(self):
+        """The most frequent diagnosis of the failures (None when none was recognised or all passed)."""
+        found = [d for d in self.diagnoses if d]
+        return max(found, key=found.count) if found else None
+
+    @property
     def diagnoses(self):
         """Every diagnosis made, in case order (None for a failure with no recognisable cause)."""
         return [f.diagnosis for f in self.failures]
@@ -263,6 +269,10 @@ class Report:
         head = (f"rattn.testing.check(op={self.op!r}): {self.n_cases - bad} of {self.n_cases} cases passed, "
                 f"{bad} failed")
         lines = [head] + [f"  note: {n}" for n in self.notes]
+        found = [d for d in self.diagnoses if d]
+        if found:
+            top = self.diagnosis
+            lines.append(f"  most frequent diagnosis ({found.count(top)} of {len(self.failures)} wrong tensors): {top}")
         lines += [str(f) for f in self.failures[:self.shown]]
         if len(self.failures) > self.shown:
             lines.append(f"... and {len(self.failures) - self.shown} more wrong tensors (Report.failures)")
@@ -287,29 +297,35 @@ def _element_report(name, got, want, yard, tol):
 
 # ---- diagnosis: which plausible mistake does the wrong tensor match? -----------------------------------------
 
+def _win(w):
+    """The SWA window of query t as text: [t-w, t]."""
+    return f"[t-{w}, t]" if w > 0 else "[t, t]"
+
+
 def _candidates(op, c, x, tensor):
     """(diagnosis, result dict) for the mistakes people make, each computed by the reference ops."""
     w, T, r = c.w, c.T, c.H // c.G
     f = c.feature
     out = []
     if op == "swa" and w >= 0:
-        out.append((f"the window is off by one: the result is the reference's at w = {w + 1}, keys [t-{w + 1}, t]; "
-                    f"rattn's w = {w} reads the w+1 = {w + 1} keys [t-{w}, t], the query's own included "
+        out.append((f"the window is off by one: the result is the reference's at w = {w + 1}, keys {_win(w + 1)}; "
+                    f"rattn's w = {w} reads the w+1 = {w + 1} keys {_win(w)}, the query's own included "
                     f"(FlashAttention window_size=(w, 0))", lambda: _reference(op, x, w + 1, f)))
         if w >= 1:
             out.append((f"the window is off by one: the result is the reference's at w = {w - 1}, only {w} keys "
-                        f"[t-{w - 1}, t]; rattn's w counts the keys LEFT of the query (w+1 in all): a window of W "
+                        f"{_win(w - 1)}; rattn's w counts the keys LEFT of the query (w+1 in all): a window of W "
                         f"tokens including the query is w = W-1", lambda: _reference(op, x, w - 1, f)))
     if op == "rla":
         out.append((f"the window is off by one: the result is the reference's at w = {w + 1}: your RLA leaves out "
-                    f"key t-{w + 1}, which has left the SWA window [t-{w}, t] and belongs to RLA (j <= t-w-1)",
+                    f"key t-{w + 1}, which has left the SWA window {_win(w)} and belongs to RLA (j <= t-w-1)",
                     lambda: _reference(op, x, w + 1, f)))
         for w2 in range(w - 1, -2, -1):
             what = ("every key j <= t: the shift by w+1 is missing" if w2 == -1 else
-                    f"j <= t-{w2 + 1}, keys [t-{w}, t-{w2 + 1}] included")
+                    f"j <= t-{w2 + 1}, key t-{w} included" if w2 == w - 1 else
+                    f"j <= t-{w2 + 1}, keys t-{w} ... t-{w2 + 1} included")
             obo = " (off by one)" if w2 == w - 1 else ""
             out.append((f"keys within the window leaked into RLA{obo}: the result is the reference's at w = {w2}: "
-                        f"your RLA reads {what}, but [t-{w}, t] is the SWA window; RLA reads exactly j <= t-{w + 1} "
+                        f"your RLA reads {what}, but {_win(w)} is the SWA window; RLA reads exactly j <= t-{w + 1} "
                         f"(docs/spec.md §2.3)", (lambda w2=w2: _reference(op, x, w2, f))))
         if not c.h0 and w >= 0:
             def shifted_q():
@@ -328,11 +344,13 @@ def _candidates(op, c, x, tensor):
                         f"the unshifted linear attention of row t-{w + 1}; RLA shifts the keys: "
                         f"o_t = phi(q_t) S_{{t-w-1}} (docs/spec.md §3.2)", shifted_q))
     if op == "rattn":
-        out.append((f"the window is off by one: the result is the reference's at w = {w + 1}", 
-                    lambda: _reference(op, x, w + 1, f)))
+        out.append((f"the window is off by one: the result is the reference's at w = {w + 1}: SWA reads "
+                    f"{_win(w + 1)} and RLA j <= t-{w + 2}, where rattn's w = {w} means SWA {_win(w)} (w+1 keys, the "
+                    f"query's own included) and RLA j <= t-{w + 1}", lambda: _reference(op, x, w + 1, f)))
         if w >= 1:
-            out.append((f"the window is off by one: the result is the reference's at w = {w - 1}",
-                        lambda: _reference(op, x, w - 1, f)))
+            out.append((f"the window is off by one: the result is the reference's at w = {w - 1}: SWA reads "
+                        f"{_win(w - 1)} and RLA j <= t-{w}, where rattn's w = {w} means SWA {_win(w)} (w+1 keys, "
+                        f"the query's own included) and RLA j <= t-{w + 1}", lambda: _reference(op, x, w - 1, f)))
     if r > 1 and c.G > 1:
         def modulo():
             # query head h reads kv head h % G: k, v (and h0) laid out so that kv head h % G sits at head h
@@ -436,19 +454,23 @@ def check(fn, op="rla", *, framework="numpy", device=None, grads=None, cases=Non
                 if name != "o" and framework == "torch":
                     continue  # an input the torch fn did not differentiate
                 failures.append(Failure(c, name, f"{name}: fn did not return it"))
-                continue
+                break
             g, wt = got[name], want[name]
             if g.shape != wt.shape:
                 hint = ""
                 if g.ndim == 4 and g.shape == (wt.shape[0], wt.shape[2], wt.shape[1], wt.shape[3]):
                     hint = " (it looks like (B, heads, T, D): return .transpose(0, 2, 1, 3))"
                 failures.append(Failure(c, name, f"{name} has shape {g.shape}, expected {wt.shape}{hint}"))
-                continue
+                break
             if not np.all(np.isfinite(g)):
                 i_bad = int(np.flatnonzero(~np.isfinite(g.ravel()))[0])
                 idx = ", ".join(str(int(j)) for j in np.unravel_index(i_bad, g.shape))
-                failures.append(Failure(c, name, f"{name}[{idx}] is {g.flat[i_bad]} (not finite)"))
-                continue
+                diag = None
+                if c.w == 0 and op != "rla":
+                    diag = ("the window is off by one: at w = 0 rattn's window holds one key, the query's own "
+                            "([t, t]); a result that is not finite there is a softmax over an empty window")
+                failures.append(Failure(c, name, f"{name}[{idx}] is {g.flat[i_bad]} (not finite)", diagnosis=diag))
+                break
             bwd = name != "o"
             if c.dtype == "float32":
                 tol = slack * _err(ref32[name].astype(np.float64), wt, scales[name]) + _FLOOR["float32"][bwd]
