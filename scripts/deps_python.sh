@@ -5,7 +5,7 @@
 # As root it installs what is missing with apt-get; otherwise it prints the exact command and fails.
 # `scripts/deps_python.sh --check` only answers (exit 0: everything is here, 1: something is missing).
 set -euo pipefail
-PY=${RATTN_PYTHON:-/usr/bin/python3}
+PY=${RATTN_PYTHON:-/usr/bin/python3}  # make passes its PY_BASE
 missing=()
 if [ ! -x "$PY" ]; then
   missing+=(python3)
