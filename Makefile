@@ -213,7 +213,7 @@ test: deps
 	 [ -n "$$py" ] || [ -n "$(SANITIZE)$(TSAN)" ] || echo "make: NumPy, pytest or pybind11 for $(PY_BASE) missing: \
 	skipping the Python package's tests (scripts/deps_python.sh installs them)"; \
 	 $(MAKE) --no-print-directory status $(TESTS) $(EMU_TESTS) $(GPU_TESTS) $(PROGRAMS) $${py:+$(PY_STAMP)} && \
-	 RATTN_OP=$(CURDIR)/$(BIN)/rattn-op scripts/run_tests.sh $(TESTS) $(EMU_TESTS) $(GPU_TESTS) \
+	 RATTN_BIN=$(CURDIR)/$(BIN) scripts/run_tests.sh $(TESTS) $(EMU_TESTS) $(GPU_TESTS) \
 	   $${py:+scripts/test_python.sh}
 
 # ---- the Python package (python/, docs/python.md) -------------------------------------------------------
@@ -235,8 +235,8 @@ $(PY_STAMP): python/setup.py python/pyproject.toml python/src/_rattn.cpp $(wildc
 	@touch $@
 
 .PHONY: test-python
-test-python: $(PY_STAMP) $(BIN)/rattn-op
-	@RATTN_OP=$(CURDIR)/$(BIN)/rattn-op scripts/run_tests.sh scripts/test_python.sh
+test-python: $(PY_STAMP) $(BIN)/rattn-op $(BIN)/train_tiny $(BIN)/infer
+	@RATTN_BIN=$(CURDIR)/$(BIN) scripts/run_tests.sh scripts/test_python.sh
 
 
 # ---- workshop exercises (exercises/, docs/workshop.md) ----------------------------------------------------

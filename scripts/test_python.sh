@@ -2,11 +2,12 @@
 # The Python package's tests (python/tests, pytest) as one entry of scripts/run_tests.sh: it runs like a test
 # binary, writing "passed failed skipped" to $RATTN_COUNTS, so make test's closing count includes them.
 # Needs the package installed in build/python/venv (make test-python or make test build it there) and
-# bin/rattn-op (the tests compare every binding with it). Arguments are ignored (run_tests.sh passes --no-version).
+# bin/rattn-op, bin/train_tiny, bin/infer (the tests compare with them; RATTN_BIN names another folder).
+# Arguments are ignored (run_tests.sh passes --no-version).
 set -u
 cd "$(dirname "$0")/.."
 py=${RATTN_PY_VENV:-build/python/venv}/bin/python
-export RATTN_OP=${RATTN_OP:-$PWD/bin/rattn-op} RATTN_OP_REQUIRED=1
+export RATTN_BIN=${RATTN_BIN:-$PWD/bin} RATTN_OP_REQUIRED=1
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 if [ ! -x "$py" ]; then

@@ -22,7 +22,7 @@ import numpy as np
 from . import _rattn
 
 __all__ = ["swa", "rla", "rattention", "rope", "phi", "group_rmsnorm", "feature_dim", "FEATURES",
-           "DEFAULT_ROPE_THETA", "decode", "testing"]
+           "DEFAULT_ROPE_THETA", "decode", "testing", "load", "Model"]
 
 FEATURES = ("sm2", "relu2", "identity")
 DEFAULT_ROPE_THETA = _rattn.default_rope_theta
@@ -163,7 +163,8 @@ def rla(q, k, v, window, feature="sm2", h0=None, form="chunked", chunk=64, do=No
 
 def rattention(q, k, v, gamma_swa, gamma_rla, window, feature="sm2", chunk=64, rope_theta=DEFAULT_ROPE_THETA,
                eps=1e-8, do=None):
-    """The attention core of a local RATTENTION layer (docs/spec.md §2.2-§2.5; ref/rattention.h attn_core_forward).
+    """The attention core of a local RATTENTION layer (docs/spec.md §2.2, §2.3, §2.4, §2.5;
+    ref/rattention.h attn_core_forward).
 
     o = GRMS_swa(SWA(RoPE(q), RoPE(k), v; w, 1/sqrt(D))) + GRMS_rla(RLA(q, k, v; w, phi))
     q (B, T, H, D), k, v (B, T, G, D) before RoPE; gamma_swa, gamma_rla (H, D); window w >= 0; D even.
@@ -248,3 +249,4 @@ def group_rmsnorm(x, gamma, eps=1e-8, do=None):
 
 
 from . import decode, testing  # noqa: E402  (they use the functions above)
+from .model import Model, load  # noqa: E402

@@ -432,7 +432,7 @@ def check(fn, op="rla", *, framework="numpy", device=None, grads=None, cases=Non
     if op != "swa" and not _takes(fn, "feature"):
         features = ("sm2",)
         notes.append("fn takes no feature=: only sm2 checked")
-    if op == "rla" and not _takes(fn, "h0") and framework == "numpy":
+    if op == "rla" and not _takes(fn, "h0"):
         h0 = False
         notes.append("fn takes no h0=: no initial state checked")
     grid = cases if cases is not None else globals()["cases"](op, chunk, long_T, features, h0, dtypes)

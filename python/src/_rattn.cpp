@@ -370,10 +370,13 @@ void bind_all(py::module_& m, const std::string& sfx) {
 
 }  // namespace
 
+void bind_model(py::module_& m);  // python/src/_rattn_model.cpp: a trained model, for rattn.load
+
 PYBIND11_MODULE(_rattn, m) {
   m.doc() = "rattn's reference ops (ref/) on NumPy arrays; use the wrappers in the rattn package";
   bind_all<float>(m, "_f32");
   bind_all<double>(m, "_f64");
   m.def("feature_dim", [](const std::string& fm, int D) { return ref::feature_dim(feature(fm), D); });
   m.attr("default_rope_theta") = ref::kDefaultRopeTheta;
+  bind_model(m);
 }
