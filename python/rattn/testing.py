@@ -229,9 +229,11 @@ def _scales(op, x, want):
 class Failure:
     """One wrong tensor of one case: what check() reports."""
 
-    def __init__(self, case, tensor, message, err=None, tol=None, diagnosis=None):
+    def __init__(self, case, tensor, message, err=None, tol=None, diagnosis=None, examined=True, kind=None):
         self.case, self.tensor, self.message, self.err, self.tol, self.diagnosis = (
             case, tensor, message, err, tol, diagnosis)
+        self.kind = kind  # the mistake diagnosed: window, leak, shift_q, gqa_mapping, gqa_not_summed (or None)
+        self.examined = examined  # compared with the known mistakes (the first few failures are)
 
     def __str__(self):
         s = f"FAILED case {self.case!r}\n  {self.message}"
@@ -254,10 +256,18 @@ class Report:
         return self.passed
 
     @property
+    def kind(self):
+        """The most frequent kind of mistake diagnosed (window, leak, shift_q, gqa_mapping, gqa_not_summed),
+        None when none was recognised or all passed."""
+        kinds = [f.kind for f in self.failures if f.kind]
+        return max(kinds, key=kinds.count) if kinds else None
+
+    @property
     def diagnosis(self):
-        """The most frequent diagnosis of the failures (None when none was recognised or all passed)."""
-        found = [d for d in self.diagnoses if d]
-        return max(found, key=found.count) if found else None
+        """The diagnosis of the most frequent kind, as made for its case of widest window (the most telling:
+        at w = 0 an off-by-one and a leak are the same mistake). None: none recognised, or all passed."""
+        of_kind = [f for f in self.failures if f.kind and f.kind == self.kind]
+        return max(of_kind, key=lambda f: f.case.w).diagnosis if of_kind else None
 
     @property
     def diagnoses(self):
@@ -269,10 +279,10 @@ class Report:
         head = (f"rattn.testing.check(op={self.op!r}): {self.n_cases - bad} of {self.n_cases} cases passed, "
                 f"{bad} failed")
         lines = [head] + [f"  note: {n}" for n in self.notes]
-        found = [d for d in self.diagnoses if d]
-        if found:
-            top = self.diagnosis
-            lines.append(f"  most frequent diagnosis ({found.count(top)} of {len(self.failures)} wrong tensors): {top}")
+        if self.kind:
+            n = sum(f.kind == self.kind for f in self.failures)
+            examined = sum(f.examined for f in self.failures)
+            lines.append(f"  most frequent diagnosis ({n} of the {examined} wrong tensors examined): {self.diagnosis}")
         lines += [str(f) for f in self.failures[:self.shown]]
         if len(self.failures) > self.shown:
             lines.append(f"... and {len(self.failures) - self.shown} more wrong tensors (Report.failures)")
@@ -303,20 +313,20 @@ def _win(w):
 
 
 def _candidates(op, c, x, tensor):
-    """(diagnosis, result dict) for the mistakes people make, each computed by the reference ops."""
+    """(kind, diagnosis, result dict) for the mistakes people make, each computed by the reference ops."""
     w, T, r = c.w, c.T, c.H // c.G
     f = c.feature
     out = []
     if op == "swa" and w >= 0:
-        out.append((f"the window is off by one: the result is the reference's at w = {w + 1}, keys {_win(w + 1)}; "
+        out.append(("window", f"the window is off by one: the result is the reference's at w = {w + 1}, keys {_win(w + 1)}; "
                     f"rattn's w = {w} reads the w+1 = {w + 1} keys {_win(w)}, the query's own included "
                     f"(FlashAttention window_size=(w, 0))", lambda: _reference(op, x, w + 1, f)))
         if w >= 1:
-            out.append((f"the window is off by one: the result is the reference's at w = {w - 1}, only {w} keys "
+            out.append(("window", f"the window is off by one: the result is the reference's at w = {w - 1}, only {w} keys "
                         f"{_win(w - 1)}; rattn's w counts the keys LEFT of the query (w+1 in all): a window of W "
                         f"tokens including the query is w = W-1", lambda: _reference(op, x, w - 1, f)))
     if op == "rla":
-        out.append((f"the window is off by one: the result is the reference's at w = {w + 1}: your RLA leaves out "
+        out.append(("window", f"the window is off by one: the result is the reference's at w = {w + 1}: your RLA leaves out "
                     f"key t-{w + 1}, which has left the SWA window {_win(w)} and belongs to RLA (j <= t-w-1)",
                     lambda: _reference(op, x, w + 1, f)))
         for w2 in range(w - 1, -2, -1):
@@ -324,7 +334,7 @@ def _candidates(op, c, x, tensor):
                     f"j <= t-{w2 + 1}, key t-{w} included" if w2 == w - 1 else
                     f"j <= t-{w2 + 1}, keys t-{w} ... t-{w2 + 1} included")
             obo = " (off by one)" if w2 == w - 1 else ""
-            out.append((f"keys within the window leaked into RLA{obo}: the result is the reference's at w = {w2}: "
+            out.append(("leak", f"keys within the window leaked into RLA{obo}: the result is the reference's at w = {w2}: "
                         f"your RLA reads {what}, but {_win(w)} is the SWA window; RLA reads exactly j <= t-{w + 1} "
                         f"(docs/spec.md §2.3)", (lambda w2=w2: _reference(op, x, w2, f))))
         if not c.h0 and w >= 0:
@@ -340,15 +350,15 @@ def _candidates(op, c, x, tensor):
                 o[:, s:] = L["o"][:, :max(T - s, 0)]
                 g["o"] = o
                 return g
-            out.append((f"the shift is applied to q instead of k: your o_t is phi(q_{{t-{w + 1}}}) S_{{t-{w + 1}}}, "
+            out.append(("shift_q", f"the shift is applied to q instead of k: your o_t is phi(q_{{t-{w + 1}}}) S_{{t-{w + 1}}}, "
                         f"the unshifted linear attention of row t-{w + 1}; RLA shifts the keys: "
                         f"o_t = phi(q_t) S_{{t-w-1}} (docs/spec.md §3.2)", shifted_q))
     if op == "rattn":
-        out.append((f"the window is off by one: the result is the reference's at w = {w + 1}: SWA reads "
+        out.append(("window", f"the window is off by one: the result is the reference's at w = {w + 1}: SWA reads "
                     f"{_win(w + 1)} and RLA j <= t-{w + 2}, where rattn's w = {w} means SWA {_win(w)} (w+1 keys, the "
                     f"query's own included) and RLA j <= t-{w + 1}", lambda: _reference(op, x, w + 1, f)))
         if w >= 1:
-            out.append((f"the window is off by one: the result is the reference's at w = {w - 1}: SWA reads "
+            out.append(("window", f"the window is off by one: the result is the reference's at w = {w - 1}: SWA reads "
                         f"{_win(w - 1)} and RLA j <= t-{w}, where rattn's w = {w} means SWA {_win(w)} (w+1 keys, "
                         f"the query's own included) and RLA j <= t-{w + 1}", lambda: _reference(op, x, w - 1, f)))
     if r > 1 and c.G > 1:
@@ -360,7 +370,7 @@ def _candidates(op, c, x, tensor):
                     y[n] = np.concatenate([x[n]] * r, axis=2 if n != "h0" else 1)
             ref = _reference(op, y, w, f)
             return {"o": ref["o"], "dq": ref["dq"]}
-        out.append(("GQA head mapping: query head h reads kv head h % G; rattn (like FlashAttention) reads kv head "
+        out.append(("gqa_mapping", "GQA head mapping: query head h reads kv head h % G; rattn (like FlashAttention) reads kv head "
                     "g = h // (H/G): consecutive query heads share a kv head (docs/spec.md §2.6)", modulo))
     if r > 1 and tensor in ("dk", "dv", "dh0"):
         def per_head():
@@ -382,7 +392,7 @@ def _candidates(op, c, x, tensor):
         for how, words in (("last", "the last query head of its group only"),
                            ("first", "the first query head of its group only"),
                            ("mean", "the mean over its group's query heads")):
-            out.append((f"GQA heads not summed: {tensor} of kv head g is {words}; it must be the SUM of the "
+            out.append(("gqa_not_summed", f"GQA heads not summed: {tensor} of kv head g is {words}; it must be the SUM of the "
                         f"contributions of the H/G = {r} query heads that read kv head g", group(how)))
     return out
 
@@ -390,7 +400,7 @@ def _candidates(op, c, x, tensor):
 def _diagnose(op, c, x, tensor, got, want, scale, tol):
     e_want = _err(got, want, scale)
     best = None
-    for text, make in _candidates(op, c, x, tensor):
+    for kind, text, make in _candidates(op, c, x, tensor):
         try:
             cand = make().get(tensor)
         except ValueError:
@@ -401,8 +411,8 @@ def _diagnose(op, c, x, tensor, got, want, scale, tol):
             continue
         e = _err(got, cand, scale)
         if e <= max(2 * tol, 0.05 * e_want) and (best is None or e < best[0]):
-            best = (e, text)
-    return best[1] if best else None
+            best = (e, kind, text)
+    return best[1:] if best else (None, None)
 
 
 # ---- check ---------------------------------------------------------------------------------------------
@@ -465,11 +475,13 @@ def check(fn, op="rla", *, framework="numpy", device=None, grads=None, cases=Non
             if not np.all(np.isfinite(g)):
                 i_bad = int(np.flatnonzero(~np.isfinite(g.ravel()))[0])
                 idx = ", ".join(str(int(j)) for j in np.unravel_index(i_bad, g.shape))
-                diag = None
+                diag = kind = None
                 if c.w == 0 and op != "rla":
-                    diag = ("the window is off by one: at w = 0 rattn's window holds one key, the query's own "
-                            "([t, t]); a result that is not finite there is a softmax over an empty window")
-                failures.append(Failure(c, name, f"{name}[{idx}] is {g.flat[i_bad]} (not finite)", diagnosis=diag))
+                    kind, diag = "window", ("the window is off by one: at w = 0 rattn's window holds one key, the "
+                                            "query's own ([t, t]); a result that is not finite there is a softmax "
+                                            "over an empty window")
+                failures.append(Failure(c, name, f"{name}[{idx}] is {g.flat[i_bad]} (not finite)", diagnosis=diag,
+                                        kind=kind))
                 break
             bwd = name != "o"
             if c.dtype == "float32":
@@ -484,8 +496,9 @@ def check(fn, op="rla", *, framework="numpy", device=None, grads=None, cases=Non
             yard = max(_rms(wt), scales[name])
             msg = (f"{name}: relative RMS error {e:.3g} > tolerance {tol:.3g}; "
                    + _element_report(name, g, wt, yard, tol))
-            diag = _diagnose(op, c, x, name, g, wt, scales[name], tol) if len(failures) < 4 * shown else None
-            failures.append(Failure(c, name, msg, e, tol, diag))
+            examine = len(failures) < 4 * shown  # each diagnosis runs the reference a few more times
+            kind, diag = _diagnose(op, c, x, name, g, wt, scales[name], tol) if examine else (None, None)
+            failures.append(Failure(c, name, msg, e, tol, diag, examine, kind))
             break  # the first wrong tensor of a case is the one to look at
     report = Report(op, len(grid), failures, notes, shown)
     if raise_on_failure and failures:

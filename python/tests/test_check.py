@@ -33,23 +33,27 @@ def test_the_reference_passes_its_own_check(op):
     assert "0 failed" in str(report)
 
 
-@pytest.mark.parametrize("op,bug,diagnosis", [
-    ("rla", "off_by_one", "keys within the window leaked into RLA (off by one)"),
-    ("rla", "leak", "the shift by w+1 is missing"),
-    ("rla", "shift_q", "the shift is applied to q instead of k"),
-    ("rla", "gqa_not_summed", "GQA heads not summed: dk of kv head g is the last query head of its group only"),
-    ("rla", "gqa_modulo", "GQA head mapping: query head h reads kv head h % G"),
-    ("swa", "off_by_one", "the window is off by one"),
-    ("swa", "gqa_not_summed", "GQA heads not summed"),
+@pytest.mark.parametrize("op,bug,kind,diagnosis", [
+    ("rla", "off_by_one", "leak", "keys within the window leaked into RLA (off by one)"),
+    ("rla", "leak", "leak", "the shift by w+1 is missing"),
+    ("rla", "shift_q", "shift_q", "the shift is applied to q instead of k"),
+    ("rla", "gqa_not_summed", "gqa_not_summed",
+     "GQA heads not summed: dk of kv head g is the last query head of its group only"),
+    ("rla", "gqa_modulo", "gqa_mapping", "GQA head mapping: query head h reads kv head h % G"),
+    ("swa", "off_by_one", "window", "the window is off by one"),
+    ("swa", "gqa_not_summed", "gqa_not_summed", "GQA heads not summed"),
 ])
-def test_each_planted_bug_is_caught_and_named(op, bug, diagnosis):
+def test_each_planted_bug_is_caught_and_named(op, bug, kind, diagnosis):
     fn = rla_kernel(bug) if op == "rla" else swa_kernel(bug)
     report = rattn.testing.check(fn, op=op)
     assert not report
     text = str(report)
     # the report names the case, the tensor and an element with both values
     assert "FAILED case" in text and "want" in text and "relative RMS error" in text
+    assert report.kind == kind, text
     assert diagnosis in report.diagnosis, text
+    # no failure examined is put down to another mistake
+    assert {f.kind for f in report.failures if f.kind} == {kind}, text
 
 
 def test_off_by_one_in_swa_names_the_convention():
