@@ -93,11 +93,12 @@ def test_rla_forms_agree(rng, w):
         rattn.rla(q, k, v, w, form="recurrent", do=do)
 
 
-def test_window_partition(rng):
-    """SWA at w plus RLA at w read the causal prefix once: with w >= T-1 the RLA output is exactly zero and
-    with w = -1 it reads every key (the window convention of the README)."""
+def test_rla_window_edges(rng):
+    """The window convention of the README: at w >= T-1 RLA reads no key (o = 0 exactly), at w = -1 it reads
+    every key j <= t, one more than at w = 0 (j <= t-1)."""
     q, k, v, _ = qkv(rng, T=9)
-    assert np.all(rattn.rla(q, k, v, 8) == 0)
+    assert np.all(rattn.rla(q, k, v, 8) == 0) and np.all(rattn.rla(q, k, v, 20) == 0)
+    assert np.any(rattn.rla(q, k, v, 7)[:, 8] != 0)  # w = T-2: the last query reads key 0
     assert rel(rattn.rla(q, k, v, -1), rattn.rla(q, k, v, 0)) > 0.01
 
 
