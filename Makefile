@@ -7,6 +7,8 @@
 #   make bench       benchmarks (not tests)
 #   make gpu-check   on a machine with an NVIDIA GPU: native tests, compute-sanitizer, benchmarks
 #   make exercise E=NAME   one workshop exercise (exercises/, docs/workshop.md); make exercise-solutions (CI)
+#   make test-python the Python package (python/, docs/python.md): build it into build/python/venv, run its
+#                    pytest suite; make test runs it too when scripts/deps_python.sh finds its dependencies
 #
 # Builds run in parallel on every core unless a -j is given (make -j1 for a serial build), and print
 # one short line per file; V=1 prints the full compiler command lines.
@@ -203,9 +205,38 @@ $(GPU_BENCH): $(BIN)/gpu/%: $(BUILD)/gpu/tools/%.o $(BUILD)/librattn.a $(BUILD)/
 	$(Q)$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS)
 gpu-build: $(GPU_TESTS) $(GPU_BENCH)
 
+# The Python package's suite is one more entry of the run (scripts/test_python.sh), counted in the closing line,
+# when NumPy, pytest and pybind11 are here (scripts/deps_python.sh --check); never in the sanitizer builds
+# (the extension is not built with them).
 test: deps
-	@$(MAKE) --no-print-directory status $(TESTS) $(EMU_TESTS) $(GPU_TESTS) $(PROGRAMS)
-	@scripts/run_tests.sh $(TESTS) $(EMU_TESTS) $(GPU_TESTS)
+	@py=$$([ -z "$(SANITIZE)$(TSAN)" ] && RATTN_PYTHON=$(PY_BASE) scripts/deps_python.sh --check && echo yes); \
+	 [ -n "$$py" ] || [ -n "$(SANITIZE)$(TSAN)" ] || echo "make: NumPy, pytest or pybind11 for $(PY_BASE) missing: \
+	skipping the Python package's tests (scripts/deps_python.sh installs them)"; \
+	 $(MAKE) --no-print-directory status $(TESTS) $(EMU_TESTS) $(GPU_TESTS) $(PROGRAMS) $${py:+$(PY_STAMP)} && \
+	 RATTN_BIN=$(CURDIR)/$(BIN) scripts/run_tests.sh $(TESTS) $(EMU_TESTS) $(GPU_TESTS) \
+	   $${py:+scripts/test_python.sh}
+
+# ---- the Python package (python/, docs/python.md) -------------------------------------------------------
+# build/python/venv: a venv of Debian's python3 with its site packages (NumPy, pytest, pybind11 from
+# scripts/deps_python.sh), into which pip installs python/ without build isolation and without an index:
+# no download at all. The extension compiles ref/ (about 45 s); it is rebuilt when its sources change.
+PY_BASE  ?= /usr/bin/python3
+PY_VENV  := build/python/venv
+PY_STAMP := build/python/.installed
+$(PY_STAMP): python/setup.py python/pyproject.toml python/src/_rattn.cpp $(wildcard python/rattn/*.py) \
+    $(wildcard ref/*.h)
+	@RATTN_PYTHON=$(PY_BASE) scripts/deps_python.sh
+	@mkdir -p $(@D)
+	$(say) PIP "python/ into $(PY_VENV)"
+	$(Q)[ -x $(PY_VENV)/bin/python ] || $(PY_BASE) -m venv --system-site-packages $(PY_VENV)
+	@rm -rf python/build  # setuptools' object files: it would reuse one whose ref/ headers changed
+	$(Q)$(PY_VENV)/bin/pip install --no-build-isolation --no-deps --no-index ./python >$(@D)/pip.log 2>&1 \
+	  || { cat $(@D)/pip.log; exit 1; }
+	@touch $@
+
+.PHONY: test-python
+test-python: $(PY_STAMP) $(BIN)/rattn-op $(BIN)/train_tiny $(BIN)/infer
+	@RATTN_BIN=$(CURDIR)/$(BIN) scripts/run_tests.sh scripts/test_python.sh
 
 
 # ---- workshop exercises (exercises/, docs/workshop.md) ----------------------------------------------------
