@@ -131,10 +131,16 @@ void RecallTask::make(std::mt19937_64& rng, int lead, int gap, int* tok, int* tg
   for (int j = 0; j < n; ++j) {
     key[size_t(j)] = kRecallKeyBase + alphabet[size_t(j)];
     value[size_t(j)] = kRecallValueBase + rand_below(rng, kRecallAlphabet);
+  }
+  if (gap < 0) {
+    gap = gap_for(rng);
+    // Pairs anywhere: the filler the layout leaves over is split at random between a lead and the tail.
+    if (opt_.pairs_anywhere) lead = rand_below(rng, T_ - 4 * n - gap + 1);
+  }
+  for (int j = 0; j < n; ++j) {
     tok[lead + 2 * j] = key[size_t(j)];
     tok[lead + 2 * j + 1] = value[size_t(j)];
   }
-  if (gap < 0) gap = gap_for(rng);
   std::iota(order.begin(), order.end(), 0);
   for (int i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rand_below(rng, i + 1))]);
   const int g0 = lead + 2 * n, qs = g0 + gap;  // the gap is [g0, qs), the first query at qs

@@ -12,10 +12,13 @@
 //                either within w or farther than D (D = layers * w: past the reach of a stack of
 //                SWA layers, whose receptive field grows by w per layer).
 //                The harder regime (RecallOptions): the filler bytes drawn at random from their own
-//                alphabet, and distractors: keys of the sequence that recur in the gap, each followed
+//                alphabet; distractors: keys of the sequence that recur in the gap, each followed
 //                by a filler byte instead of a value, so that a key's latest occurrence before its
 //                query need not be the one that holds its value, and a linear state that sums every
-//                (key, next byte) binding holds wrong bindings for the very keys asked for.
+//                (key, next byte) binding holds wrong bindings for the very keys asked for; and the
+//                pairs anywhere (after a filler lead of random length), so that a model cannot tie
+//                the pairs to the start of the sequence, and a longer sequence with its queries at
+//                the end is a layout it has seen.
 //   PasskeyTask  a short random lowercase string hidden at a controlled depth in filler text:
 //                  filler ... #abcde ... filler ... #abcde
 //                the second copy (the question) ends the sequence and its letters are scored;
@@ -75,6 +78,7 @@ constexpr int kRandomFillerBase = 0x20, kRandomFillerAlphabet = 64;
 struct RecallOptions {
   bool random_filler = false;  // filler bytes uniform over [kRandomFillerBase, +kRandomFillerAlphabet)
   int distractors = 0;         // keys of the sequence that recur in the gap (as many as fit, see make())
+  bool pairs_anywhere = false; // the pairs after a filler lead of random length, not at position 0
 };
 
 class RecallTask : public Task {
@@ -90,7 +94,8 @@ class RecallTask : public Task {
   double chance() const override { return 1.0 / kRecallAlphabet; }
   // Fill one sequence of this task's T: `lead` filler bytes, the pairs, a filler gap of `gap` bytes
   // (with the distractors), the queries, filler to the end. gap = -1: drawn from the gap mixture (what
-  // sample() does, lead 0). Needs lead >= 0, 0 <= gap and lead + 4 * pairs + gap <= T.
+  // sample() does, lead 0), and with pairs_anywhere the lead too, uniform over what fits. Needs
+  // lead >= 0, gap >= -1 and lead + 4 * pairs + gap <= T.
   void make(std::mt19937_64& rng, int lead, int gap, int* tokens, int* targets, int* dist) const;
   int pairs() const { return pairs_; }
   const RecallOptions& options() const { return opt_; }

@@ -25,7 +25,8 @@ std::unique_ptr<data::Task> make_task(const Config& c) {
   const TrainConfig& t = c.train;
   if (t.task == "recall")
     return std::make_unique<data::RecallTask>(t.seq_len, t.pairs, data_window(c), t.in_window_frac, t.far_beyond,
-                                              data::RecallOptions{t.filler == "random", t.distractors});
+                                              data::RecallOptions{t.filler == "random", t.distractors,
+                                                                  t.pairs_at == "anywhere"});
   if (t.task == "passkey") return std::make_unique<data::PasskeyTask>(t.seq_len, t.passkey_len);
   if (t.task == "text") return std::make_unique<data::TextTask>(t.text_file, t.seq_len);
   throw UsageError("--task: expected one of recall|passkey|text, got '" + t.task + "'");
@@ -153,13 +154,14 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
       << ", device " << backend->name() << ", " << threads << " OpenMP thread" << (threads == 1 ? "" : "s") << "\n";
   out << describe(c);
   if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()))
-    out << fmt("data: recall gaps 0..%d mixed so that %.1f%% of the queries are expected within w = %d%s%s%s\n",
+    out << fmt("data: recall gaps 0..%d mixed so that %.1f%% of the queries are expected within w = %d%s%s%s%s\n",
                rt->max_gap(), 100 * rt->expected_in_window(), data_window(c),
                rt->far_beyond() ? fmt(", the others beyond d = %d", rt->far_beyond()).c_str() : "",
                rt->options().random_filler ? "; random filler bytes" : "",
                rt->options().distractors > 0
                    ? fmt("; up to %d distractor keys in the gap", rt->options().distractors).c_str()
-                   : "");
+                   : "",
+               rt->options().pairs_anywhere ? "; the pairs anywhere" : "");
   if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()); rt && rt->expected_in_window() < 0.3)
     out << "data: note: fewer than 30% of the queries can fall within w; the key-value block (2 * --pairs = "
         << 2 * c.train.pairs << " tokens) is longer than the window: lower --pairs for a balanced split\n";

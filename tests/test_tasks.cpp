@@ -406,3 +406,37 @@ TEST_CASE("the training, validation and test streams are disjoint: seeds and seq
     CHECK(val_in_train == 0);
   }
 }
+
+TEST_CASE("recall, pairs anywhere: a filler lead of random length, the layout and distances as claimed") {
+  RecallTask task(128, 8, 16, 0.4, 0, RecallOptions{true, 8, true});
+  std::mt19937_64 rng(8);
+  Batch b;
+  task.sample(rng, 400, b);
+  std::set<int> leads;
+  long tail_after_queries = 0;
+  for (int s = 0; s < b.B; ++s) {
+    const int* tok = b.tokens.data() + s * b.T;
+    const int* tgt = b.targets.data() + s * b.T;
+    const int* dst = b.dist.data() + s * b.T;
+    int lead = 0;
+    while (lead < b.T && !(tok[lead] >= kRecallKeyBase && tok[lead + 1] >= kRecallValueBase)) ++lead;
+    leads.insert(lead);
+    int last_query = -1;
+    for (int t = 0; t < b.T; ++t) {
+      if (tgt[t] < 0) continue;
+      last_query = t;
+      CHECK(tok[t - dst[t]] == tok[t]);
+      CHECK(tok[t - dst[t] + 1] == tgt[t]);
+      CHECK(t - dst[t] >= lead);       // every key in the pair block, after the lead
+      CHECK(t - dst[t] < lead + 16);
+    }
+    tail_after_queries += last_query + 2 < b.T;
+  }
+  CHECK(leads.size() > 30);           // the lead varies widely
+  CHECK(leads.count(0) == 1);         // position 0 is one of its values
+  CHECK(tail_after_queries > 0);      // and some filler still follows the queries
+  // The default places the pairs at 0.
+  RecallTask start(128, 8, 16, 0.4, 0, RecallOptions{true, 8, false});
+  start.sample(rng, 50, b);
+  for (int s = 0; s < b.B; ++s) CHECK(b.tokens[size_t(s) * 128] >= kRecallKeyBase);
+}
