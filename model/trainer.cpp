@@ -78,11 +78,11 @@ std::string rng_to_text(const std::mt19937_64& rng) {
   return os.str();
 }
 
-// The validation line (and, for text, a generated sample from the start of the validation split).
 // Accuracy of a reach bucket for a progress line: "-" when no query fell in it.
 std::string bucket_pct(const DistanceBucket& b) { return b.total ? fmt("%5.1f%%", 100 * b.accuracy()) : "    -"; }
 
-// The validation line ("val ") or the held-out test line ("test"); text: with a generated sample.
+// The validation line ("val ") or the held-out test line ("test"); text: with a generated sample from
+// the start of the validation split.
 void report_eval(std::ostream& out, const Model<float>& model, const ModelParams<float>& p, const data::Task& task,
                  const data::Batch& eval, long step, const Config& c, EvalResult* keep, const char* split = "val ") {
   const auto t0 = std::chrono::steady_clock::now();
