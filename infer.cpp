@@ -143,22 +143,23 @@ int main(int argc, char** argv) {
     // (b) the task, by decode (and by the full forward for comparison)
     if (ic.eval) {
       data::Batch eval;
-      task->eval_set(ic.eval_seqs, model::eval_seed(c), eval);
+      task->eval_set(ic.eval_seqs, model::eval_seed(c, model::Split::test), eval);  // the held-out test set
       auto t0 = std::chrono::steady_clock::now();
-      const model::EvalResult dec = model::evaluate(net, st.params, eval, true);
+      const model::EvalResult dec = model::evaluate(net, st.params, eval, true, model::empty_eval(c));
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (!std::isfinite(dec.loss())) {  // finite weights that overflow float32: a numerical stop, status 3
         std::cerr << "infer: the decode of checkpoint '" << ic.ckpt << "' gives a non-finite loss (" << dec.loss()
-                  << ") on its validation set: its weights overflow float32\n";
+                  << ") on its held-out set: its weights overflow float32\n";
         return 3;
       }
-      std::printf("\nevaluation of %d %s sequences of T = %d by constant-memory decode (%.1f s, %.0f tokens/s)\n",
+      std::printf("\nevaluation of %d held-out %s sequences of T = %d by constant-memory decode (%.1f s, "
+                  "%.0f tokens/s)\n",
                   eval.B, task->name().c_str(), eval.T, s, double(eval.B) * eval.T / s);
-      if (task->synthetic()) std::cout << model::bucket_table(dec, c.model.window, task->chance());
+      if (task->synthetic()) std::cout << model::bucket_table(dec, task->chance());
       else std::printf("  loss %.4f (%.3f bits/byte), next-byte accuracy %.1f%%\n", dec.loss(),
                        dec.loss() / std::log(2.0), 100 * dec.accuracy());
       if (ic.compare_forward) {
-        const model::EvalResult fwd = model::evaluate(net, st.params, eval, false);
+        const model::EvalResult fwd = model::evaluate(net, st.params, eval, false, model::empty_eval(c));
         std::printf("full-sequence forward on the same sequences: accuracy %.1f%% (%ld / %ld), loss %.4f; "
                     "decode %s it (%ld vs %ld correct)\n",
                     100 * fwd.accuracy(), fwd.correct, fwd.scored, fwd.loss(),

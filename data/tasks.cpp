@@ -30,8 +30,10 @@ void Task::eval_set(int n, uint64_t seed, Batch& out) const {
 
 // ---- recall ----------------------------------------------------------------------------------
 
-RecallTask::RecallTask(int T, int pairs, int w, double in_window_frac, int far_beyond)
-    : T_(T), pairs_(pairs), w_(w), far_beyond_(far_beyond) {
+RecallTask::RecallTask(int T, int pairs, int w, double in_window_frac, int far_beyond, RecallOptions opt)
+    : T_(T), pairs_(pairs), w_(w), far_beyond_(far_beyond), opt_(opt) {
+  if (opt.distractors < 0)
+    throw std::invalid_argument("recall: distractors must be >= 0, got " + std::to_string(opt.distractors));
   if (pairs < 1 || pairs > kRecallAlphabet)
     throw std::invalid_argument("recall: pairs must be in [1, " + std::to_string(kRecallAlphabet) + "]");
   if (T < 4 * pairs)
@@ -107,36 +109,70 @@ int RecallTask::gap_for(std::mt19937_64& rng) const {
   return far_gaps_[size_t(rand_below(rng, int(far_gaps_.size())))];
 }
 
-void RecallTask::sample(std::mt19937_64& rng, int B, Batch& out) const {
-  out.resize(B, T_);
+int RecallTask::filler(std::mt19937_64& rng) const {
+  return opt_.random_filler ? kRandomFillerBase + rand_below(rng, kRandomFillerAlphabet) : kFiller;
+}
+
+void RecallTask::make(std::mt19937_64& rng, int lead, int gap, int* tok, int* tgt, int* dst) const {
   const int n = pairs_;
-  std::vector<int> alphabet(kRecallAlphabet), order(n);
-  for (int b = 0; b < B; ++b) {
-    int* tok = out.tokens.data() + long(b) * T_;
-    int* tgt = out.targets.data() + long(b) * T_;
-    int* dst = out.dist.data() + long(b) * T_;
-    // n distinct keys (partial Fisher-Yates), values with repetition.
-    std::iota(alphabet.begin(), alphabet.end(), 0);
-    for (int j = 0; j < n; ++j) std::swap(alphabet[size_t(j)], alphabet[size_t(j + rand_below(rng, kRecallAlphabet - j))]);
-    std::vector<int> key(n), value(n);
-    for (int j = 0; j < n; ++j) {
-      key[size_t(j)] = kRecallKeyBase + alphabet[size_t(j)];
-      value[size_t(j)] = kRecallValueBase + rand_below(rng, kRecallAlphabet);
-      tok[2 * j] = key[size_t(j)];
-      tok[2 * j + 1] = value[size_t(j)];
-    }
-    const int gap = gap_for(rng);
-    std::iota(order.begin(), order.end(), 0);
-    for (int i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rand_below(rng, i + 1))]);
-    const int qs = 2 * n + gap;  // first query position; positions [2n, qs) stay filler
-    for (int i = 0; i < n; ++i) {
-      const int j = order[size_t(i)], t = qs + 2 * i;
-      tok[t] = key[size_t(j)];
-      tok[t + 1] = value[size_t(j)];
-      tgt[t] = value[size_t(j)];  // predict the value right after seeing the query key
-      dst[t] = t - 2 * j;         // key-to-query distance
+  if (lead < 0 || gap < -1 || lead + 4 * n + std::max(gap, 0) > T_)
+    throw std::invalid_argument("recall: lead " + std::to_string(lead) + " + 4 * pairs " + std::to_string(4 * n) +
+                                " + gap " + std::to_string(gap) + " does not fit in T = " + std::to_string(T_));
+  for (int t = 0; t < T_; ++t) {  // kFiller marks the filler positions until the last loop below
+    tok[t] = kFiller;
+    tgt[t] = -1;
+    dst[t] = -1;
+  }
+  // n distinct keys (partial Fisher-Yates), values with repetition.
+  std::vector<int> alphabet(kRecallAlphabet), order(static_cast<size_t>(n)), key(order.size()), value(order.size());
+  std::iota(alphabet.begin(), alphabet.end(), 0);
+  for (int j = 0; j < n; ++j)
+    std::swap(alphabet[size_t(j)], alphabet[size_t(j + rand_below(rng, kRecallAlphabet - j))]);
+  for (int j = 0; j < n; ++j) {
+    key[size_t(j)] = kRecallKeyBase + alphabet[size_t(j)];
+    value[size_t(j)] = kRecallValueBase + rand_below(rng, kRecallAlphabet);
+  }
+  if (gap < 0) {
+    gap = gap_for(rng);
+    // Pairs anywhere: the filler the layout leaves over is split at random between a lead and the tail.
+    if (opt_.pairs_anywhere) lead = rand_below(rng, T_ - 4 * n - gap + 1);
+  }
+  for (int j = 0; j < n; ++j) {
+    tok[lead + 2 * j] = key[size_t(j)];
+    tok[lead + 2 * j + 1] = value[size_t(j)];
+  }
+  std::iota(order.begin(), order.end(), 0);
+  for (int i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rand_below(rng, i + 1))]);
+  const int g0 = lead + 2 * n, qs = g0 + gap;  // the gap is [g0, qs), the first query at qs
+  for (int i = 0; i < n; ++i) {
+    const int j = order[size_t(i)], t = qs + 2 * i;
+    tok[t] = key[size_t(j)];
+    tok[t + 1] = value[size_t(j)];
+    tgt[t] = value[size_t(j)];     // predict the value right after seeing the query key
+    dst[t] = t - (lead + 2 * j);   // key-to-query distance
+  }
+  // Distractors: the gap is cut into gap / 2 slots of two bytes; min(distractors, gap / 2) distinct
+  // slots, drawn at random, start with a key of this sequence (drawn at random, repeats allowed) and
+  // keep their second byte filler, so a distractor key is never followed by a value.
+  const int slots = gap / 2, k = std::min(opt_.distractors, slots);
+  if (k > 0) {
+    std::vector<int> slot(static_cast<size_t>(slots));
+    std::iota(slot.begin(), slot.end(), 0);
+    for (int s = 0; s < k; ++s) {
+      std::swap(slot[size_t(s)], slot[size_t(s + rand_below(rng, slots - s))]);
+      tok[g0 + 2 * slot[size_t(s)]] = key[size_t(rand_below(rng, n))];
     }
   }
+  if (opt_.random_filler)
+    for (int t = 0; t < T_; ++t)
+      if (tok[t] == kFiller) tok[t] = filler(rng);
+}
+
+void RecallTask::sample(std::mt19937_64& rng, int B, Batch& out) const {
+  out.resize(B, T_);
+  for (int b = 0; b < B; ++b)
+    make(rng, 0, -1, out.tokens.data() + long(b) * T_, out.targets.data() + long(b) * T_,
+         out.dist.data() + long(b) * T_);
 }
 
 // ---- passkey ---------------------------------------------------------------------------------

@@ -11,6 +11,14 @@
 //                With far_beyond = D > w, no gap that puts a key in (w, D] is drawn: every query is
 //                either within w or farther than D (D = layers * w: past the reach of a stack of
 //                SWA layers, whose receptive field grows by w per layer).
+//                The harder regime (RecallOptions): the filler bytes drawn at random from their own
+//                alphabet; distractors: keys of the sequence that recur in the gap, each followed
+//                by a filler byte instead of a value, so that a key's latest occurrence before its
+//                query need not be the one that holds its value, and a linear state that sums every
+//                (key, next byte) binding holds wrong bindings for the very keys asked for; and the
+//                pairs anywhere (after a filler lead of random length), so that a model cannot tie
+//                the pairs to the start of the sequence, and a longer sequence with its queries at
+//                the end is a layout it has seen.
 //   PasskeyTask  a short random lowercase string hidden at a controlled depth in filler text:
 //                  filler ... #abcde ... filler ... #abcde
 //                the second copy (the question) ends the sequence and its letters are scored;
@@ -60,9 +68,18 @@ class Task {
   virtual bool synthetic() const { return true; }
 };
 
-// Byte alphabets of the recall task: keys, values and the filler are disjoint.
+// Byte alphabets of the recall task: keys, values and the filler are disjoint. The constant filler
+// is '.'; the random filler draws from the 64 bytes [0x20, 0x60), which hold '.' and no key or value.
 constexpr int kRecallKeyBase = 0x80, kRecallValueBase = 0xC0, kRecallAlphabet = 64;
 constexpr int kFiller = '.';
+constexpr int kRandomFillerBase = 0x20, kRandomFillerAlphabet = 64;
+
+// The recall data's regime. The default (constant filler, no distractors) is the easy one.
+struct RecallOptions {
+  bool random_filler = false;  // filler bytes uniform over [kRandomFillerBase, +kRandomFillerAlphabet)
+  int distractors = 0;         // keys of the sequence that recur in the gap (as many as fit, see make())
+  bool pairs_anywhere = false; // the pairs after a filler lead of random length, not at position 0
+};
 
 class RecallTask : public Task {
  public:
@@ -70,11 +87,18 @@ class RecallTask : public Task {
   // mix gap lengths so that about in_window_frac of the queries have d <= w (see gap_for());
   // far_beyond: 0, or D > w: only gaps with no key-to-query distance in (w, D] (needs
   // w >= 4 * pairs - 2, so that one gap puts every query within w, and a gap with every key past D).
-  RecallTask(int T, int pairs, int w, double in_window_frac, int far_beyond = 0);
+  RecallTask(int T, int pairs, int w, double in_window_frac, int far_beyond = 0, RecallOptions opt = {});
   std::string name() const override { return "recall"; }
   int seq_len() const override { return T_; }
   void sample(std::mt19937_64& rng, int B, Batch& out) const override;
   double chance() const override { return 1.0 / kRecallAlphabet; }
+  // Fill one sequence of this task's T: `lead` filler bytes, the pairs, a filler gap of `gap` bytes
+  // (with the distractors), the queries, filler to the end. gap = -1: drawn from the gap mixture (what
+  // sample() does, lead 0), and with pairs_anywhere the lead too, uniform over what fits. Needs
+  // lead >= 0, gap >= -1 and lead + 4 * pairs + gap <= T.
+  void make(std::mt19937_64& rng, int lead, int gap, int* tokens, int* targets, int* dist) const;
+  int pairs() const { return pairs_; }
+  const RecallOptions& options() const { return opt_; }
 
   // Expected fraction of queries with d <= w for a sequence with this gap (queries in random order).
   double in_window_fraction(int gap) const;
@@ -86,9 +110,11 @@ class RecallTask : public Task {
  private:
   static constexpr double kMaxNear = 0.75;  // most sequences drawn from the near gaps
   int gap_for(std::mt19937_64& rng) const;
+  int filler(std::mt19937_64& rng) const;
   // Some key-to-query distance of a sequence with this gap lies in (w, far_beyond].
   bool in_skipped_band(int gap) const;
   int T_, pairs_, w_, far_beyond_;
+  RecallOptions opt_;
   double p_near_ = 0;          // probability of drawing from the near gaps
   std::vector<int> near_gaps_; // gaps whose queries are mostly (>= half) in the window
   std::vector<int> far_gaps_;  // the other gaps

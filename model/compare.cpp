@@ -33,33 +33,30 @@ std::string sibling_checkpoint(const std::string& path, const std::string& kind)
 
 std::string comparison_table(const Config& c, const std::string& kind_a, const EvalResult& a,
                              const std::string& kind_b, const EvalResult& b, double chance) {
-  const int w = c.model.window;
   char line[256];
   std::string out;
-  std::snprintf(line, sizeof line, "recall on %ld held-out queries, by key-to-query distance d (chance %.1f %%):\n",
+  std::snprintf(line, sizeof line,
+                "recall on %ld queries of the held-out test set, by key-to-query distance d (chance %.1f %%):\n",
                 a.scored, 100 * chance);
   out += line;
-  std::snprintf(line, sizeof line, "  %-38s %12s %12s %9s\n", "keys", kind_name(kind_a).c_str(),
+  std::snprintf(line, sizeof line, "  %-44s %12s %12s %9s\n", "keys", kind_name(kind_a).c_str(),
                 kind_name(kind_b).c_str(), "queries");
   out += line;
   auto row = [&](const std::string& label, long ca, long ta, long cb, long tb) {
-    std::snprintf(line, sizeof line, "  %-38s %12s %12s %9ld\n", label.c_str(), percent(ca, ta).c_str(),
+    std::snprintf(line, sizeof line, "  %-44s %12s %12s %9ld\n", label.c_str(), percent(ca, ta).c_str(),
                   percent(cb, tb).c_str(), ta);
     out += line;
   };
-  const std::string ws = std::to_string(w);
-  row("inside the window, d <= " + ws, a.in_correct, a.in_total, b.in_correct, b.in_total);
-  row("beyond the window, d > " + ws, a.out_correct, a.out_total, b.out_correct, b.out_total);
-  if (a.reach >= 0)
-    row("beyond the stacked windows, d > " + std::to_string(a.reach), a.beyond_reach_correct, a.beyond_reach_total,
-        b.beyond_reach_correct, b.beyond_reach_total);
+  for (size_t i = 0; i < a.buckets.size(); ++i)
+    if (a.buckets[i].total > 0)
+      row(a.buckets[i].label, a.buckets[i].correct, a.buckets[i].total, b.buckets[i].correct, b.buckets[i].total);
   row("all", a.correct, a.scored, b.correct, b.scored);
-  if (a.reach >= 0)
-    out += "The stack is local-only (" + std::to_string(c.model.n_layers) + " layers of window " + ws +
-           "): a key at d > " + std::to_string(a.reach) +
-           " is out of reach of every chain of windows,\nso only a model that keeps a summary of the past can "
-           "recall it. With a global layer in the stack, both\nmodels recall every key of this task at T = 128 "
-           "(measured in docs/experiments.md).\n";
+  const long reach = a.reach(Reach::beyond).lo - 1;
+  if (local_layers(c.model) == c.model.n_layers && a.w >= 0)
+    out += "The stack is local-only (" + std::to_string(c.model.n_layers) + " layers of window " +
+           std::to_string(a.w) + "): no chain of windows reaches a key at d > " + std::to_string(reach) +
+           ",\nso only a model that keeps a summary of the past can recall it. With a global layer in the stack, "
+           "both\nmodels recall every key of this task at T = 128 (measured in docs/experiments.md).\n";
   return out;
 }
 

@@ -19,8 +19,8 @@ int train_compare(const Config& c, const RunConfig& run, std::ostream& out, std:
 // "runs/tiny.ckpt", "swa" -> "runs/tiny-swa.ckpt"
 std::string sibling_checkpoint(const std::string& path, const std::string& kind);
 
-// The side-by-side table: recall inside the window (d <= w), beyond it (d > w) and beyond the
-// stack's reach (d > layers x w, local-only stacks), with chance.
+// The side-by-side table on the held-out test set: recall by reach bucket (model/eval.h: within one
+// layer's reach, within the stack's relay reach, beyond it; empty buckets left out), then all, with chance.
 std::string comparison_table(const Config& c, const std::string& kind_a, const EvalResult& a,
                              const std::string& kind_b, const EvalResult& b, double chance);
 

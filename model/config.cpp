@@ -51,6 +51,14 @@ void bind_train_flags(FlagSet& fs, TrainConfig& t) {
   fs.add_int("far-beyond", &t.far_beyond, 0, 1 << 20,
              "recall: D > w: draw no gap that puts a key at a distance in (w, D], so every query is within w "
              "or past D (D = layers * w: past the reach of stacked SWA layers); 0 = off");
+  fs.add_choice("filler", &t.filler, {"constant", "random"},
+                "recall: the gap's filler: constant ('.') or random bytes from an alphabet disjoint from keys and "
+                "values");
+  fs.add_int("distractors", &t.distractors, 0, 1 << 16,
+             "recall: keys of the sequence that recur in the gap, each followed by a filler byte, not a value "
+             "(as many as the gap holds, up to this)");
+  fs.add_choice("pairs-at", &t.pairs_at, {"start", "anywhere"},
+                "recall: the key-value pairs at position 0, or anywhere (after a filler lead of random length)");
   fs.add_real("lr", &t.lr, 1e-8, 1.0, "peak learning rate");
   fs.add_long("warmup", &t.warmup, 0, 1L << 40, "linear warmup steps");
   fs.add_int("cosine", &t.cosine, 0, 1, "1: cosine decay after warmup to lr * lr-min-ratio; 0: constant");

@@ -50,6 +50,9 @@ struct TrainConfig {
   int data_window = -1;         // recall: the w the gap mix refers to; -1 = the model's window
                                 // (set it to train models of different windows on the same data)
   int far_beyond = 0;           // recall: 0, or D > w: no key at a distance in (w, D] (data/tasks.h)
+  std::string filler = "constant";  // recall: constant ('.') | random (bytes disjoint from keys and values)
+  int distractors = 0;          // recall: keys of the sequence that recur in the gap, not followed by a value
+  std::string pairs_at = "start";  // recall: start (position 0) | anywhere (after a filler lead of random length)
   double lr = 3e-3;
   long warmup = 50;
   int cosine = 1;               // 1: cosine decay to lr * lr_min_ratio after warmup; 0: constant

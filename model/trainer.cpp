@@ -24,13 +24,20 @@ namespace model {
 std::unique_ptr<data::Task> make_task(const Config& c) {
   const TrainConfig& t = c.train;
   if (t.task == "recall")
-    return std::make_unique<data::RecallTask>(t.seq_len, t.pairs, data_window(c), t.in_window_frac, t.far_beyond);
+    return std::make_unique<data::RecallTask>(t.seq_len, t.pairs, data_window(c), t.in_window_frac, t.far_beyond,
+                                              data::RecallOptions{t.filler == "random", t.distractors,
+                                                                  t.pairs_at == "anywhere"});
   if (t.task == "passkey") return std::make_unique<data::PasskeyTask>(t.seq_len, t.passkey_len);
   if (t.task == "text") return std::make_unique<data::TextTask>(t.text_file, t.seq_len);
   throw UsageError("--task: expected one of recall|passkey|text, got '" + t.task + "'");
 }
 
-uint64_t eval_seed(const Config& c) { return uint64_t(c.train.seed) ^ 0x5EED0FE7A15E7ULL; }
+uint64_t eval_seed(const Config& c, Split split, int mult) {
+  const uint64_t base = split == Split::validation ? 0x5EED0FE7A15E7ULL : 0x7E57C0DE5EEDULL;
+  return (uint64_t(c.train.seed) ^ base) ^ (uint64_t(mult - 1) * 0x9E3779B97F4A7C15ULL);
+}
+
+uint64_t train_seed(const Config& c) { return uint64_t(c.train.seed) * 0x9E3779B97F4A7C15ULL + 1; }
 
 Config resolve_resume(const Config& from_ckpt, const Config& from_cli, const std::vector<std::string>& cli_set) {
   Config out = from_ckpt;
@@ -71,19 +78,23 @@ std::string rng_to_text(const std::mt19937_64& rng) {
   return os.str();
 }
 
-// The validation line (and, for text, a generated sample from the start of the validation split).
+// Accuracy of a reach bucket for a progress line: "-" when no query fell in it.
+std::string bucket_pct(const DistanceBucket& b) { return b.total ? fmt("%5.1f%%", 100 * b.accuracy()) : "    -"; }
+
+// The validation line ("val ") or the held-out test line ("test"); text: with a generated sample from
+// the start of the validation split.
 void report_eval(std::ostream& out, const Model<float>& model, const ModelParams<float>& p, const data::Task& task,
-                 const data::Batch& eval, long step, const Config& c, EvalResult* keep) {
+                 const data::Batch& eval, long step, const Config& c, EvalResult* keep, const char* split = "val ") {
   const auto t0 = std::chrono::steady_clock::now();
-  EvalResult r = evaluate(model, p, eval, false);
+  EvalResult r = evaluate(model, p, eval, false, empty_eval(c));
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (task.synthetic()) {
-    out << fmt("val  step %6ld | loss %.4f | acc %5.1f%% | in-window (d<=%d) %5.1f%% | out-of-window %5.1f%% | "
-               "chance %.1f%% | %.0f ms\n",
-               step, r.loss(), 100 * r.accuracy(), c.model.window, 100 * r.in_accuracy(), 100 * r.out_accuracy(),
-               100 * task.chance(), ms);
+    out << fmt("%s step %6ld | loss %.4f | acc %5.1f%% | d<=%ld %s | relay %s | d>%ld %s | chance %.1f%% | %.0f ms\n",
+               split, step, r.loss(), 100 * r.accuracy(), r.reach(Reach::one_layer).hi,
+               bucket_pct(r.reach(Reach::one_layer)).c_str(), bucket_pct(r.reach(Reach::relay)).c_str(),
+               r.reach(Reach::beyond).lo - 1, bucket_pct(r.reach(Reach::beyond)).c_str(), 100 * task.chance(), ms);
   } else {
-    out << fmt("val  step %6ld | loss %.4f | %.3f bits/byte | next-byte acc %5.1f%% | %.0f ms\n", step, r.loss(),
+    out << fmt("%s step %6ld | loss %.4f | %.3f bits/byte | next-byte acc %5.1f%% | %.0f ms\n", split, step, r.loss(),
                r.loss() / std::log(2.0), 100 * r.accuracy(), ms);
     std::vector<int> prompt(eval.tokens.begin(), eval.tokens.begin() + std::min(32, eval.T));
     std::vector<int> gen = generate(model, p, prompt, 96, 0.8, uint64_t(c.train.seed) + uint64_t(step));
@@ -146,7 +157,7 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
     st.m = params_filled<float>(c.model, 0.0f);
     st.v = params_filled<float>(c.model, 0.0f);
     st.step = 0;
-    data_rng.seed(uint64_t(c.train.seed) * 0x9E3779B97F4A7C15ULL + 1);
+    data_rng.seed(train_seed(c));
   }
 
   st.text = text_now;
@@ -156,9 +167,14 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
       << ", device " << backend->name() << ", " << threads << " OpenMP thread" << (threads == 1 ? "" : "s") << "\n";
   out << describe(c) << text_note;
   if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()))
-    out << fmt("data: recall gaps 0..%d mixed so that %.1f%% of the queries are expected within w = %d%s\n",
+    out << fmt("data: recall gaps 0..%d mixed so that %.1f%% of the queries are expected within w = %d%s%s%s%s\n",
                rt->max_gap(), 100 * rt->expected_in_window(), data_window(c),
-               rt->far_beyond() ? fmt(", the others beyond d = %d", rt->far_beyond()).c_str() : "");
+               rt->far_beyond() ? fmt(", the others beyond d = %d", rt->far_beyond()).c_str() : "",
+               rt->options().random_filler ? "; random filler bytes" : "",
+               rt->options().distractors > 0
+                   ? fmt("; up to %d distractor keys in the gap", rt->options().distractors).c_str()
+                   : "",
+               rt->options().pairs_anywhere ? "; the pairs anywhere" : "");
   if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()); rt && rt->expected_in_window() < 0.3)
     out << "data: note: fewer than 30% of the queries can fall within w; the key-value block (2 * --pairs = "
         << 2 * c.train.pairs << " tokens) is longer than the window: lower --pairs for a balanced split\n";
@@ -243,7 +259,12 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   out << fmt("trained %ld steps in %.1f s (%.1f ms/step)\n", res.last_step - res.first_step + 1, res.seconds,
              res.losses.empty() ? 0.0 : 1000 * res.seconds / double(res.losses.size()));
   report_eval(out, model, st.params, *task, eval_batch, res.last_step, c, &res.final_eval);
-  if (task->synthetic() && run.final_table) out << bucket_table(res.final_eval, c.model.window, task->chance());
+  if (task->synthetic()) {  // the reported numbers: the held-out test set, never used to choose settings
+    data::Batch test_batch;
+    task->eval_set(run.eval_seqs, eval_seed(c, Split::test), test_batch);
+    report_eval(out, model, st.params, *task, test_batch, res.last_step, c, &res.final_eval, "test");
+    if (run.final_table) out << "held-out test set, " << bucket_table(res.final_eval, task->chance());
+  }
   if (!run.ckpt.empty()) out << "checkpoint: " << run.ckpt << " (step " << res.last_step << ")\n";
   out.flush();
   return res;

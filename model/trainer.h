@@ -41,8 +41,16 @@ using BeforeStepHook = std::function<void(long step, ModelParams<float>& params)
 
 // The task of a config (recall / passkey / text), sized by the config.
 std::unique_ptr<data::Task> make_task(const Config& c);
-// The seed of the fixed validation set.
-uint64_t eval_seed(const Config& c);
+// The synthetic tasks' fixed evaluation sets, each drawn from a generator seeded apart from the
+// training stream (whose seed is train_seed):
+//   validation  the progress lines and every choice of settings;
+//   test        held out: the reported numbers (train_tiny's closing table, bin/pareto_eval).
+// mult > 1: the set of the same split at mult x T (bin/pareto_eval), a seed of its own. The streams
+// share no sequence at realistic counts (tests/test_tasks.cpp). The text task ignores the seed: its
+// one held-out split is the file's last 10 %.
+enum class Split { validation, test };
+uint64_t eval_seed(const Config& c, Split split = Split::validation, int mult = 1);
+uint64_t train_seed(const Config& c);
 
 // --resume: the config of the run comes from the checkpoint. Model and train flags given on the
 // command line must agree with it, except --steps (the run may be extended); anything else throws

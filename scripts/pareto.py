@@ -7,7 +7,9 @@
     scripts/pareto.py --grid full --dry-run          # print the runs and the estimated time, run nothing
 
 Trains every (arm, window, seed[, task]) of the grid with bin/train_tiny, evaluates each checkpoint
-with bin/pareto_eval at 1x, 2x and 4x its training length, and writes to --out (results/pareto/<grid>):
+with bin/pareto_eval on the held-out test set (its own generator seed, never used to choose settings)
+at 1x, 2x and 4x its training length, and, with --decode-lengths (recall), through the constant-memory
+decode at those multiples of it (1, 4, 16 by default), and writes to --out (results/pareto/<grid>):
     runs.csv      one row per run: config, training time, and every metric at every length
     table.md      the markdown table (mean and min..max over seeds), with the quick sweep's criteria checked
     *.png         plots drawn by gnuplot (accuracy vs window like the paper's Figure 4, accuracy vs
@@ -22,6 +24,11 @@ Arms (--arms), all with the same width, heads and depth:
     lg-linear   local-global: linear attention local layers (no window)
     lo-swa      local-only diagnostic (every layer local): SWA
     lo-rattn    local-only diagnostic: RATTENTION
+    lo-linear   local-only: linear attention local layers (no window)
+
+Recall accuracy is split by reach (model/eval.h), for a stack of L = --layers local layers of window w:
+within one layer's reach (d <= w+1), within the stack's relay reach (w+1 < d <= L*w), beyond it
+(d > L*w); the buckets describe the data, so every arm of a row has the same ones.
 
 Every arm of a window w trains on the same data: the recall task's gap mix is tied to w through
 train_tiny --data-window w (about 40 % of the queries within w), whatever the model's own window.
@@ -53,23 +60,36 @@ ARMS = {  # name: (pattern source, local kind); "full" is local-only with a wind
     "lg-linear": ("lg", "linear"),
     "lo-swa": ("L", "swa"),
     "lo-rattn": ("L", "rattn"),
+    "lo-linear": ("L", "linear"),
 }
 
 # Grids. Every field can be overridden on the command line (--steps, --windows, ...).
 GRIDS = {
     # CI / workshop (under 5 minutes on 2 idle cores): the local-only diagnostic at w = 16, the quick-sweep
-    # criteria checked. 3 runs of 1500 steps, one after the other on 2 threads. 1500, not 1000: at 1000 steps
+    # criteria checked. No decode-path evaluation by default: its pairs sit at position 0, and the decode
+    # set moves them (`--decode-lengths 1,4,16` runs it; the hard grid trains with the pairs anywhere).
+    # 3 runs of 1500 steps, one after the other on 2 threads. 1500, not 1000: at 1000 steps
     # full attention had learned the task with seed 1 (100 %) but not with seed 2 (29 %, still on the loss
     # plateau before the recall circuit forms); at 1500 seeds 2 and 3 reach 99-100 %.
     # 4 key-value pairs (8 tokens, half the window): with 8 pairs the key block is as long as w = 16, so
-    # 60 % of the out-of-window queries land in (w, 2w], within reach of two stacked SWA layers; with 4
-    # the far keys spread over (w, T]. 128 evaluation sequences keep 512 scored queries per length.
+    # 60 % of the queries past w land in (w, 2w], within the relay reach of two stacked SWA layers; with
+    # 4 the far keys spread over (w, T]. 128 evaluation sequences keep 512 scored queries per length.
     # far_beyond_reach: no key in (w, 2w]. Two stacked SWA layers reach 2w back in two hops, and with
     # such keys SWA scored 80.6 % there (17.9 % for all d > w, results/pareto/quick-with-band): the
     # quick grid's d > w then measured the stack's reach, not what the window cannot see.
     "quick": dict(arms="full,lo-swa,lo-rattn", windows="16", seeds="1", seq_len=128, steps=1500, warmup=50,
                   lr=3e-3, tasks="recall", pairs=4, far_beyond_reach=1, eval_seqs=128, lengths="1,2,4", layers=2,
-                  batch=32, jobs=1, threads=2),
+                  batch=32, jobs=1, threads=2, filler="constant", distractors=0, pairs_at="start",
+                  decode_lengths="", decode_seqs=64),
+    # The harder recall regime: random filler bytes (an alphabet disjoint from keys and values), 8 key-value
+    # pairs, keys of the sequence recurring in the gap as distractors, the pairs anywhere in the sequence
+    # (a model trained with them at position 0 only fails when they move: the decode-path evaluation moves
+    # them), keys in every reach bucket (no band removed); linear attention alone as a fourth arm; 3 seeds;
+    # the decode path at 1x, 4x, 16x T.
+    "hard": dict(arms="full,lo-swa,lo-rattn,lo-linear", windows="16", seeds="1,2,3", seq_len=128, steps=3000,
+                 warmup=100, lr=3e-3, tasks="recall", pairs=8, far_beyond_reach=0, eval_seqs=128, lengths="1,2,4",
+                 layers=2, batch=32, jobs=2, threads=1, filler="random", distractors=8, pairs_at="anywhere",
+                 decode_lengths="1,4,16", decode_seqs=128),
     # The full sweep (`--dry-run` prints the estimate; measured time in docs/experiments.md): T = 128, the window
     # ladder T/16, T/8, T/4, every arm, 2 seeds, recall; passkey at w = T/8 (half the steps). w >= T - 1
     # is full attention by construction (the `full` arm). 3000 steps: at 1500 the local-global stack at
@@ -77,20 +97,27 @@ GRIDS = {
     # cores; `--windows 8,16,32,64` adds T/2 (14 runs, about 40 minutes; the others stay cached).
     "full": dict(arms="full,full-nope,lg-swa,lg-rattn,lg-linear,lo-swa,lo-rattn", windows="8,16,32",
                  seeds="1,2", seq_len=128, steps=3000, warmup=100, lr=3e-3, tasks="recall,passkey", pairs=8,
-                 far_beyond_reach=0,
+                 far_beyond_reach=0, filler="constant", distractors=0, pairs_at="start", decode_lengths="",
+                 decode_seqs=128,
                  eval_seqs=128, lengths="1,2,4", layers=2, batch=32, jobs=2, threads=1),
     # The test's grid (tests/test_pareto.cpp): seconds, checks the plumbing only.
     "test": dict(arms="full,lo-swa,lo-rattn", windows="8", seeds="1", seq_len=32, steps=3, warmup=1, lr=3e-3,
                  tasks="recall", pairs=2, far_beyond_reach=1, eval_seqs=4, lengths="1,2", layers=2, batch=4, jobs=1,
-                 threads=1),
+                 threads=1, filler="constant", distractors=0, pairs_at="start", decode_lengths="1,4", decode_seqs=6),
 }
 
 # Fields of runs.csv, in order. Metric fields are "<metric>_<m>x" for each length multiplier m.
 CONFIG_FIELDS = ["grid", "task", "arm", "stack", "local", "window", "model_window", "seed", "T", "steps", "batch",
                  "d_model", "layers", "pattern", "train_s", "ms_per_step", "final_train_loss"]
-METRICS = ["loss", "acc", "in_acc", "out_acc", "b1_acc", "b2_acc", "b3_acc", "b4_acc", "beyondT_acc",
-           "depth0_acc", "depth25_acc", "depth50_acc", "depth75_acc", "depth100_acc", "bpb", "n", "in_n", "out_n",
-           "b1_n", "b2_n", "b3_n", "b4_n"]
+METRICS = ["loss", "acc", "near_acc", "relay_acc", "beyond_acc", "beyondT_acc",
+           "depth0_acc", "depth25_acc", "depth50_acc", "depth75_acc", "depth100_acc", "bpb", "n", "near_n", "relay_n",
+           "beyond_n", "beyondT_n"]
+# Fields of the decode evaluation ("dec_<metric>_<m>x" for each --decode-lengths multiplier m).
+DEC_METRICS = ["acc", "near_acc", "relay_acc", "beyond_acc", "beyondT_acc", "n", "near_n", "relay_n", "beyond_n",
+               "beyondT_n", "mem_bytes"]
+# The reach buckets of pareto_eval: (field, column title, plot label).
+BUCKETS = [("near", "d <= w+1 (one layer)", "d<=w+1"), ("relay", "w+1 < d <= Lw (relay)", "relay"),
+           ("beyond", "d > Lw (beyond reach)", "d>Lw")]
 
 
 _log_lock = threading.Lock()
@@ -117,6 +144,7 @@ class Run:
         self.name = f"{task}-{arm}-w{window}-s{seed}"
         base = os.path.join(a.runs, self.name)
         self.ckpt, self.log, self.cmdfile, self.evalfile = base + ".ckpt", base + ".log", base + ".cmd", base + ".eval"
+        self.decfile = base + ".decode"  # the decode-path evaluation (recall, --decode-lengths)
         self.a = a
         cmd = [a.bin_train, "--layers", str(a.layers), "--pattern", self.pattern, "--local", kind,
                "--window", str(self.model_window), "--data-window", str(a.data_window or window),
@@ -131,6 +159,12 @@ class Run:
             cmd += ["--pairs", str(a.pairs)]
             if a.far_beyond_reach and a.layers > 1:  # no key within the stack's reach but out of w
                 cmd += ["--far-beyond", str(a.layers * (a.data_window or window))]
+            if a.filler != "constant":
+                cmd += ["--filler", a.filler]
+            if a.distractors:
+                cmd += ["--distractors", str(a.distractors)]
+            if a.pairs_at != "start":
+                cmd += ["--pairs-at", a.pairs_at]
         cmd += ["--eval-interval", "0", "--eval-seqs", "32", "--ckpt-interval", str(a.ckpt_interval),
                 "--log-every", str(a.log_every), "--threads", str(a.threads), "--ckpt", self.ckpt]
         self.cmd = cmd
@@ -197,20 +231,31 @@ class Run:
         return True
 
     def evaluate(self):
-        if os.path.exists(self.evalfile) and os.path.getmtime(self.evalfile) >= os.path.getmtime(self.ckpt):
-            with open(self.evalfile) as f:
-                text = f.read()
-            if text.count("mult=") == len(self.a.lengths.split(",")):
-                return True
-        cmd = [self.a.bin_eval, "--ckpt", self.ckpt, "--lengths", self.a.lengths, "--eval-seqs",
-               str(self.a.eval_seqs), "--threads", str(self.a.threads)]
-        r = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
-        if r.returncode != 0:
-            log(f"{self.name}: pareto_eval exited with status {r.returncode}: {r.stderr.strip()}")
-            return False
-        with open(self.evalfile + ".tmp", "w") as f:
-            f.write(r.stdout)
-        os.replace(self.evalfile + ".tmp", self.evalfile)
+        """pareto_eval on the held-out test set: the forward at --lengths, and for recall the decode path
+        at --decode-lengths. An evaluation is reused when it is newer than the checkpoint and of the
+        same lengths, seqs and split."""
+        reach = ["--split", "test", "--reach-layers", str(self.a.layers), "--threads", str(self.a.threads)]
+        todo = [(self.evalfile, ["--lengths", self.a.lengths, "--eval-seqs", str(self.a.eval_seqs)], self.a.lengths)]
+        if self.a.decode_lengths and self.task == "recall":
+            todo.append((self.decfile, ["--mode", "decode", "--lengths", self.a.decode_lengths, "--eval-seqs",
+                                        str(self.a.decode_seqs)], self.a.decode_lengths))
+        for path, args, lengths in todo:
+            if os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(self.ckpt):
+                with open(path) as f:
+                    text = f.read()
+                seqs = args[args.index("--eval-seqs") + 1]
+                mults = [f"mult={m} " for m in lengths.split(",")]
+                if (text.count("mult=") == len(mults) and all(m in text for m in mults) and "split=test" in text and
+                        (" seqs=" + seqs + " " in text or self.task == "passkey")):
+                    continue
+            cmd = [self.a.bin_eval, "--ckpt", self.ckpt] + args + reach
+            r = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
+            if r.returncode != 0:
+                log(f"{self.name}: pareto_eval exited with status {r.returncode}: {r.stderr.strip()}")
+                return False
+            with open(path + ".tmp", "w") as f:
+                f.write(r.stdout)
+            os.replace(path + ".tmp", path)
         return True
 
     def row(self):
@@ -236,6 +281,14 @@ class Run:
                 for k in METRICS:
                     if k in kv and f"{k}_{m}x" in row:
                         row[f"{k}_{m}x"] = kv[k]
+        if os.path.exists(self.decfile) and self.a.decode_lengths:
+            with open(self.decfile) as f:
+                for line in f:
+                    kv = dict(x.split("=", 1) for x in line.split() if "=" in x)
+                    m = kv.get("mult")
+                    for k in DEC_METRICS:
+                        if k in kv and f"dec_{k}_{m}x" in row:
+                            row[f"dec_{k}_{m}x"] = kv[k]
         return row
 
 
@@ -245,7 +298,8 @@ def full_window(a):
 
 
 def csv_fields(a):
-    return CONFIG_FIELDS + [f"{k}_{m}x" for m in a.lengths.split(",") for k in METRICS]
+    dec = [f"dec_{k}_{m}x" for m in a.decode_lengths.split(",") for k in DEC_METRICS] if a.decode_lengths else []
+    return CONFIG_FIELDS + [f"{k}_{m}x" for m in a.lengths.split(",") for k in METRICS] + dec
 
 
 def child_env():
@@ -312,13 +366,20 @@ def write_table(a, rows, path):
     mults = a.lengths.split(",")
     name = os.path.basename(os.path.normpath(a.out))
     title = f"{a.grid} grid" if name == a.grid else f"`{name}`: the {a.grid} grid's settings with overrides"
+    regime = ("random filler bytes" if a.filler == "random" else "a constant filler byte") + (
+        f", up to {a.distractors} distractor keys in the gap" if a.distractors else ", no distractors") + (
+        ", the pairs anywhere in the sequence" if a.pairs_at == "anywhere" else ", the pairs at position 0")
     lines = [f"# Window-size sweep ({title})", "",
              f"Model: d_model {a.d_model}, {a.layers} layers, 2 heads of 32, T = {a.seq_len}, batch {a.batch}, "
-             f"recall with {a.pairs} key-value pairs"
+             f"recall with {a.pairs} key-value pairs, {regime}"
              + (f"; local-global pattern `{a.lg_pattern}`" if any(arm.startswith("lg-") for arm in a.arms.split(","))
-                else "") + ". Accuracies in %, mean over seeds (min..max when they differ); "
-             "chance is 1.6 % for recall, 3.8 % for passkey letters. `in`: queries whose key is within the window "
-             "(d <= w), `out`: d > w; `beyond T`: d larger than the training length (only at 2x, 4x).", "",
+                else "") + ". Every accuracy is on the **held-out test set** (a generator seed of its own, never "
+             "used to choose settings), in %, mean over seeds with min..max when they differ; chance is 1.6 % for "
+             "recall, 3.8 % for passkey letters.", "",
+             f"Recall by reach, for a stack of L = {a.layers} local layers of window w: `d <= w+1` within one "
+             f"layer's reach, `relay` within the stack's relay reach (w+1 < d <= {a.layers}w), `d > Lw` beyond it "
+             "(no chain of windows reaches the key); `beyond T`: d larger than the training length (2x, 4x). A "
+             "global layer (`lg-*`, `full-nope`) reaches every key; the buckets say where the key was.", "",
              f"Arms: `full` = full causal attention with RoPE (every layer local, `swa`, with a window of "
              f"{full_window(a)} tokens, longer than every evaluation length); `full-nope` = every layer global "
              "(full causal attention, NoPE, like the paper's global layers); `lo-*` = local-only (every layer "
@@ -327,29 +388,45 @@ def write_table(a, rows, path):
              "`full` ignores w otherwise.", ""]
     if a.data_window:
         lines += [f"Every run trains and is scored on the recall data of window {a.data_window} (--data-window "
-                  f"{a.data_window}): `w` is the model's window, and the distance buckets (in, out, w<d<=2w, ...) "
-                  f"refer to {a.data_window}, not to w.", ""]
+                  f"{a.data_window}): `w` is the model's window, and the reach buckets refer to "
+                  f"{a.data_window}, not to w.", ""]
     if a.far_beyond_reach and a.layers > 1:
-        lines += [f"Recall data with no key in (w, {a.layers}w] (train_tiny --far-beyond {a.layers}w): every "
-                  f"out-of-window key is past the reach of the {a.layers}-layer SWA stack (each layer of window "
-                  "w reaches w further back), so `out (d>w)` measures what a window cannot see at all; without "
-                  "it, SWA solves much of (w, 2w] in two hops (see docs/experiments.md).", ""]
+        lines += [f"Recall data with no key in (w, {a.layers}w] (train_tiny --far-beyond {a.layers}w): the relay "
+                  "bucket is empty in training and in the forward evaluation.", ""]
     g = groups(rows, "recall")
     if g:
-        head = ["arm", "w", "seeds", "steps", "s/run", "acc 1x", "in (d<=w)", "out (d>w)", "w<d<=2w", "2w<d<=4w",
-                "d>4w"]
+        head = ["arm", "w", "seeds", "steps", "s/run", "acc 1x"] + [t for _, t, _ in BUCKETS]
         head += [f"acc {m}x" for m in mults if m != "1"] + [f"beyond T {m}x" for m in mults if m != "1"]
         lines += ["## Recall (multi-query associative recall)", "", "| " + " | ".join(head) + " |",
                   "|" + "---|" * len(head)]
         for (arm, w), rs in sorted(g.items(), key=lambda kv: (arm_order(kv[0][0]), kv[0][1])):
             t = stats(rs, "train_s")
             cells = [arm, str(w), str(len(rs)), str(rs[0]["steps"]), f"{t[0]:.0f}" if t else "-",
-                     pct(stats(rs, "acc_1x")), pct(stats(rs, "in_acc_1x")), pct(stats(rs, "out_acc_1x")),
-                     pct(stats(rs, "b2_acc_1x")), pct(stats(rs, "b3_acc_1x")), pct(stats(rs, "b4_acc_1x"))]
+                     pct(stats(rs, "acc_1x"))] + [pct(stats(rs, f"{b}_acc_1x")) for b, _, _ in BUCKETS]
             cells += [pct(stats(rs, f"acc_{m}x")) for m in mults if m != "1"]
             cells += [pct(stats(rs, f"beyondT_acc_{m}x")) for m in mults if m != "1"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        if a.decode_lengths:
+            dm = a.decode_lengths.split(",")
+            head = ["arm", "w", "seeds", "length"] + ["all"] + [t for _, t, _ in BUCKETS] + ["beyond T",
+                                                                                              "memory held"]
+            lines += ["## Recall through the constant-memory decode, queries at the end of each length", "",
+                      "bin/pareto_eval --mode decode: every token through the decode caches (ref/decode.h); the "
+                      "queries end each sequence, their keys placed in turn in each reach bucket and beyond T, "
+                      "filler before the pairs. `memory held`: the decode caches after the last token, every "
+                      "layer (the full arm keeps every key and value; its window grows with the length).", "",
+                      "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for (arm, w), rs in sorted(g.items(), key=lambda kv: (arm_order(kv[0][0]), kv[0][1])):
+                for m in dm:
+                    mem = stats(rs, f"dec_mem_bytes_{m}x")
+                    cells = [arm, str(w), str(len(rs)), f"{int(m) * a.seq_len} ({m}x)",
+                             pct(stats(rs, f"dec_acc_{m}x"))]
+                    cells += [pct(stats(rs, f"dec_{b}_acc_{m}x")) for b, _, _ in BUCKETS]
+                    cells += [pct(stats(rs, f"dec_beyondT_acc_{m}x")),
+                              f"{mem[0] / 1024:.1f} KiB" if mem else "-"]
+                    lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
     g = groups(rows, "passkey")
     if g:
         depths = ["0", "25", "50", "75", "100"]
@@ -381,41 +458,24 @@ def write_table(a, rows, path):
     return lines
 
 
-def beyond_2w(rows):
-    """Accuracy on queries with d > 2w (buckets b3 and b4 pooled by their counts), mean over runs."""
-    vals = []
-    for r in rows:
-        a3, n3, a4, n4 = (fnum(r.get(k)) for k in ("b3_acc_1x", "b3_n_1x", "b4_acc_1x", "b4_n_1x"))
-        n = (n3 or 0) + (n4 or 0)
-        if n > 0:
-            vals.append(((a3 or 0) * (n3 or 0) + (a4 or 0) * (n4 or 0)) / n)
-    return sum(vals) / len(vals) if vals else None
-
-
 def targets(rows, a):
-    """The quick-sweep criteria (local-only, w = 16), checked when those runs exist; and the same
-    comparison beyond the reach of a 2-layer SWA stack (d > 2w), which is not part of the criteria."""
+    """The quick-sweep criteria (local-only, w = 16), checked when those runs exist, on the queries whose
+    key is beyond the stack's reach (d > L*w): what no chain of windows can see. No ratio to SWA's
+    score is printed: SWA is at chance there, and a ratio to chance measures noise."""
     g = groups(rows, "recall")
     full, swa, rat = g.get(("full", 16)), g.get(("lo-swa", 16)), g.get(("lo-rattn", 16))
-    if not (full and swa and rat):
+    if a.grid != "quick" or not (full and swa and rat):  # the criteria are the quick grid's (its regime)
         return []
-    f, s, r = stats(full, "acc_1x"), stats(swa, "out_acc_1x"), stats(rat, "out_acc_1x")
+    f, s, r = stats(full, "acc_1x"), stats(swa, "beyond_acc_1x"), stats(rat, "beyond_acc_1x")
     if not (f and s and r):
         return []
     checks = [("full attention accuracy >= 90 %", f[0] >= 0.90, f"{100 * f[0]:.1f} %"),
-              ("local-only SWA out-of-window (d > w) <= 5 %", s[0] <= 0.05, f"{100 * s[0]:.1f} %"),
-              ("local-only RATTENTION out-of-window (d > w) >= 15 %", r[0] >= 0.15, f"{100 * r[0]:.1f} %"),
-              ("RATTENTION out-of-window >= 3x SWA's", r[0] >= 3 * s[0],
-               f"{r[0] / s[0]:.1f}x" if s[0] > 0 else "SWA at 0")]
-    out = ["## Quick-sweep criteria (w = 16, local-only)", "", "| target | measured | met |", "|---|---|---|"]
+              ("local-only SWA beyond the stack's reach (d > Lw) <= 5 %", s[0] <= 0.05, f"{100 * s[0]:.1f} %"),
+              ("local-only RATTENTION beyond the stack's reach (d > Lw) >= 15 %", r[0] >= 0.15,
+               f"{100 * r[0]:.1f} %")]
+    out = ["## Quick-sweep criteria (w = 16, local-only, held-out test set)", "", "| target | measured | met |",
+           "|---|---|---|"]
     out += [f"| {name} | {val} | {'yes' if ok else 'NO'} |" for name, ok, val in checks]
-    s2, r2 = beyond_2w(swa), beyond_2w(rat)
-    if a.layers == 2 and not a.far_beyond_reach and s2 is not None and r2 is not None:
-        out += ["", "Not part of the criteria: the same comparison beyond the reach of the 2-layer SWA stack "
-                "(two layers of window w see 2w tokens back), d > 2w:", "",
-                "| beyond 2w (d > 2w) | measured |", "|---|---|",
-                f"| local-only SWA | {100 * s2:.1f} % |", f"| local-only RATTENTION | {100 * r2:.1f} % |",
-                f"| RATTENTION / SWA | {r2 / s2:.1f}x |" if s2 > 0 else "| RATTENTION / SWA | SWA at 0 |"]
     return out + [""]
 
 
@@ -441,7 +501,7 @@ def find_gnuplot(install):
 STYLE = {"full": "lc rgb 'black' dt 2 pt 7", "full-nope": "lc rgb '#7f7f7f' dt 2 pt 3",
          "lg-swa": "lc rgb '#d62728' pt 5", "lg-rattn": "lc rgb '#1f77b4' pt 7",
          "lg-linear": "lc rgb '#2ca02c' pt 9", "lo-swa": "lc rgb '#ff7f0e' dt 3 pt 4",
-         "lo-rattn": "lc rgb '#17becf' dt 3 pt 6"}
+         "lo-rattn": "lc rgb '#17becf' dt 3 pt 6", "lo-linear": "lc rgb '#9467bd' dt 3 pt 8"}
 
 
 def plots(a, rows, out_dir, gnuplot):
@@ -481,8 +541,8 @@ def plots(a, rows, out_dir, gnuplot):
 
     if g:
         for metric, fname, label in [("acc_1x", "recall_acc_vs_window", "recall accuracy (all queries), %"),
-                                     ("out_acc_1x", "recall_out_of_window_vs_window",
-                                      "recall accuracy, queries with d > w, %")]:
+                                     ("beyond_acc_1x", "recall_beyond_reach_vs_window",
+                                      "recall accuracy, keys beyond the stack's reach (d > Lw), %")]:
             pl = []
             for arm in arms:
                 p = series(f"{fname}-{arm}", [(w, stats(g.get((arm, w), []), metric)) for w in windows])
@@ -500,18 +560,32 @@ def plots(a, rows, out_dir, gnuplot):
         draw(os.path.join(out_dir, "recall_vs_length.png"), f"Length extrapolation: recall at w = {w_ref}, "
              f"trained at T = {a.seq_len}", "evaluation length (tokens)", "recall accuracy, %", pl, logx=True,
              xtics=[(f"{int(m) * a.seq_len} ({m}x)", int(m) * a.seq_len) for m in mults])
-        # accuracy by distance bucket at the reference window
-        labels = [("d<=w", "b1"), ("w<d<=2w", "b2"), ("2w<d<=4w", "b3"), ("d>4w", "b4")]
-        # a bucket no query fell in (--far-beyond-reach empties (w, 2w]) is left off the axis
+        # accuracy by reach bucket at the reference window
+        labels = [(lab, b) for b, _, lab in BUCKETS]
+        # a bucket no query fell in (--far-beyond-reach empties the relay bucket) is left off the axis
         labels = [(lab, b) for lab, b in labels if any(stats(rs, f"{b}_acc_1x") for rs in g.values())]
         pl = []
         for arm in arms:
             rs = g.get((arm, w_ref), [])
             p = series(f"recall_by_distance-{arm}", [(i, stats(rs, f"{b}_acc_1x")) for i, (_, b) in enumerate(labels)])
             pl.append(f"'{p}' using 1:2:3:4 with yerrorlines {STYLE.get(arm, '')} lw 2 title '{arm}'")
-        draw(os.path.join(out_dir, "recall_by_distance.png"), f"Recall by key-to-query distance d, w = {w_ref}, "
-             f"T = {a.seq_len}", "distance bucket", "recall accuracy, %", pl,
-             xtics=[(lab, i) for i, (lab, _) in enumerate(labels)])
+        draw(os.path.join(out_dir, "recall_by_distance.png"), f"Recall by reach of the key, w = {w_ref}, "
+             f"L = {a.layers}, T = {a.seq_len}, held-out test set", "key-to-query distance d", "recall accuracy, %",
+             pl, xtics=[(lab, i) for i, (lab, _) in enumerate(labels)])
+        # the decode path: accuracy beyond the stack's reach and over all queries vs evaluation length
+        if a.decode_lengths:
+            dm = a.decode_lengths.split(",")
+            for metric, fname, label in [("acc", "recall_decode_vs_length", "recall accuracy (all queries), %"),
+                                         ("beyond_acc", "recall_decode_beyond_reach_vs_length",
+                                          "recall accuracy, keys beyond the stack's reach, %")]:
+                pl = []
+                for arm in arms:
+                    rs = g.get((arm, w_ref), [])
+                    p = series(f"{fname}-{arm}", [(int(m) * a.seq_len, stats(rs, f"dec_{metric}_{m}x")) for m in dm])
+                    pl.append(f"'{p}' using 1:2:3:4 with yerrorlines {STYLE.get(arm, '')} lw 2 title '{arm}'")
+                draw(os.path.join(out_dir, fname + ".png"), f"Constant-memory decode, queries at the end: w = "
+                     f"{w_ref}, trained at T = {a.seq_len}", "evaluation length (tokens)", label, pl, logx=True,
+                     xtics=[(f"{int(m) * a.seq_len} ({m}x)", int(m) * a.seq_len) for m in dm])
     gp = groups(rows, "passkey")
     if gp:
         depths = [0, 25, 50, 75, 100]
@@ -571,8 +645,20 @@ def main():
                         "(default: each window its own data, about 40 %% of the queries within it)")
     p.add_argument("--far-beyond-reach", type=int, choices=[0, 1],
                    help="1: recall data with no key in (w, layers * w], the band two or more stacked SWA layers "
-                        "reach (train_tiny --far-beyond); out-of-window queries are then out of every SWA "
-                        "stack's reach (default: the grid's, quick 1, full 0)")
+                        "reach (train_tiny --far-beyond); every query is then within one layer's reach or "
+                        "beyond the stack's (default: the grid's, quick 1, full 0)")
+    p.add_argument("--filler", choices=["constant", "random"],
+                   help="recall filler: a constant byte, or random bytes disjoint from keys and values (default: "
+                        "the grid's, hard random, the others constant)")
+    p.add_argument("--distractors", type=int,
+                   help="recall: keys of the sequence that recur in the gap, not followed by a value (default: the "
+                        "grid's, hard 8, the others 0)")
+    p.add_argument("--pairs-at", choices=["start", "anywhere"],
+                   help="recall: the pairs at position 0, or anywhere after a random filler lead (default: the "
+                        "grid's, hard anywhere, the others start)")
+    p.add_argument("--decode-lengths", help="recall: also evaluate through the constant-memory decode at these "
+                   "multiples of T, queries at the end of each length, e.g. 1,4,16 ('' = off; default: the grid's)")
+    p.add_argument("--decode-seqs", type=int, help="sequences per decode length (default: the grid's)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the grid's, 3e-3)")
     p.add_argument("--ref-window", type=int, help="window of the passkey/text runs and of the length plots "
                    "(default T/8)")
@@ -679,10 +765,12 @@ def main():
 # load average of 3.6-4.6 (about 2 of it from other users' builds), so on idle cores expect less
 # (on idle cores the quick grid's runs took 43 (full), 43 (lo-swa) and 55 (lo-rattn) ms/step at T = 128).
 # Other T, layers and batch sizes are scaled from the nearest T, linearly: an estimate, not a measurement.
+# lo-linear was not in that measurement: lg-linear's figure stands in for it.
 MS_PER_STEP = {
-    128: {"full": 76, "full-nope": 77, "lg-swa": 80, "lg-rattn": 99, "lg-linear": 81, "lo-swa": 74, "lo-rattn": 112},
+    128: {"full": 76, "full-nope": 77, "lg-swa": 80, "lg-rattn": 99, "lg-linear": 81, "lo-swa": 74, "lo-rattn": 112,
+          "lo-linear": 81},
     256: {"full": 207, "full-nope": 226, "lg-swa": 257, "lg-rattn": 286, "lg-linear": 248, "lo-swa": 229,
-          "lo-rattn": 374},
+          "lo-rattn": 374, "lo-linear": 248},
 }
 
 

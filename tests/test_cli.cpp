@@ -236,7 +236,7 @@ TEST_CASE("cli: --help prints every default as a person would type it") {
 TEST_CASE("cli: --demo trains RATTENTION and SWA on the same data and prints them side by side") {
   TempDir dir("cli_demo");
   // The demonstration's preset with every size cut down: 2 local layers of window 6, so the table has a
-  // "beyond the stacked windows" row at d > 12.
+  // "beyond the stack's reach" row at d > 12.
   const rattn_test::Run r = run_program("train_tiny", {"--demo", "--d-model", "8", "--heads", "1", "--kv-heads", "1",
                                                        "--head-dim", "2", "--window", "6", "--seq-len", "32",
                                                        "--pairs", "2", "--batch", "2", "--steps", "40",
@@ -247,7 +247,8 @@ TEST_CASE("cli: --demo trains RATTENTION and SWA on the same data and prints the
   CHECK(r.out.find("== model 1 of 2: RATTENTION") != std::string::npos);
   CHECK(r.out.find("== model 2 of 2: SWA") != std::string::npos);
   CHECK(r.out.find("no key at a distance in (w, 12]") != std::string::npos);  // --far-beyond = layers x w
-  CHECK(r.out.find("beyond the stacked windows, d > 12") != std::string::npos);
+  CHECK(r.out.find("beyond the stack's reach, d > 12") != std::string::npos);
+  CHECK(r.out.find("queries of the held-out test set") != std::string::npos);
   CHECK(r.out.find("chance 1.6 %") != std::string::npos);
   // about 20 progress lines per model (steps / 20, plus the first step), never one per step
   long progress = 0;

@@ -2,7 +2,10 @@
 // "test" grid (3 runs of 3 steps at T = 32, seconds): it must write runs.csv with one row per run
 // and metrics in every row, table.md with a line per arm, and, when gnuplot is installed, the PNG
 // plots; the full-attention arm must have a window covering every evaluation length and train on
-// the same data as the windowed arms; a bad arm must be refused with exit status 2 and nothing trained.
+// the same data as the windowed arms; every evaluation must be on the held-out test split; the
+// decode-path evaluation must put queries in every reach bucket at every length, and the windowed
+// arms' decode memory must not grow with the length while full attention's does; a bad arm must be
+// refused with exit status 2 and nothing trained.
 // It runs the programs next to this test binary (bin/train_tiny, bin/pareto_eval).
 #include <sys/wait.h>
 
@@ -38,7 +41,10 @@ std::string slurp(const fs::path& p) {
 std::vector<std::string> lines_of(const std::string& s) {
   std::vector<std::string> out;
   std::istringstream is(s);
-  for (std::string line; std::getline(is, line);) out.push_back(line);
+  for (std::string line; std::getline(is, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // Python's csv module ends rows with \r\n
+    out.push_back(line);
+  }
   return out;
 }
 
@@ -100,8 +106,8 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
       if (head[i] == name) return long(i);
     return -1L;
   };
-  for (const char* name : {"arm", "window", "model_window", "seed", "acc_1x", "out_acc_1x", "acc_2x", "beyondT_acc_2x",
-                           "train_s"})
+  for (const char* name : {"arm", "window", "model_window", "seed", "acc_1x", "near_acc_1x", "relay_acc_1x",
+                           "beyond_acc_1x", "acc_2x", "beyondT_acc_2x", "train_s", "dec_acc_1x", "dec_mem_bytes_4x"})
     CHECK_MESSAGE(col(name) >= 0, "runs.csv lacks column " << name);
   REQUIRE(col("arm") >= 0);
   REQUIRE(col("acc_1x") >= 0);
@@ -121,6 +127,37 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
     CHECK(cells[size_t(col("model_window"))] == (cells[size_t(col("arm"))] == "full" ? "64" : "8"));
   }
   CHECK(arms == std::vector<std::string>{"full", "lo-swa", "lo-rattn"});
+
+  // The decode path (test grid: T = 32, w = 8, 2 layers, lengths 1x and 4x): every reach bucket holds
+  // queries at both lengths, and at 4x some keys lie beyond T; the windowed arms hold the same memory
+  // at 4x as at 1x (a ring of w+1 and a state), full attention (every key and value) about 4 times it.
+  auto cell = [&](size_t r, const std::string& name) {
+    const std::vector<std::string> cells = split_csv(rows[r]);
+    return col(name) >= 0 ? cells[size_t(col(name))] : std::string();
+  };
+  for (size_t r = 1; r < rows.size(); ++r) {
+    CAPTURE(cell(r, "arm"));
+    for (const char* m : {"1x", "4x"})
+      for (const char* b : {"near", "relay", "beyond"})
+        CHECK_MESSAGE(std::atol(cell(r, std::string("dec_") + b + "_n_" + m).c_str()) > 0, b << " at " << m);
+    CHECK(std::atol(cell(r, "dec_beyondT_n_4x").c_str()) > 0);
+    const double mem1 = std::atof(cell(r, "dec_mem_bytes_1x").c_str());
+    const double mem4 = std::atof(cell(r, "dec_mem_bytes_4x").c_str());
+    REQUIRE(mem1 > 0);
+    if (cell(r, "arm") == "full") {
+      CHECK(mem4 / mem1 > 3.5);
+      CHECK(mem4 / mem1 < 4.5);
+    } else {
+      CHECK(mem4 == mem1);
+    }
+  }
+  // Every evaluation is on the held-out test split.
+  for (const char* arm : {"full", "lo-swa", "lo-rattn"})
+    for (const char* ext : {".eval", ".decode"}) {
+      const std::string text = slurp(runs / ("recall-" + std::string(arm) + "-w8-s1" + ext));
+      CHECK_MESSAGE(text.find("split=test") != std::string::npos, arm << ext << ": " << text);
+      CHECK(text.find("split=validation") == std::string::npos);
+    }
 
   // Every arm trained on the same data: the recall gap mix of the data window w = 8 (train_tiny's
   // "data:" line), the full arm included, although its model window is 64; and, as in the quick
@@ -143,8 +180,8 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
 
   // The plots: PNG files (magic bytes), when gnuplot is there to draw them.
   if (shell("command -v gnuplot >/dev/null 2>&1") == 0) {
-    for (const char* png : {"recall_acc_vs_window.png", "recall_out_of_window_vs_window.png", "recall_vs_length.png",
-                            "recall_by_distance.png"}) {
+    for (const char* png : {"recall_acc_vs_window.png", "recall_beyond_reach_vs_window.png", "recall_vs_length.png",
+                            "recall_by_distance.png", "recall_decode_vs_length.png"}) {
       const std::string bytes = slurp(out / png);
       CHECK_MESSAGE(bytes.rfind("\x89PNG", 0) == 0, png << " missing or not a PNG (" << bytes.size() << " bytes)");
     }

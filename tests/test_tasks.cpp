@@ -1,11 +1,15 @@
 // The data (data/tasks.h): every recall query's distance is what it claims and its key comes first;
-// the gap mixture puts 30-50% of the queries within w; passkey questions point at the hidden copy;
-// --data-window sets the window of the gap mix apart from the model's; the same seed gives the same
-// data; the text split is 90/10 and a bad file is a clear error.
+// the gap mixture puts 30-50% of the queries within w; the harder regime's alphabets are disjoint, its
+// filler random and its distractor keys where it says; the training, validation and test streams share
+// no sequence; passkey questions point at the hidden copy; --data-window sets the window of the gap mix
+// apart from the model's; the same seed gives the same data; the text split is 90/10 and a bad file is
+// a clear error.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <string>
 #include <tuple>
@@ -238,4 +242,201 @@ TEST_CASE("text: 90/10 split, windows inside their split, every position scored;
   }
   CHECK_THROWS_WITH_AS(TextTask(path, 16), doctest::Contains("needs at least"), std::runtime_error);
   std::remove(path.c_str());
+}
+
+TEST_CASE("recall, the harder regime: disjoint alphabets, random filler, distractor keys, answers as claimed") {
+  for (int pairs : {8, 16}) {
+    CAPTURE(pairs);
+    RecallTask task(128, pairs, 16, 0.4, 0, RecallOptions{true, 8});
+    std::mt19937_64 rng(21);
+    Batch b;
+    task.sample(rng, 500, b);
+    auto is_key = [](int x) { return x >= kRecallKeyBase && x < kRecallKeyBase + kRecallAlphabet; };
+    auto is_value = [](int x) { return x >= kRecallValueBase && x < kRecallValueBase + kRecallAlphabet; };
+    auto is_filler = [](int x) { return x >= kRandomFillerBase && x < kRandomFillerBase + kRandomFillerAlphabet; };
+    // The three alphabets are disjoint, and the constant filler is one of the random ones.
+    for (int x = 0; x < 256; ++x) CHECK(int(is_key(x)) + int(is_value(x)) + int(is_filler(x)) <= 1);
+    CHECK(is_filler(kFiller));
+    std::vector<long> filler_seen(256, 0);
+    long sequences_with_distractors = 0, queries_behind_own_distractor = 0;
+    for (int s = 0; s < b.B; ++s) {
+      const int* tok = b.tokens.data() + s * b.T;
+      const int* tgt = b.targets.data() + s * b.T;
+      const int* dst = b.dist.data() + s * b.T;
+      // Layout: pairs at [0, 2n), the gap, the queries; the gap is what lies between.
+      int first_query = b.T;
+      for (int t = 0; t < b.T; ++t)
+        if (tgt[t] >= 0) first_query = std::min(first_query, t);
+      const int gap = first_query - 2 * pairs;
+      REQUIRE(gap >= 0);
+      std::vector<int> keys;
+      for (int j = 0; j < pairs; ++j) {
+        CHECK(is_key(tok[2 * j]));
+        CHECK(is_value(tok[2 * j + 1]));
+        keys.push_back(tok[2 * j]);
+      }
+      // The gap holds filler and distractors: keys of this sequence, each followed by filler.
+      int distractors = 0;
+      for (int t = 2 * pairs; t < first_query; ++t) {
+        if (is_key(tok[t])) {
+          ++distractors;
+          CHECK(std::find(keys.begin(), keys.end(), tok[t]) != keys.end());
+          REQUIRE(t + 1 < first_query);
+          CHECK(is_filler(tok[t + 1]));
+        } else {
+          CHECK(is_filler(tok[t]));
+          ++filler_seen[size_t(tok[t])];
+        }
+      }
+      CHECK(distractors == std::min(8, gap / 2));
+      sequences_with_distractors += distractors > 0;
+      for (int t = first_query + 2 * pairs; t < b.T; ++t) CHECK(is_filler(tok[t]));
+      // Each query: its key sits d back, followed by the value asked for, and that is the only earlier
+      // occurrence of the key followed by a value.
+      for (int t = first_query; t < first_query + 2 * pairs; t += 2) {
+        REQUIRE(tgt[t] >= 0);
+        const int d = dst[t];
+        REQUIRE(d > 0);
+        CHECK(tok[t - d] == tok[t]);
+        CHECK(tok[t - d + 1] == tgt[t]);
+        int bound = 0;
+        for (int j = 0; j + 1 < t; ++j) bound += tok[j] == tok[t] && is_value(tok[j + 1]);
+        CHECK(bound == 1);
+        for (int j = t - d + 1; j < first_query; ++j) queries_behind_own_distractor += tok[j] == tok[t];
+      }
+    }
+    // Distractors are common (every sequence whose gap holds two bytes; at 16 pairs most draw gap 0,
+    // the only one that puts queries within w), and some stand between a query and its key: the key's
+    // latest occurrence is then not the one that holds the value.
+    CHECK(sequences_with_distractors > b.B / 5);
+    CHECK(queries_behind_own_distractor > 0);
+    // The filler is random: every byte of its alphabet occurs.
+    long filler_bytes = 0;
+    for (int x = kRandomFillerBase; x < kRandomFillerBase + kRandomFillerAlphabet; ++x)
+      filler_bytes += filler_seen[size_t(x)] > 0;
+    CHECK(filler_bytes == kRandomFillerAlphabet);
+  }
+  CHECK_THROWS_AS(RecallTask(128, 4, 16, 0.4, 0, RecallOptions{false, -1}), std::invalid_argument);
+}
+
+TEST_CASE("recall, the default regime: a constant filler byte and no distractor; make() places what it says") {
+  RecallTask task(128, 4, 16, 0.4);
+  std::mt19937_64 rng(5);
+  Batch b;
+  task.sample(rng, 200, b);
+  for (size_t i = 0; i < b.tokens.size(); ++i) {
+    const int x = b.tokens[i];
+    CHECK((x == kFiller || x >= kRecallKeyBase));
+  }
+  // make() with a lead: the pairs start at `lead`, the queries end at lead + 4n + gap, distances as claimed.
+  for (auto [lead, gap] : {std::pair{0, 0}, std::pair{50, 10}, std::pair{112, 0}, std::pair{0, 112}}) {
+    CAPTURE(lead);
+    CAPTURE(gap);
+    std::vector<int> tok(128), tgt(128), dst(128);
+    task.make(rng, lead, gap, tok.data(), tgt.data(), dst.data());
+    int scored = 0;
+    for (int t = 0; t < 128; ++t) {
+      if (tgt[t] < 0) continue;
+      ++scored;
+      CHECK(t >= lead + 8 + gap);
+      CHECK(t < lead + 16 + gap);
+      CHECK(tok[t - dst[t]] == tok[t]);
+      CHECK(t - dst[t] >= lead);
+      CHECK(t - dst[t] < lead + 8);
+    }
+    CHECK(scored == 4);
+    for (int t = 0; t < lead; ++t) CHECK(tok[t] == kFiller);
+  }
+  std::vector<int> tok(128), tgt(128), dst(128);
+  CHECK_THROWS_AS(task.make(rng, 100, 20, tok.data(), tgt.data(), dst.data()), std::invalid_argument);
+}
+
+TEST_CASE("the training, validation and test streams are disjoint: seeds and sequences") {
+  // The seeds: the training stream's, and each split's at every evaluation length, all different.
+  for (long seed : {1L, 2L, 3L}) {
+    model::Config c;
+    c.train.seed = seed;
+    std::vector<uint64_t> seeds{model::train_seed(c)};
+    for (int m = 1; m <= 64; ++m) {
+      seeds.push_back(model::eval_seed(c, model::Split::validation, m));
+      seeds.push_back(model::eval_seed(c, model::Split::test, m));
+    }
+    std::sort(seeds.begin(), seeds.end());
+    CHECK(std::adjacent_find(seeds.begin(), seeds.end()) == seeds.end());
+    CHECK(model::eval_seed(c) == model::eval_seed(c, model::Split::validation, 1));
+  }
+  // The sequences, at the quick grid's counts: 1500 steps of 32 training sequences, 256 validation and
+  // 256 test sequences (train_tiny), for the easy regime (4 pairs, the smallest space of sequences) and
+  // the hard one: no test sequence is a training or validation sequence, none of validation is in training.
+  for (bool hard : {false, true}) {
+    CAPTURE(hard);
+    model::Config c;
+    c.model.window = 16;
+    c.train.seq_len = 128;
+    c.train.pairs = hard ? 8 : 4;
+    c.train.far_beyond = hard ? 0 : 32;
+    c.train.filler = hard ? "random" : "constant";
+    c.train.distractors = hard ? 8 : 0;
+    const std::unique_ptr<Task> task = model::make_task(c);
+    auto sequences = [&](const Batch& b) {
+      std::vector<std::vector<int>> out;
+      for (int s = 0; s < b.B; ++s) out.push_back(b.seq_tokens(s));
+      return out;
+    };
+    std::set<std::vector<int>> train;
+    std::mt19937_64 rng(model::train_seed(c));
+    Batch b;
+    for (int step = 0; step < 1500; ++step) {
+      task->sample(rng, 32, b);
+      for (auto& seq : sequences(b)) train.insert(std::move(seq));
+    }
+    CHECK(train.size() > 1500 * 32 * 99 / 100);  // the training stream itself hardly repeats
+    Batch val, test;
+    task->eval_set(256, model::eval_seed(c, model::Split::validation), val);
+    task->eval_set(256, model::eval_seed(c, model::Split::test), test);
+    const std::vector<std::vector<int>> v = sequences(val), t = sequences(test);
+    long test_in_train = 0, test_in_val = 0, val_in_train = 0;
+    for (const auto& seq : t) {
+      test_in_train += train.count(seq);
+      test_in_val += std::count(v.begin(), v.end(), seq);
+    }
+    for (const auto& seq : v) val_in_train += train.count(seq);
+    CHECK(test_in_train == 0);
+    CHECK(test_in_val == 0);
+    CHECK(val_in_train == 0);
+  }
+}
+
+TEST_CASE("recall, pairs anywhere: a filler lead of random length, the layout and distances as claimed") {
+  RecallTask task(128, 8, 16, 0.4, 0, RecallOptions{true, 8, true});
+  std::mt19937_64 rng(8);
+  Batch b;
+  task.sample(rng, 400, b);
+  std::set<int> leads;
+  long tail_after_queries = 0;
+  for (int s = 0; s < b.B; ++s) {
+    const int* tok = b.tokens.data() + s * b.T;
+    const int* tgt = b.targets.data() + s * b.T;
+    const int* dst = b.dist.data() + s * b.T;
+    int lead = 0;
+    while (lead < b.T && !(tok[lead] >= kRecallKeyBase && tok[lead + 1] >= kRecallValueBase)) ++lead;
+    leads.insert(lead);
+    int last_query = -1;
+    for (int t = 0; t < b.T; ++t) {
+      if (tgt[t] < 0) continue;
+      last_query = t;
+      CHECK(tok[t - dst[t]] == tok[t]);
+      CHECK(tok[t - dst[t] + 1] == tgt[t]);
+      CHECK(t - dst[t] >= lead);       // every key in the pair block, after the lead
+      CHECK(t - dst[t] < lead + 16);
+    }
+    tail_after_queries += last_query + 2 < b.T;
+  }
+  CHECK(leads.size() > 30);           // the lead varies widely
+  CHECK(leads.count(0) == 1);         // position 0 is one of its values
+  CHECK(tail_after_queries > 0);      // and some filler still follows the queries
+  // The default places the pairs at 0.
+  RecallTask start(128, 8, 16, 0.4, 0, RecallOptions{true, 8, false});
+  start.sample(rng, 50, b);
+  for (int s = 0; s < b.B; ++s) CHECK(b.tokens[size_t(s) * 128] >= kRecallKeyBase);
 }
