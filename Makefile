@@ -223,8 +223,11 @@ test: deps
 PY_BASE  ?= /usr/bin/python3
 PY_VENV  := build/python/venv
 PY_STAMP := build/python/.installed
-$(PY_STAMP): python/setup.py python/pyproject.toml python/src/_rattn.cpp $(wildcard python/rattn/*.py) \
-    $(wildcard ref/*.h)
+# Rebuilt when anything it compiles changes: its own sources, ref/, and the model/ and io/ files setup.py lists
+# (the checkpoint reader behind rattn.load and the flag table its config block is parsed with).
+$(PY_STAMP): python/setup.py python/pyproject.toml $(wildcard python/src/*.cpp) $(wildcard python/rattn/*.py) \
+    $(wildcard ref/*.h) model/checkpoint.cpp model/config.cpp model/cli.cpp io/files.cpp \
+    $(wildcard model/*.h) $(wildcard io/*.h)
 	@RATTN_PYTHON=$(PY_BASE) scripts/deps_python.sh
 	@mkdir -p $(@D)
 	$(say) PIP "python/ into $(PY_VENV)"
