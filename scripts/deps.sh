@@ -13,13 +13,4 @@ fi
 command -v g++ >/dev/null || missing+=(g++)
 command -v make >/dev/null || missing+=(make)
 [ ${#missing[@]} -eq 0 ] && exit 0
-echo "deps: missing ${missing[*]}"
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "deps: installing with apt-get (as root)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-else
-  echo "deps: run this, then try again:" >&2
-  echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
-  exit 1
-fi
+exec "$(dirname "$0")/apt_install.sh" deps "${missing[@]}"

@@ -22,13 +22,4 @@ command -v g++ >/dev/null || missing+=(g++)
 [ -f /usr/include/eigen3/Eigen/Dense ] || missing+=(libeigen3-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 [ "${1:-}" = --check ] && exit 1
-echo "deps_python: missing ${missing[*]}"
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "deps_python: installing with apt-get (as root)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-else
-  echo "deps_python: run this, then try again:" >&2
-  echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
-  exit 1
-fi
+exec "$(dirname "$0")/apt_install.sh" deps_python "${missing[@]}"
