@@ -127,8 +127,13 @@ int main(int argc, char** argv) {
       std::vector<int> prompt(ic.prompt.begin(), ic.prompt.end());
       for (int& b : prompt) b &= 0xFF;
       const auto t0 = std::chrono::steady_clock::now();
-      const std::vector<int> out =
-          model::generate(net, st.params, prompt, ic.gen, ic.temperature, uint64_t(ic.sample_seed));
+      std::vector<int> out;
+      try {
+        out = model::generate(net, st.params, prompt, ic.gen, ic.temperature, uint64_t(ic.sample_seed));
+      } catch (const model::NonFiniteLogits& e) {  // a numerical stop, status 3, as in the evaluation
+        std::cerr << "infer: --prompt: generating from checkpoint '" << ic.ckpt << "': " << e.what() << "\n";
+        return 3;
+      }
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::cout << "\n--- generated (" << ic.gen << " bytes, temperature " << ic.temperature << ", "
                 << (double(prompt.size() + out.size()) / s) << " tokens/s) ---\n"

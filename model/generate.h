@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -12,7 +13,13 @@
 
 namespace model {
 
-// prompt (P >= 1 bytes) -> the n bytes generated after it.
+// Finite weights whose logits overflow (a checkpoint edited by hand, say): there is nothing to sample from.
+struct NonFiniteLogits : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// prompt (P >= 1 bytes) -> the n bytes generated after it. Throws NonFiniteLogits, naming the position,
+// when a logit is NaN or inf.
 template <class S>
 std::vector<int> generate(const Model<S>& model, const ModelParams<S>& p, const std::vector<int>& prompt, int n,
                           double temperature, uint64_t seed) {
@@ -23,6 +30,9 @@ std::vector<int> generate(const Model<S>& model, const ModelParams<S>& p, const 
   std::mt19937_64 rng(seed);
   std::vector<int> out;
   for (int i = 0; i < n; ++i) {
+    if (!last.allFinite())
+      throw NonFiniteLogits("the logits after " + std::to_string(prompt.size() + size_t(i)) +
+                            " tokens hold a non-finite value (the weights overflow float32)");
     int next = 0;
     if (temperature <= 0) {
       for (long c = 1; c < last.cols(); ++c)

@@ -10,8 +10,8 @@
 //   - a small checkpoint file cannot make the loader allocate more than the file justifies;
 //   - bin/rattn-op refuses NaN/inf in any input with status 2 and one line naming the file and the
 //     element, and writes nothing.
-//   - a checkpoint whose finite weights overflow float32 stops bin/infer (--logits, the evaluation)
-//     with status 3 and one line naming the checkpoint, and writes nothing.
+//   - a checkpoint whose finite weights overflow float32 stops bin/infer (--logits, the evaluation,
+//     generation) with status 3 and one line naming the checkpoint, and writes nothing.
 #include <doctest/doctest.h>
 #include <sys/resource.h>
 
@@ -288,7 +288,9 @@ TEST_CASE("faults: finite weights that overflow float32 stop infer with status 3
   model::save_checkpoint(ckpt, st);
   const rattn_test::Run logits = rattn_test::run_program("infer", {"--logits", ckpt, "--prompt", "abc", "--out", out}, 60);
   const rattn_test::Run eval = rattn_test::run_program("infer", {"--ckpt", ckpt, "--eval-seqs", "2", "--mem-len", "4"}, 60);
-  for (const rattn_test::Run* r : {&logits, &eval}) {
+  const rattn_test::Run gen =
+      rattn_test::run_program("infer", {"--ckpt", ckpt, "--eval", "0", "--prompt", "ab", "--gen", "3", "--mem-len", "4"}, 60);
+  for (const rattn_test::Run* r : {&logits, &eval, &gen}) {
     INFO("exit " << r->status << ", stderr: " << r->err);
     CHECK(r->status == 3);
     CHECK(std::count(r->err.begin(), r->err.end(), '\n') == 1);
@@ -301,4 +303,6 @@ TEST_CASE("faults: finite weights that overflow float32 stop infer with status 3
   model::save_checkpoint(ckpt, rattn_test::tiny_train_state());
   CHECK(rattn_test::run_program("infer", {"--logits", ckpt, "--prompt", "abc", "--out", out}, 60).status == 0);
   CHECK(rattn_test::run_program("infer", {"--ckpt", ckpt, "--eval-seqs", "2", "--mem-len", "4"}, 60).status == 0);
+  CHECK(rattn_test::run_program("infer", {"--ckpt", ckpt, "--eval", "0", "--prompt", "ab", "--gen", "3", "--mem-len", "4"},
+                                60).status == 0);
 }
