@@ -28,6 +28,26 @@ void write_bytes(const std::string& p, const std::vector<unsigned char>& b) {
   f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
 }
 
+// The same bytes with the checksum recomputed: what an intact file that no run wrote looks like.
+std::vector<unsigned char> with_checksum(std::vector<unsigned char> b) {
+  b.resize(b.size() - 8);
+  const uint64_t sum = fnv1a64(b.data(), b.size());
+  b.insert(b.end(), reinterpret_cast<const unsigned char*>(&sum), reinterpret_cast<const unsigned char*>(&sum) + 8);
+  return b;
+}
+
+// Where a format 2 file's training-text record starts: after the fixed header, the config and the
+// generator state (each a u32 length and its bytes).
+size_t text_record_at(const std::vector<unsigned char>& b) {
+  size_t at = 8 + 4 + 4 + 8;
+  for (int block = 0; block < 2; ++block) {
+    uint32_t len;
+    std::memcpy(&len, b.data() + at, 4);
+    at += 4 + len;
+  }
+  return at;
+}
+
 TrainState<float> some_state() {
   TrainState<float> st;
   st.config = tiny_run(200);  // a run of 200 steps saved at step 123
@@ -135,12 +155,6 @@ TEST_CASE("bad checkpoints are rejected with a clear error") {
     rejects(b, "numbers, its config needs " + std::to_string(parameter_count(wider.model)));
   }
   // Intact files (checksums repaired) that no run writes: refused behind the checksum.
-  auto with_checksum = [](std::vector<unsigned char> b) {
-    b.resize(b.size() - 8);
-    const uint64_t sum = fnv1a64(b.data(), b.size());
-    b.insert(b.end(), reinterpret_cast<const unsigned char*>(&sum), reinterpret_cast<const unsigned char*>(&sum) + 8);
-    return b;
-  };
   {
     std::vector<unsigned char> b = good;  // the step: 2^63, and one beyond the run's --steps
     const uint64_t huge = uint64_t(1) << 63, past = 201;
@@ -230,17 +244,9 @@ namespace {
 std::vector<unsigned char> as_version_1(const std::vector<unsigned char>& good) {
   std::vector<unsigned char> b = good;
   b[8] = 1;
-  size_t at = 8 + 4 + 4 + 8;
-  for (int block = 0; block < 2; ++block) {  // the config and the generator state: u32 length + bytes
-    uint32_t len;
-    std::memcpy(&len, b.data() + at, 4);
-    at += 4 + len;
-  }
+  const size_t at = text_record_at(b);
   b.erase(b.begin() + long(at), b.begin() + long(at + 16));  // the training text's size and hash
-  b.resize(b.size() - 8);
-  const uint64_t sum = fnv1a64(b.data(), b.size());
-  b.insert(b.end(), reinterpret_cast<const unsigned char*>(&sum), reinterpret_cast<const unsigned char*>(&sum) + 8);
-  return b;
+  return with_checksum(b);
 }
 }  // namespace
 
@@ -285,17 +291,8 @@ TEST_CASE("a version 1 checkpoint still loads, with no record of the training te
   for (size_t i = 0; i < P.size(); ++i) CHECK(*P[i].t == *Q[i].t);
   // A synthetic run records zeros; anything else there is corruption behind a valid checksum.
   std::vector<unsigned char> b = v2;
-  size_t at = 8 + 4 + 4 + 8;
-  for (int block = 0; block < 2; ++block) {
-    uint32_t len;
-    std::memcpy(&len, b.data() + at, 4);
-    at += 4 + len;
-  }
-  b[at] = 7;
-  b.resize(b.size() - 8);
-  const uint64_t sum = fnv1a64(b.data(), b.size());
-  b.insert(b.end(), reinterpret_cast<const unsigned char*>(&sum), reinterpret_cast<const unsigned char*>(&sum) + 8);
-  write_bytes(path, b);
+  b[text_record_at(b)] = 7;
+  write_bytes(path, with_checksum(b));
   CHECK_THROWS_WITH_AS(load_checkpoint<float>(path), doctest::Contains("records a training text"), CheckpointError);
   fs::remove(path);
 }
