@@ -42,22 +42,25 @@ class Backend {
   virtual Mat<S> rmsnorm_backward(const Mat<S>& x, const Mat<S>& gamma, S eps, const Mat<S>& dy,
                                   Mat<S>& dgamma) const = 0;
 
-  // x: (T, C) -> (T, C): the whole attention layer (projections, core, output projection)
-  virtual Mat<S> attention_forward(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p,
-                                   const Mat<S>& x) const = 0;
-  // returns dx (T, C); dp +=
+  // x: (T, C) -> (T, C): the whole attention layer (projections, core, output projection).
+  // keep (may be null): where the backward's inputs are kept (ref::LayerCache: q, k, v, the core's
+  // output and cache); a backend that keeps nothing on the host leaves it empty.
+  virtual Mat<S> attention_forward(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p, const Mat<S>& x,
+                                   ref::LayerCache<S>* keep) const = 0;
+  // returns dx (T, C); dp +=. kept: what attention_forward kept for this x (null or empty: recomputed)
   virtual Mat<S> attention_backward(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p,
-                                    const Mat<S>& x, const Mat<S>& dy, ref::AttnParams<S>& dp) const = 0;
+                                    const Mat<S>& x, const Mat<S>& dy, ref::AttnParams<S>& dp,
+                                    const ref::LayerCache<S>* kept) const = 0;
   // constant-memory decode of one layer (spec §3.1): x_t (1, C) -> (1, C), advancing cache
   virtual ref::AttnDecodeCache<S> attention_decode_init(const ref::AttnConfig& cfg) const = 0;
   virtual Mat<S> attention_decode_step(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p,
                                        ref::AttnDecodeCache<S>& cache, const Mat<S>& x_t) const = 0;
 
-  // x: (T, C) -> (T, C)
-  virtual Mat<S> swiglu_forward(const Mat<S>& x, const ref::SwiGLUParams<S>& p) const = 0;
-  // returns dx (T, C); dp +=
+  // x: (T, C) -> (T, C); keep (may be null): where x W1, x W3 are kept for the backward
+  virtual Mat<S> swiglu_forward(const Mat<S>& x, const ref::SwiGLUParams<S>& p, ref::SwiGLUCache<S>* keep) const = 0;
+  // returns dx (T, C); dp +=. kept: what swiglu_forward kept for this x (null or empty: recomputed)
   virtual Mat<S> swiglu_backward(const Mat<S>& x, const ref::SwiGLUParams<S>& p, const Mat<S>& dy,
-                                 ref::SwiGLUParams<S>& dp) const = 0;
+                                 ref::SwiGLUParams<S>& dp, const ref::SwiGLUCache<S>* kept) const = 0;
 
   // x: (T, K), W: (K, N) -> (T, N)
   virtual Mat<S> linear_forward(const Mat<S>& x, const Mat<S>& W) const = 0;

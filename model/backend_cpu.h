@@ -40,13 +40,13 @@ class CpuBackend final : public Backend<S> {
     return dx;
   }
 
-  Mat<S> attention_forward(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p,
-                           const Mat<S>& x) const override {
-    return ref::attention_layer_forward(cfg, p, x);
+  Mat<S> attention_forward(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p, const Mat<S>& x,
+                           ref::LayerCache<S>* keep) const override {
+    return ref::attention_layer_forward(cfg, p, x, keep);
   }
   Mat<S> attention_backward(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p, const Mat<S>& x,
-                            const Mat<S>& dy, ref::AttnParams<S>& dp) const override {
-    return ref::attention_layer_backward(cfg, p, x, dy, dp);
+                            const Mat<S>& dy, ref::AttnParams<S>& dp, const ref::LayerCache<S>* kept) const override {
+    return ref::attention_layer_backward(cfg, p, x, dy, dp, kept && kept->q.size() ? kept : nullptr);
   }
   ref::AttnDecodeCache<S> attention_decode_init(const ref::AttnConfig& cfg) const override {
     return ref::attn_decode_init<S>(cfg);
@@ -56,12 +56,12 @@ class CpuBackend final : public Backend<S> {
     return ref::attention_layer_decode_step(cfg, p, cache, x_t);
   }
 
-  Mat<S> swiglu_forward(const Mat<S>& x, const ref::SwiGLUParams<S>& p) const override {
-    return ref::swiglu_forward(x, p);
+  Mat<S> swiglu_forward(const Mat<S>& x, const ref::SwiGLUParams<S>& p, ref::SwiGLUCache<S>* keep) const override {
+    return ref::swiglu_forward(x, p, keep);
   }
   Mat<S> swiglu_backward(const Mat<S>& x, const ref::SwiGLUParams<S>& p, const Mat<S>& dy,
-                         ref::SwiGLUParams<S>& dp) const override {
-    return ref::swiglu_backward(x, p, dy, dp);
+                         ref::SwiGLUParams<S>& dp, const ref::SwiGLUCache<S>* kept) const override {
+    return ref::swiglu_backward(x, p, dy, dp, kept && kept->a.size() ? kept : nullptr);
   }
 
   Mat<S> linear_forward(const Mat<S>& x, const Mat<S>& W) const override { return ref::linear_forward(x, W); }

@@ -130,15 +130,17 @@ class CudaBackend final : public Backend<float> {
   }
 
   // x: (T, C) -> (T, C): y = core(x W_Q, x W_K, x W_V) W_O
-  Mat<float> attention_forward(const ref::AttnConfig& cfg, const ref::AttnParams<float>& p,
-                               const Mat<float>& x) const override {
+  // keep / kept: unused; this backend keeps nothing between calls (see the header comment).
+  Mat<float> attention_forward(const ref::AttnConfig& cfg, const ref::AttnParams<float>& p, const Mat<float>& x,
+                               ref::LayerCache<float>* /*keep*/) const override {
     std::lock_guard<std::mutex> lock(mu_);
     LayerDevice L(cfg, p, x);
     return cuda_detail::download(L.y, L.T, L.C);
   }
   // returns dx (T, C); dp +=
   Mat<float> attention_backward(const ref::AttnConfig& cfg, const ref::AttnParams<float>& p, const Mat<float>& x,
-                                const Mat<float>& dy, ref::AttnParams<float>& dp) const override {
+                                const Mat<float>& dy, ref::AttnParams<float>& dp,
+                                const ref::LayerCache<float>* /*kept*/) const override {
     using namespace cuda_detail;
     std::lock_guard<std::mutex> lock(mu_);
     LayerDevice L(cfg, p, x);  // the forward again, keeping q, k, v, c and the core's cache
@@ -180,7 +182,9 @@ class CudaBackend final : public Backend<float> {
   }
 
   // x: (T, C) -> (T, C): y = (silu(x W1) * (x W3)) W2
-  Mat<float> swiglu_forward(const Mat<float>& x, const ref::SwiGLUParams<float>& p) const override {
+  // keep / kept: unused (this backend keeps nothing between calls)
+  Mat<float> swiglu_forward(const Mat<float>& x, const ref::SwiGLUParams<float>& p,
+                            ref::SwiGLUCache<float>* /*keep*/) const override {
     using namespace cuda_detail;
     std::lock_guard<std::mutex> lock(mu_);
     const int N = int(x.rows()), C = int(x.cols()), F = int(p.W1.cols());
@@ -191,7 +195,7 @@ class CudaBackend final : public Backend<float> {
   }
   // returns dx (T, C); dp +=
   Mat<float> swiglu_backward(const Mat<float>& x, const ref::SwiGLUParams<float>& p, const Mat<float>& dy,
-                             ref::SwiGLUParams<float>& dp) const override {
+                             ref::SwiGLUParams<float>& dp, const ref::SwiGLUCache<float>* /*kept*/) const override {
     using namespace cuda_detail;
     std::lock_guard<std::mutex> lock(mu_);
     const int N = int(x.rows()), C = int(x.cols()), F = int(p.W1.cols());

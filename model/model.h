@@ -9,9 +9,11 @@
 //     x_{l+1} = y_l + SwiGLU(b_l)
 //   h = RMS(x_L; norm_f);   logits = h W_out        (T, V)
 //   loss = mean cross-entropy over the scored positions (target >= 0)
-// The backward walks the same list in reverse; each backend op recomputes what it needs from its
-// saved input (the attention layer recomputes its core), so the activations kept per sequence are
-// x_l, a_l, y_l, b_l, x_L, h: 4L + 2 matrices of (T, C).
+// The backward walks the same list in reverse. Kept per sequence: x_l, a_l, y_l, b_l, x_L, h (4L + 2
+// matrices of (T, C)) and each attention layer's cache (ref::LayerCache: q, k, v, the core's output,
+// RoPE'd q and k, the branch outputs, phi(q), phi(k), the RLA chunk states and score blocks: about 12
+// (T, C) matrices per layer at the default shapes) and the SwiGLU's x W1, x W3 (ref::SwiGLUCache), so
+// that no backward runs its forward's matrix products again. The norms recompute their rstd (cheap).
 //
 // A batch is B independent sequences. batch_loss_and_grad runs them in parallel (OpenMP over
 // sequences), each into its own gradient buffer, then sums the buffers in the fixed order
@@ -39,6 +41,8 @@ template <class S>
 struct SeqActivations {
   std::vector<int> tokens, targets;        // (T)
   std::vector<Mat<S>> x, a, y, b;          // per block, (T, C) each
+  std::vector<ref::LayerCache<S>> attn;    // per block: what the attention backward reads
+  std::vector<ref::SwiGLUCache<S>> mlp;    // per block: x W1, x W3 of the SwiGLU
   Mat<S> x_final, h, logits, dlogits;      // (T, C), (T, C), (T, V), (T, V)
 };
 
@@ -77,14 +81,19 @@ class Model {
     A.a.resize(L);
     A.y.resize(L);
     A.b.resize(L);
+    if (acts) {
+      A.attn.resize(L);
+      A.mlp.resize(L);
+    }
     Mat<S> x = be_.embedding_forward(tokens, p.E);  // x_0 = E[tokens]
     for (size_t l = 0; l < L; ++l) {
       const BlockParams<S>& bp = p.blocks[l];
       A.x[l] = x;
       A.a[l] = be_.rmsnorm_forward(A.x[l], bp.norm1, eps);                      // a = RMS(x)
-      A.y[l] = A.x[l] + be_.attention_forward(attn_[l], bp.attn, A.a[l]);       // y = x + Attn(a)
+      A.y[l] = A.x[l] + be_.attention_forward(attn_[l], bp.attn, A.a[l],        // y = x + Attn(a)
+                                              acts ? &A.attn[l] : nullptr);
       A.b[l] = be_.rmsnorm_forward(A.y[l], bp.norm2, eps);                      // b = RMS(y)
-      x = A.y[l] + be_.swiglu_forward(A.b[l], bp.mlp);                          // x' = y + SwiGLU(b)
+      x = A.y[l] + be_.swiglu_forward(A.b[l], bp.mlp, acts ? &A.mlp[l] : nullptr);  // x' = y + SwiGLU(b)
     }
     A.x_final = x;
     A.h = be_.rmsnorm_forward(A.x_final, p.norm_f, eps);  // h = RMS(x_L)
@@ -103,10 +112,11 @@ class Model {
       const BlockParams<S>& bp = p.blocks[l];
       BlockParams<S>& gb = g.blocks[l];
       // In the forward pass this was: x' = y + SwiGLU(b), b = RMS(y): dy = dx' + RMS^T(SwiGLU^T(dx'))
-      Mat<S> db = be_.swiglu_backward(A.b[l], bp.mlp, dx, gb.mlp);
+      Mat<S> db = be_.swiglu_backward(A.b[l], bp.mlp, dx, gb.mlp, l < A.mlp.size() ? &A.mlp[l] : nullptr);
       Mat<S> dy = dx + be_.rmsnorm_backward(A.y[l], bp.norm2, eps, db, gb.norm2);
       // In the forward pass this was: y = x + Attn(a), a = RMS(x): dx = dy + RMS^T(Attn^T(dy))
-      Mat<S> da = be_.attention_backward(attn_[l], bp.attn, A.a[l], dy, gb.attn);
+      Mat<S> da = be_.attention_backward(attn_[l], bp.attn, A.a[l], dy, gb.attn,
+                                         l < A.attn.size() ? &A.attn[l] : nullptr);
       dx = dy + be_.rmsnorm_backward(A.x[l], bp.norm1, eps, da, gb.norm1);
     }
     // In the forward pass this was: x_0 = E[tokens]
@@ -127,7 +137,7 @@ class Model {
       const BlockParams<S>& bp = p.blocks[l];
       Mat<S> y = x + be_.attention_decode_step(attn_[l], bp.attn, st.caches[l],
                                                be_.rmsnorm_forward(x, bp.norm1, eps));
-      x = y + be_.swiglu_forward(be_.rmsnorm_forward(y, bp.norm2, eps), bp.mlp);
+      x = y + be_.swiglu_forward(be_.rmsnorm_forward(y, bp.norm2, eps), bp.mlp, nullptr);
     }
     ++st.t;
     return be_.linear_forward(be_.rmsnorm_forward(x, p.norm_f, eps), p.W_out);

@@ -3,7 +3,9 @@
 //
 //   a = x W1,  b = x W3,  g = silu(a) * b,  y = g W2,     silu(z) = z * sigmoid(z)
 //
-// No biases. The backward recomputes a, b and g from x (nothing is cached between the passes).
+// No biases. The backward needs a and b: the forward keeps them in a SwiGLUCache when given one (the
+// training step does), else the backward recomputes them from x; s and g are recomputed (cheap,
+// entry by entry).
 #pragma once
 #include <cmath>
 
@@ -37,34 +39,50 @@ void expect_swiglu_shapes(const SwiGLUParams<Real>& p, long C) {
 }
 }  // namespace detail
 
-// x: (N, C), W1, W3: (C, F), W2: (F, C) -> y: (N, C)
+// What swiglu_forward keeps for swiglu_backward.
 template <class Real>
-Mat<Real> swiglu_forward(const Mat<Real>& x, const SwiGLUParams<Real>& p) {
+struct SwiGLUCache {
+  Mat<Real> a, b;  // (N, F): x W1, x W3
+};
+
+// x: (N, C), W1, W3: (C, F), W2: (F, C) -> y: (N, C); with keep, a and b are kept there
+template <class Real>
+Mat<Real> swiglu_forward(const Mat<Real>& x, const SwiGLUParams<Real>& p, SwiGLUCache<Real>* keep = nullptr) {
   detail::expect_swiglu_shapes(p, x.cols());
-  Mat<Real> a(x.rows(), p.W1.cols()), b(x.rows(), p.W3.cols());
-  a.noalias() = x * p.W1;
-  b.noalias() = x * p.W3;
-  // g = silu(a) * b = a * sigmoid(a) * b, in place in a
-  a.array() *= detail::sigmoid_all(a).array() * b.array();
+  SwiGLUCache<Real> local;
+  SwiGLUCache<Real>& k = keep ? *keep : local;
+  k.a.resize(x.rows(), p.W1.cols());
+  k.b.resize(x.rows(), p.W3.cols());
+  k.a.noalias() = x * p.W1;
+  k.b.noalias() = x * p.W3;
+  // g = silu(a) * b = a * (sigmoid(a) * b)
+  const Mat<Real> g = (k.a.array() * (detail::sigmoid_all(k.a).array() * k.b.array())).matrix();
   Mat<Real> y(x.rows(), p.W2.cols());
-  y.noalias() = a * p.W2;
+  y.noalias() = g * p.W2;
   return y;
 }
 
 // x: (N, C), dy: (N, C) -> dx: (N, C); dp.W1, dp.W3: (C, F), dp.W2: (F, C), accumulated (+=).
+// kept: the forward's cache for this x (null: a and b are recomputed).
 template <class Real>
 Mat<Real> swiglu_backward(const Mat<Real>& x, const SwiGLUParams<Real>& p, const Mat<Real>& dy,
-                          SwiGLUParams<Real>& dp) {
+                          SwiGLUParams<Real>& dp, const SwiGLUCache<Real>* kept = nullptr) {
   detail::expect_swiglu_shapes(p, x.cols());
   const long N = x.rows(), C = x.cols(), F = p.W1.cols();
   expect_shape("swiglu dy", dy, N, C);
   expect_shape("swiglu dW1", dp.W1, C, F);
   expect_shape("swiglu dW3", dp.W3, C, F);
   expect_shape("swiglu dW2", dp.W2, F, C);
-  // recompute the forward: a = x W1, b = x W3, s = sigmoid(a), g = silu(a) * b = a * s * b
+  // the forward's a = x W1, b = x W3 (kept, or recomputed); s = sigmoid(a), g = silu(a) * b = a * s * b
   Mat<Real> a(N, F), b(N, F), g(N, F);
-  a.noalias() = x * p.W1;
-  b.noalias() = x * p.W3;
+  if (kept) {
+    expect_shape("swiglu kept a", kept->a, N, F);
+    a = kept->a;
+    b = kept->b;
+  } else {
+    a.noalias() = x * p.W1;
+    b.noalias() = x * p.W3;
+  }
   const Mat<Real> s = detail::sigmoid_all(a);
   g.array() = a.array() * s.array() * b.array();
   // forward: y = g W2, so dW2 += g^T dy, dg = dy W2^T

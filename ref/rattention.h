@@ -29,6 +29,7 @@
 #include "ref/linear.h"
 #include "ref/norm.h"
 #include "ref/rla.h"
+#include "ref/rla_train.h"
 #include "ref/rope.h"
 #include "ref/tensor.h"
 
@@ -88,13 +89,15 @@ inline void validate(const AttnConfig& cfg) {
                                 "over [0, t], is LocalKind::linear)");
 }
 
-// What attn_core_forward keeps for the backward: the RoPE'd q, k of the SWA branch and the two
-// branch outputs before their norms. Fields of absent branches stay empty.
+// What attn_core_forward keeps for the backward: the RoPE'd q, k of the SWA branch, the two
+// branch outputs before their norms, and what the RLA backward reads (phi(q), phi(k), the chunk
+// states and score blocks: ref/rla_train.h). Fields of absent branches stay empty.
 template <class Real>
 struct CoreCache {
   Mat<Real> q_rope, k_rope;  // (T, H*D), (T, G*D)   SWA branch inputs (local swa/rattn)
   Mat<Real> o_swa;           // (T, H*D)  SWA output (softmax attention output on a global layer)
   Mat<Real> o_rla;           // (T, H*D)  RLA output (rattn, linear)
+  RlaSaved<Real> rla;        //           RLA forward state for its backward (rattn, linear)
 };
 
 // The attention core: (q, k, v) -> c, everything between the projections.
@@ -131,7 +134,9 @@ Mat<Real> attn_core_forward(const AttnConfig& cfg, const Mat<Real>& q, const Mat
   if (has_rla_branch(cfg)) {
     expect_shape("gamma_rla", gamma_rla, cfg.H, cfg.D);
     // RLA branch on raw q, k: o_rla[t] = phi(q_t) S_{t-w-1}  (spec §2.3), chunked form (spec §3.2)
-    cc.o_rla = rla_forward_chunked(q, k, v, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk);
+    // (rla_forward_saved: ref/rla.h's rla_forward_chunked, keeping what the backward reads; held
+    //  equal to it by tests/test_perf_paths.cpp)
+    cc.o_rla = rla_forward_saved(q, k, v, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk, cc.rla);
     c += group_rmsnorm_forward(cc.o_rla, gamma_rla, eps);
   }
   return c;
@@ -187,8 +192,9 @@ CoreGrads<Real> attn_core_backward(const AttnConfig& cfg, const Mat<Real>& q, co
   if (has_rla_branch(cfg)) {
     // In the forward pass this was: c += group_rmsnorm_forward(o_rla, gamma_rla, eps)
     Mat<Real> do_rla = group_rmsnorm_backward(cache->o_rla, gamma_rla, eps, dout, g.dgamma_rla);
-    // In the forward pass this was: o_rla = rla_forward_chunked(q, k, v, H, G, w_rla, fm, chunk)
-    RlaGrads<Real> r = rla_backward_chunked(q, k, v, do_rla, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk);
+    // In the forward pass this was: o_rla = rla_forward_saved(q, k, v, H, G, w_rla, fm, chunk, rla)
+    // (rla_backward_saved: ref/rla.h's rla_backward_chunked without recomputing the forward)
+    RlaGrads<Real> r = rla_backward_saved(v, do_rla, cache->rla);
     g.dq += r.dq;
     g.dk += r.dk;
     g.dv += r.dv;
@@ -220,29 +226,47 @@ AttnParams<Real> attn_params_zero(const AttnConfig& cfg, int C) {
   return p;
 }
 
-// The full attention layer.
-// x: (T, C) -> y: (T, C)
+// What attention_layer_forward keeps for attention_layer_backward: the projections, the core's
+// output and the core's cache. Without it the backward recomputes all of them from x.
 template <class Real>
-Mat<Real> attention_layer_forward(const AttnConfig& cfg, const AttnParams<Real>& p, const Mat<Real>& x) {
+struct LayerCache {
+  Mat<Real> q, k, v;     // (T, H*D), (T, G*D), (T, G*D)
+  Mat<Real> c;           // (T, H*D) core output, the input of W_O
+  CoreCache<Real> core;
+};
+
+// The full attention layer.
+// x: (T, C) -> y: (T, C); with keep, what the backward needs is kept there
+template <class Real>
+Mat<Real> attention_layer_forward(const AttnConfig& cfg, const AttnParams<Real>& p, const Mat<Real>& x,
+                                  LayerCache<Real>* keep = nullptr) {
+  LayerCache<Real> local;
+  LayerCache<Real>& L = keep ? *keep : local;
   // q = x W_Q, k = x W_K, v = x W_V   (spec §2.1)
-  const Mat<Real> q = linear_forward(x, p.Wq), k = linear_forward(x, p.Wk), v = linear_forward(x, p.Wv);
-  const Mat<Real> c = attn_core_forward(cfg, q, k, v, p.gamma_swa, p.gamma_rla);
+  L.q = linear_forward(x, p.Wq);
+  L.k = linear_forward(x, p.Wk);
+  L.v = linear_forward(x, p.Wv);
+  L.c = attn_core_forward(cfg, L.q, L.k, L.v, p.gamma_swa, p.gamma_rla, &L.core);
   // y = c W_O
-  return linear_forward(c, p.Wo);
+  return linear_forward(L.c, p.Wo);
 }
 
 // x: (T, C), dy: (T, C) -> dx: (T, C); every gradient in dp accumulated (+=).
+// kept: the cache of attention_layer_forward on the same x and p (null: the forward is recomputed).
 template <class Real>
 Mat<Real> attention_layer_backward(const AttnConfig& cfg, const AttnParams<Real>& p, const Mat<Real>& x,
-                                   const Mat<Real>& dy, AttnParams<Real>& dp) {
-  // Recompute the forward, keeping the core's cache.
-  const Mat<Real> q = linear_forward(x, p.Wq), k = linear_forward(x, p.Wk), v = linear_forward(x, p.Wv);
-  CoreCache<Real> cache;
-  const Mat<Real> c = attn_core_forward(cfg, q, k, v, p.gamma_swa, p.gamma_rla, &cache);
+                                   const Mat<Real>& dy, AttnParams<Real>& dp, const LayerCache<Real>* kept = nullptr) {
+  LayerCache<Real> local;
+  if (!kept) {
+    attention_layer_forward(cfg, p, x, &local);
+    kept = &local;
+  }
+  const LayerCache<Real>& L = *kept;
+  expect_shape("attention_layer_backward: the kept q", L.q, x.rows(), long(cfg.H) * cfg.D);
   // In the forward pass this was: y = c W_O
-  const Mat<Real> dc = linear_backward(c, p.Wo, dy, dp.Wo);
+  const Mat<Real> dc = linear_backward(L.c, p.Wo, dy, dp.Wo);
   // In the forward pass this was: c = attn_core_forward(cfg, q, k, v, gamma_swa, gamma_rla)
-  CoreGrads<Real> g = attn_core_backward(cfg, q, k, v, p.gamma_swa, p.gamma_rla, dc, &cache);
+  CoreGrads<Real> g = attn_core_backward(cfg, L.q, L.k, L.v, p.gamma_swa, p.gamma_rla, dc, &L.core);
   expect_shape("dgamma_swa", dp.gamma_swa, cfg.H, cfg.D);
   expect_shape("dgamma_rla", dp.gamma_rla, cfg.H, cfg.D);
   dp.gamma_swa += g.dgamma_swa;
