@@ -4,7 +4,7 @@
 //
 //   bin/bench_cpu                 every section (a few minutes on 2 cores)
 //   bin/bench_cpu --quick         fewer repetitions and sizes (about a minute)
-//   bin/bench_cpu --section NAME  one of: swa rla matmul model
+//   bin/bench_cpu --section NAME  one of: swa rla matmul model ratio breakdown
 //   bin/bench_cpu --step CONFIG --threads N [--steps K]
 //                                 only the training step of one named model config; prints one
 //                                 machine-readable line "step CONFIG threads N ms M" (used by
@@ -42,6 +42,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -55,6 +56,8 @@
 #include "ref/attention_blocked.h"
 #include "ref/linear.h"
 #include "ref/rla.h"
+#include "ref/rla_train.h"
+#include "ref/rattention.h"
 
 namespace {
 
@@ -321,48 +324,74 @@ struct StepTime {
   double cpu_ms;   // median CPU time of one step, summed over the threads
 };
 
-// Training steps of config b, alternating between the thread counts in `threads` step by step
-// (1, 2, 1, 2, ...) so that every thread count sees the same machine load: on a shared machine the
-// load drifts over seconds, and timing all 1-thread steps before all 2-thread steps would turn that
-// drift into a false speedup or slowdown. Returns, per thread count, the medians over `steps` steps
-// after one warm-up step each (the first allocations).
-std::vector<StepTime> time_steps(const ModelBench& b, const std::vector<int>& threads, int steps) {
+// One config's training loop, as in model/trainer.cpp: sample a batch, batch_loss_and_grad, clip,
+// AdamW on every tensor. step(threads) runs one step and returns its wall and CPU ms.
+class StepRunner {
+ public:
+  explicit StepRunner(const ModelBench& b)
+      : b_(b), m_(model_config(b)), net_(m_, backend_), p_(model::init_params<float>(m_, 1)),
+        grad_(model::params_filled<float>(m_, 0.0f)), mom_(grad_), var_(grad_), task_(b.T, 8, b.w, 0.4), rng_(5) {
+    P_ = model::named_tensors(m_, p_);
+    G_ = model::named_tensors(m_, grad_);
+    M_ = model::named_tensors(m_, mom_);
+    V_ = model::named_tensors(m_, var_);
+    for (auto& g : G_) grad_ptrs_.push_back(g.t);
+  }
+  StepTime step(int threads) {
+    omp_set_num_threads(threads);
+    const double t0 = now_ms(), c0 = process_cpu_ms();
+    task_.sample(rng_, b_.B, batch_);
+    model::batch_loss_and_grad(net_, p_, batch_, ws_, &grad_);
+    backend_.clip_grad_norm(grad_ptrs_, 1.0f);
+    ++update_;
+    for (size_t i = 0; i < P_.size(); ++i)
+      backend_.adamw_step(*P_[i].t, *G_[i].t, *M_[i].t, *V_[i].t, update_, adamw_, P_[i].decay);
+    return {now_ms() - t0, process_cpu_ms() - c0};
+  }
+
+ private:
+  ModelBench b_;
+  model::ModelConfig m_;
+  model::CpuBackend<float> backend_;
+  model::Model<float> net_;
+  model::ModelParams<float> p_, grad_, mom_, var_;
+  std::vector<model::NamedTensor<float>> P_, G_, M_, V_;
+  std::vector<Mat<float>*> grad_ptrs_;
+  data::RecallTask task_;
+  std::mt19937_64 rng_;
+  data::Batch batch_;
+  model::BatchWorkspace<float> ws_;
+  const ref::AdamW adamw_{1e-3};
+  long update_ = 0;
+};
+
+// Interleaved timing: one step of every (config, threads) in `runs` per round, `steps` rounds after
+// one warm-up round (the first allocations). On a shared machine the load drifts over seconds;
+// timing one config's steps after another's would turn that drift into a false ratio. Returns the
+// median wall and CPU ms per step of every run, in the order of `runs`.
+std::vector<StepTime> time_interleaved(const std::vector<std::pair<const ModelBench*, int>>& runs, int steps) {
   model::keep_freed_memory();  // as model::train() does
-  const model::ModelConfig m = model_config(b);
-  const model::CpuBackend<float> backend;
-  const model::Model<float> net(m, backend);
-  model::ModelParams<float> p = model::init_params<float>(m, 1);
-  model::ModelParams<float> grad = model::params_filled<float>(m, 0.0f), mom = grad, var = grad;
-  auto P = model::named_tensors(m, p), Gr = model::named_tensors(m, grad);
-  auto M = model::named_tensors(m, mom), Vv = model::named_tensors(m, var);
-  std::vector<Mat<float>*> grad_ptrs;
-  for (auto& g : Gr) grad_ptrs.push_back(g.t);
-  data::RecallTask task(b.T, 8, b.w, 0.4);
-  std::mt19937_64 rng(5);
-  data::Batch batch;
-  model::BatchWorkspace<float> ws;
-  const ref::AdamW adamw{1e-3};
-  std::vector<std::vector<double>> ms(threads.size()), cpu(threads.size());
-  long update = 0;
-  for (int s = 0; s <= steps; ++s) {
-    for (size_t k = 0; k < threads.size(); ++k) {
-      omp_set_num_threads(threads[k]);
-      const double t0 = now_ms(), c0 = process_cpu_ms();
-      task.sample(rng, b.B, batch);
-      model::batch_loss_and_grad(net, p, batch, ws, &grad);
-      backend.clip_grad_norm(grad_ptrs, 1.0f);
-      ++update;
-      for (size_t i = 0; i < P.size(); ++i)
-        backend.adamw_step(*P[i].t, *Gr[i].t, *M[i].t, *Vv[i].t, update, adamw, P[i].decay);
+  std::vector<std::unique_ptr<StepRunner>> runners;
+  for (const auto& r : runs) runners.push_back(std::make_unique<StepRunner>(*r.first));
+  std::vector<std::vector<double>> ms(runs.size()), cpu(runs.size());
+  for (int s = 0; s <= steps; ++s)
+    for (size_t k = 0; k < runs.size(); ++k) {
+      const StepTime t = runners[k]->step(runs[k].second);
       if (s > 0) {  // s = 0: the warm-up round
-        ms[k].push_back(now_ms() - t0);
-        cpu[k].push_back(process_cpu_ms() - c0);
+        ms[k].push_back(t.wall_ms);
+        cpu[k].push_back(t.cpu_ms);
       }
     }
-  }
   std::vector<StepTime> r;
-  for (size_t k = 0; k < threads.size(); ++k) r.push_back({median(ms[k]), median(cpu[k])});
+  for (size_t k = 0; k < runs.size(); ++k) r.push_back({median(ms[k]), median(cpu[k])});
   return r;
+}
+
+// Training steps of config b at each thread count of `threads`, interleaved (see above).
+std::vector<StepTime> time_steps(const ModelBench& b, const std::vector<int>& threads, int steps) {
+  std::vector<std::pair<const ModelBench*, int>> runs;
+  for (int t : threads) runs.push_back({&b, t});
+  return time_interleaved(runs, steps);
 }
 
 void bench_model() {
@@ -389,8 +418,285 @@ void bench_model() {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Where the time of one training step goes, op by op (--section breakdown). Each op is timed alone,
+// on one thread, at the step's shapes (one sequence, T = 128), with the inputs it sees in the step,
+// and multiplied by the number of times a step calls it (B sequences, per layer). The sum is set
+// against a measured 1-thread step of the same config: the difference is what the op timings miss
+// (the residual additions, copies into the per-sequence buffers, a whole step's cache misses).
+// FLOPs per call (a multiply-add counts 2; exp, divisions, norms, RoPE and phi are not counted):
+//   linear (T, K) x (K, N): 2 T K N forward, twice that backward (dx and dW);
+//   SwiGLU: 3 products forward, 6 backward (a, b kept from the forward);
+//   SWA / causal attention: useful work only, as in the SWA section above;
+//   RLA chunks: every product of ref/rla_train.h at its real (n, m) shapes (rla_chunk_flops).
+struct OpRow {
+  std::string part, op;
+  double calls, flops, ms_per_call;  // calls per step, FLOPs per call, median ms per call (0: not timed)
+};
+
+// FLOPs of rla_forward_saved / rla_backward_saved (ref/rla_train.h), chunk by chunk.
+std::pair<double, double> rla_chunk_flops(int T, int H, int G, int D, int Dp, int w, int C) {
+  double f = 0, b = 0;
+  const int r = H / G, s = w + 1;
+  bool zero = true;
+  for (int c0 = 0; c0 < T; c0 += C) {
+    const int n = std::min(C, T - c0);
+    const int m = std::max(0, ref::detail::chunk_keys(c0, n, s).m);
+    if (!zero) f += 2.0 * r * n * Dp * D, b += 2.0 * r * n * D * Dp;  // Q~ S, dO S^T
+    if (m > 0) {
+      f += r * (2.0 * n * m * Dp + 2.0 * n * m * D) + 2.0 * m * Dp * D;  // A, A V'; S += K'^T V'
+      b += r * (2.0 * n * D * m + 2.0 * n * m * Dp * 2 + 2.0 * m * n * D) + 2 * 2.0 * m * D * Dp;  // B, B K', B^T Q~, A^T dO; dK', dV'
+      zero = false;
+    }
+    b += 2.0 * r * Dp * n * D;  // dS += Q~^T dO
+  }
+  return {G * f, G * b};
+}
+
+// The rows of a step of config b; with time_them, every op is timed (else ms_per_call = 0).
+std::vector<OpRow> step_breakdown(const ModelBench& b, bool time_them) {
+  const model::ModelConfig m = model_config(b);
+  const int T = b.T, C = m.d_model, B = b.B, F = m.ffn(), V = m.vocab;
+  std::mt19937_64 rng(11);
+  const model::CpuBackend<float> be;
+  model::ModelParams<float> p = model::init_params<float>(m, 1);
+  const double budget = g_quick ? 30 : 120;
+  const int reps = g_quick ? 3 : 5;
+  std::vector<OpRow> rows;
+  auto add = [&](const std::string& part, const std::string& op, double calls, double flops,
+                 const std::function<void()>& f) {
+    rows.push_back({part, op, calls, flops, time_them ? time_ms(f, budget, reps) : 0.0});
+  };
+  int n_local = 0, n_global = 0;
+  for (int l = 0; l < m.n_layers; ++l) (m.is_global(l) ? n_global : n_local)++;
+  const Mat<float> x = randn(T, C, rng), dy = randn(T, C, rng);
+  const float eps = float(m.norm_eps);
+
+  // The block around the attention: two RMSNorms and the SwiGLU, every layer.
+  const double L = m.n_layers;
+  {
+    const model::BlockParams<float>& bp = p.blocks[0];
+    model::BlockParams<float> gb = model::params_filled<float>(m, 0.0f).blocks[0];
+    ref::SwiGLUCache<float> kept;
+    const double mlp = 2.0 * T * C * F;
+    add("block", "rmsnorm forward (x2)", 2 * L * B, 0, [&] { be.rmsnorm_forward(x, bp.norm1, eps); });
+    add("block", "rmsnorm backward (x2)", 2 * L * B, 0, [&] { be.rmsnorm_backward(x, bp.norm1, eps, dy, gb.norm1); });
+    add("block", "swiglu forward", L * B, 3 * mlp, [&] { be.swiglu_forward(x, bp.mlp, &kept); });
+    add("block", "swiglu backward", L * B, 6 * mlp, [&] { be.swiglu_backward(x, bp.mlp, dy, gb.mlp, &kept); });
+  }
+  // The attention layers, split into the pieces of ref/rattention.h.
+  for (const bool global : {false, true}) {
+    const int count = global ? n_global : n_local;
+    if (count == 0) continue;
+    int l = 0;
+    while (m.is_global(l) != global) ++l;
+    const ref::AttnConfig cfg = model::attn_config(m, l);
+    const std::string part = global ? "global attn" : std::string("local attn (") + b.local + ")";
+    const double calls = double(count) * B;
+    const ref::AttnParams<float>& ap = p.blocks[size_t(l)].attn;
+    ref::AttnParams<float> dp = ref::attn_params_zero<float>(cfg, C);
+    const int HD = cfg.H * cfg.D, GD = cfg.G * cfg.D;
+    const Mat<float> q = randn(T, HD, rng), k = randn(T, GD, rng), v = randn(T, GD, rng), dc = randn(T, HD, rng);
+    const float scale = 1.0f / std::sqrt(float(cfg.D));
+    Mat<float> dq, dk, dv;
+    const double proj = 2.0 * T * C * (2.0 * HD + 2.0 * GD);
+    add(part, "projections q, k, v, o forward", calls, proj, [&] {
+      ref::linear_forward(x, ap.Wq), ref::linear_forward(x, ap.Wk), ref::linear_forward(x, ap.Wv);
+      ref::linear_forward(q, ap.Wo);
+    });
+    add(part, "projections backward", calls, 2 * proj, [&] {
+      ref::linear_backward(q, ap.Wo, dy, dp.Wo);
+      ref::linear_backward(x, ap.Wq, dc, dp.Wq), ref::linear_backward(x, ap.Wk, k, dp.Wk);
+      ref::linear_backward(x, ap.Wv, v, dp.Wv);
+    });
+    double keys = 0;  // sum over queries of the keys each one attends to
+    for (int t = 0; t < T; ++t) keys += global ? t + 1 : std::min(t, cfg.w) + 1;
+    const double attn = 2.0 * cfg.D * cfg.H * keys;  // one (query, key) product of D, per head
+    if (global) {
+      add(part, "causal attention forward", calls, 2 * attn,
+          [&] { ref::swa_forward_blocked(q, k, v, cfg.H, cfg.G, -1, scale); });
+      add(part, "causal attention backward", calls, 5 * attn,
+          [&] { ref::swa_backward_blocked(q, k, v, dc, cfg.H, cfg.G, -1, scale, dq, dk, dv); });
+      continue;
+    }
+    if (ref::has_swa_branch(cfg)) {
+      add(part, "rope forward (q, k)", calls, 0, [&] {
+        ref::rope_forward(q, cfg.H, cfg.rope_theta), ref::rope_forward(k, cfg.G, cfg.rope_theta);
+      });
+      add(part, "rope backward", calls, 0, [&] {
+        ref::rope_backward(q, cfg.H, cfg.rope_theta), ref::rope_backward(k, cfg.G, cfg.rope_theta);
+      });
+      add(part, "swa forward (blocked)", calls, 2 * attn,
+          [&] { ref::swa_forward_blocked(q, k, v, cfg.H, cfg.G, cfg.w, scale); });
+      add(part, "swa backward (blocked)", calls, 5 * attn,
+          [&] { ref::swa_backward_blocked(q, k, v, dc, cfg.H, cfg.G, cfg.w, scale, dq, dk, dv); });
+    }
+    const int branches = int(ref::has_swa_branch(cfg)) + int(ref::has_rla_branch(cfg));
+    Mat<float> dgamma = Mat<float>::Zero(cfg.H, cfg.D);
+    const std::string times = branches > 1 ? " (x2)" : "";
+    add(part, "branch norm forward" + times, branches * calls, 0,
+        [&] { ref::group_rmsnorm_forward(q, ap.gamma_swa, float(cfg.eps)); });
+    add(part, "branch norm backward" + times, branches * calls, 0,
+        [&] { ref::group_rmsnorm_backward(q, ap.gamma_swa, float(cfg.eps), dc, dgamma); });
+    if (ref::has_rla_branch(cfg)) {
+      const int w_rla = ref::rla_window(cfg);
+      const auto [rf, rb] = rla_chunk_flops(T, cfg.H, cfg.G, cfg.D, ref::feature_dim(cfg.fm, cfg.D), w_rla, cfg.chunk);
+      ref::RlaSaved<float> saved;
+      ref::rla_forward_saved(q, k, v, cfg.H, cfg.G, w_rla, cfg.fm, cfg.chunk, saved);
+      const Mat<float> Qf = saved.Qf, Kf = saved.Kf, dQf = randn(T, Qf.cols(), rng), dKf = randn(T, Kf.cols(), rng);
+      add(part, "phi forward (q, k)", calls, 0,
+          [&] { ref::phi_forward_heads(cfg.fm, q, cfg.H), ref::phi_forward_heads(cfg.fm, k, cfg.G); });
+      add(part, "rla forward (chunks + phi)", calls, rf,
+          [&] { ref::rla_forward_saved(q, k, v, cfg.H, cfg.G, w_rla, cfg.fm, cfg.chunk, saved); });
+      add(part, "phi backward (q, k)", calls, 0, [&] {
+        ref::phi_backward_heads_from_phi(cfg.fm, Qf, dQf, cfg.H), ref::phi_backward_heads_from_phi(cfg.fm, Kf, dKf, cfg.G);
+      });
+      add(part, "rla backward (chunks + phi)", calls, rb, [&] { ref::rla_backward_saved(v, dc, saved); });
+      // The rows "chunks + phi" include phi: show the chunks alone.
+      rows[rows.size() - 3].ms_per_call = std::max(0.0, rows[rows.size() - 3].ms_per_call - rows[rows.size() - 4].ms_per_call);
+      rows[rows.size() - 3].op = "rla chunks forward";
+      rows[rows.size() - 1].ms_per_call = std::max(0.0, rows[rows.size() - 1].ms_per_call - rows[rows.size() - 2].ms_per_call);
+      rows[rows.size() - 1].op = "rla chunks backward";
+    }
+  }
+  // Once per sequence: the embedding, the final norm, the output head and the loss.
+  {
+    std::vector<int> tokens(static_cast<size_t>(T)), targets(static_cast<size_t>(T));
+    for (int i = 0; i < T; ++i) tokens[size_t(i)] = targets[size_t(i)] = int(rng() % 256);
+    Mat<float> dE = Mat<float>::Zero(p.E.rows(), p.E.cols()), dW = Mat<float>::Zero(p.W_out.rows(), p.W_out.cols());
+    const Mat<float> logits = ref::linear_forward(x, p.W_out);
+    Mat<float> dlogits, dgf = Mat<float>::Zero(1, C);
+    add("head", "embedding forward + backward", B, 0,
+        [&] { be.embedding_forward(tokens, p.E), be.embedding_backward(tokens, dy, dE); });
+    add("head", "final rmsnorm forward + backward", B, 0,
+        [&] { be.rmsnorm_forward(x, p.norm_f, eps), be.rmsnorm_backward(x, p.norm_f, eps, dy, dgf); });
+    add("head", "output head forward + backward", B, 3 * 2.0 * T * C * V,
+        [&] { ref::linear_forward(x, p.W_out), ref::linear_backward(x, p.W_out, logits, dW); });
+    add("head", "cross-entropy (+ gradient)", B, 0, [&] { be.cross_entropy(logits, targets, &dlogits); });
+  }
+  // Once per step: the per-sequence gradient buffers, the clip and the optimizer.
+  {
+    std::vector<model::ModelParams<float>> per(2, model::params_filled<float>(m, 0.0f));
+    model::ModelParams<float> sum = per[0], mom = per[0], var = per[0];
+    auto P = model::named_tensors(m, p), S = model::named_tensors(m, sum), M = model::named_tensors(m, mom),
+         Vv = model::named_tensors(m, var), G0 = model::named_tensors(m, per[0]), G1 = model::named_tensors(m, per[1]);
+    std::vector<Mat<float>*> grads;
+    for (auto& g : S) grads.push_back(g.t);
+    const ref::AdamW adamw{1e-3};
+    add("step", "zero a sequence's gradient buffer", B, 0, [&] { for (auto& g : G0) g.t->setZero(); });
+    add("step", "add one buffer into the sum", B, 0, [&] {
+      for (size_t i = 0; i < S.size(); ++i) *S[i].t += *G1[i].t;
+    });
+    add("step", "clip gradient norm", 1, 0, [&] { be.clip_grad_norm(grads, 1e30f); });
+    add("step", "AdamW", 1, 0, [&] {
+      for (size_t i = 0; i < P.size(); ++i) be.adamw_step(*P[i].t, *S[i].t, *M[i].t, *Vv[i].t, 1, adamw, P[i].decay);
+    });
+  }
+  return rows;
+}
+
+double step_flops_counted(const ModelBench& b) {
+  double f = 0;
+  for (const OpRow& r : step_breakdown(b, false)) f += r.flops * r.calls;
+  return f;
+}
+
+// The peak float32 rate of one core, measured: 12 independent chains of multiply-adds on Eigen's
+// widest float packet (16 lanes with AVX-512, 8 with AVX2, 4 with SSE2), enough chains to cover the
+// FMA latency on every x86 core; 2 FLOPs per lane per multiply-add. The ceiling the step is set against.
+double fma_peak_gflops() {
+  using namespace Eigen::internal;
+  using Packet = packet_traits<float>::type;
+  constexpr int lanes = packet_traits<float>::size, chains = 12;
+  // Twelve named accumulators: the compiler keeps them in registers (an array indexed in a loop spills).
+  Packet p0 = pset1<Packet>(0.0f), p1 = pset1<Packet>(0.1f), p2 = pset1<Packet>(0.2f), p3 = pset1<Packet>(0.3f);
+  Packet p4 = pset1<Packet>(0.4f), p5 = pset1<Packet>(0.5f), p6 = pset1<Packet>(0.6f), p7 = pset1<Packet>(0.7f);
+  Packet p8 = pset1<Packet>(0.8f), p9 = pset1<Packet>(0.9f), p10 = pset1<Packet>(1.0f), p11 = pset1<Packet>(1.1f);
+  const Packet a = pset1<Packet>(0.9999999f), c = pset1<Packet>(1e-7f);
+  const long iters = 10'000'000;
+  double best_ms = 1e30;  // the peak: the fastest of several short runs (another job on the core only slows it)
+  for (int rep = 0; rep < (g_quick ? 5 : 15); ++rep) {
+    const double t0 = thread_cpu_ms();
+    for (long i = 0; i < iters; ++i) {
+      p0 = pmadd(p0, a, c), p1 = pmadd(p1, a, c), p2 = pmadd(p2, a, c), p3 = pmadd(p3, a, c);
+      p4 = pmadd(p4, a, c), p5 = pmadd(p5, a, c), p6 = pmadd(p6, a, c), p7 = pmadd(p7, a, c);
+      p8 = pmadd(p8, a, c), p9 = pmadd(p9, a, c), p10 = pmadd(p10, a, c), p11 = pmadd(p11, a, c);
+    }
+    best_ms = std::min(best_ms, thread_cpu_ms() - t0);
+  }
+  const Packet sum = padd(padd(padd(padd(p0, p1), padd(p2, p3)), padd(padd(p4, p5), padd(p6, p7))),
+                          padd(padd(p8, p9), padd(p10, p11)));
+  volatile float keep = predux(sum);  // the chains must not be optimised away
+  (void)keep;
+  return 2.0 * lanes * chains * double(iters) / (best_ms * 1e6);
+}
+
+void bench_breakdown() {
+  const double peak = fma_peak_gflops();
+  for (const char* name : {"LL-swa", "LL-rattn"}) {
+    const ModelBench* b = nullptr;
+    for (const ModelBench& c : kConfigs)
+      if (name == std::string(c.name)) b = &c;
+    Eigen::setNbThreads(1);
+    const std::vector<OpRow> rows = step_breakdown(*b, true);
+    Eigen::setNbThreads(0);
+    const StepTime whole = time_steps(*b, {1}, g_quick ? 3 : 7)[0];
+    double sum = 0, flops = 0;
+    for (const OpRow& r : rows) sum += r.ms_per_call * r.calls, flops += r.flops * r.calls;
+    std::printf("\n## where a training step goes: %s (B=%d, T=%d, w=%d), one thread, each op timed alone x its calls per step\n",
+                b->name, b->B, b->T, b->w);
+    std::printf("%-20s %-34s %9s %6s %9s %7s %10s %8s\n", "part", "op", "us/call", "calls", "ms/step", "share",
+                "MFLOP/step", "GFLOP/s");
+    for (const OpRow& r : rows) {
+      const double ms = r.ms_per_call * r.calls;
+      char rate[32] = "-";
+      if (r.flops > 0 && ms > 0) std::snprintf(rate, sizeof rate, "%.1f", r.flops * r.calls / (ms * 1e6));
+      std::printf("%-20s %-34s %9.1f %6.0f %9.2f %6.1f%% %10.1f %8s\n", r.part.c_str(), r.op.c_str(), r.ms_per_call * 1e3,
+                  r.calls, ms, 100 * ms / sum, r.flops * r.calls / 1e6, rate);
+    }
+    std::printf("%-20s %-34s %9s %6s %9.2f %6.1f%% %10.1f %8.1f\n", "sum", "of the ops timed alone", "", "", sum, 100.0,
+                flops / 1e6, flops / (sum * 1e6));
+    std::printf("%-20s %-34s %9s %6s %9.2f %7s %10s %8.1f   (%.0f%% of the measured one-core peak, %.1f GFLOP/s)\n",
+                "measured", "1-thread training step (median)", "", "", whole.cpu_ms, "", "", flops / (whole.cpu_ms * 1e6),
+                100 * flops / (whole.cpu_ms * 1e6) / peak, peak);
+    std::fflush(stdout);
+  }
+}
+
+// RATTENTION against SWA, step for step (--section ratio): the four T = 128 configs at 1 and 2
+// threads, every step interleaved with the others, so the ratios are taken under the same load.
+// Beside it, the floor that FLOPs alone set: the RLA branch's FLOPs over the SWA step's.
+void bench_ratio() {
+  std::printf("\n## RATTENTION vs SWA training step (B=32, T=128, w=16), all configs and thread counts interleaved\n");
+  const char* names[] = {"LL-swa", "LL-rattn", "LLLG-swa", "LLLG-rattn"};
+  std::vector<std::pair<const ModelBench*, int>> runs;
+  const int max_threads = std::min(2, omp_get_num_procs());
+  for (const char* n : names)
+    for (const ModelBench& c : kConfigs)
+      if (n == std::string(c.name))
+        for (int th = 1; th <= max_threads; ++th) runs.push_back({&c, th});
+  const std::vector<StepTime> t = time_interleaved(runs, g_quick ? 4 : 11);
+  std::printf("%-12s %3s %9s %9s %12s\n", "config", "thr", "wall ms", "cpu ms", "2 thr vs 1");
+  for (size_t i = 0; i < runs.size(); ++i) {
+    char sp[32] = "";
+    if (runs[i].second == 2) std::snprintf(sp, sizeof sp, "%.2fx", t[i - 1].wall_ms / t[i].wall_ms);
+    std::printf("%-12s %3d %9.1f %9.1f %12s\n", runs[i].first->name, runs[i].second, t[i].wall_ms, t[i].cpu_ms, sp);
+  }
+  for (int stack = 0; stack < 2; ++stack) {
+    const ModelBench* swa = runs[size_t(stack * 2 * max_threads)].first;
+    const ModelBench* rat = runs[size_t((stack * 2 + 1) * max_threads)].first;
+    const double fs = step_flops_counted(*swa), fr = step_flops_counted(*rat);
+    for (int th = 0; th < max_threads; ++th) {
+      const double r = t[size_t((stack * 2 + 1) * max_threads + th)].wall_ms / t[size_t(stack * 2 * max_threads + th)].wall_ms;
+      std::printf("%s / %s, %d thread%s: %.2fx   (target <= 1.15x: %s; FLOPs alone: %.2fx)\n", rat->name, swa->name,
+                  th + 1, th ? "s" : "", r, r <= 1.15 ? "met" : "NOT met", fr / fs);
+    }
+  }
+  std::fflush(stdout);
+}
+
 int usage() {
-  std::fprintf(stderr, "usage: bench_cpu [--quick] [--section swa|rla|matmul|model] | --step CONFIG --threads N [--steps K]\n");
+  std::fprintf(stderr, "usage: bench_cpu [--quick] [--section swa|rla|matmul|model|ratio|breakdown] | --step CONFIG --threads N [--steps K]\n");
   std::fprintf(stderr, "configs:");
   for (const ModelBench& b : kConfigs) std::fprintf(stderr, " %s", b.name);
   std::fprintf(stderr, "\n");
@@ -432,6 +738,10 @@ int main(int argc, char** argv) {
   if (section.empty() || section == "matmul") bench_matmul();
   Eigen::setNbThreads(0);  // the model: as bin/train_tiny runs it
   if (section.empty() || section == "model") bench_model();
-  if (!section.empty() && section != "swa" && section != "rla" && section != "matmul" && section != "model") return usage();
+  if (section.empty() || section == "ratio") bench_ratio();
+  if (section.empty() || section == "breakdown") bench_breakdown();
+  if (!section.empty() && section != "swa" && section != "rla" && section != "matmul" && section != "model" &&
+      section != "ratio" && section != "breakdown")
+    return usage();
   return 0;
 }
