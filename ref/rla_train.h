@@ -15,13 +15,15 @@
 //     dQ~_[i] = dO_[i] S_[i]^T + B K'_[i]                                      (S_[i] as the forward made it)
 //     dS     += Q~_[i]^T dO_[i]
 // The same products as the reference, accumulated in the same order, minus the recomputation: the
-// results equal rla_backward_chunked's (tests/test_perf_paths.cpp, double 1e-12, float 2e-6). A chunk
-// whose state is still zero (no key has left the window before it) skips its Q~ S product, whose
-// result would be exactly zero.
-//
-// No initial state h0 (training starts every sequence from S = 0); dh0 (the gradient with respect to
-// that zero state) is filled as the reference fills it. Memory kept per sequence and layer: Q~, K~,
-// G * n_chunks states and about T * C scores per query head.
+// results equal rla_backward_chunked's (tests/test_perf_paths.cpp, double 1e-12, float 2e-6).
+// Also skipped, because their results are exactly zero or never read:
+//   Q~_[i] S_[i] and dO_[i] S_[i]^T while S_[i] = 0 (no key has left the window before chunk i);
+//   the last chunk's state update S_[n] (no query reads it) and, in the backward, V' dS^T and K' dS
+//   while dS = 0 (the last chunk's);
+//   dS += Q~_[0]^T dO_[0] of the first chunk, which gives only dL/dS_[0] = dh0.
+// No initial state h0 (training starts every sequence from S = 0), so no dh0 either (RlaGrads::dh0
+// is left empty). At T = 128, C = 32 the skips are about a tenth of the products. Memory kept per
+// sequence and layer: Q~, K~, G * n_chunks states and about T * C scores per query head.
 #pragma once
 #include <algorithm>
 #include <stdexcept>
@@ -83,7 +85,7 @@ Mat<Real> rla_forward_saved(const Mat<Real>& q, const Mat<Real>& k, const Mat<Re
           Ah.resize(0, 0);
         }
       }
-      if (m > 0) {  // S_[i+1] = S_[i] + K'_[i]^T V'_[i]
+      if (m > 0 && i + 1 < nc) {  // S_[i+1] = S_[i] + K'_[i]^T V'_[i]  (S_[n] is never read)
         Sg.noalias() += sv.Kf.block(j0, g * Dp, m, Dp).transpose() * v.block(j0, g * D, m, D);
         zero = false;
       }
@@ -93,7 +95,7 @@ Mat<Real> rla_forward_saved(const Mat<Real>& q, const Mat<Real>& k, const Mat<Re
 }
 
 // Backward of rla_forward_saved, one reverse sweep (see the header comment).
-// v: (T, G*D) (the forward's), dout: (T, H*D), saved: the forward's -> RlaGrads (dq, dk, dv, dh0)
+// v: (T, G*D) (the forward's), dout: (T, H*D), saved: the forward's -> RlaGrads (dq, dk, dv; no dh0)
 template <class Real>
 RlaGrads<Real> rla_backward_saved(const Mat<Real>& v, const Mat<Real>& dout, const RlaSaved<Real>& saved) {
   const RlaSaved<Real>& sv = saved;
@@ -105,11 +107,11 @@ RlaGrads<Real> rla_backward_saved(const Mat<Real>& v, const Mat<Real>& dout, con
   Mat<Real> dKf = Mat<Real>::Zero(T, long(G) * Dp);
   RlaGrads<Real> grads;
   grads.dv = Mat<Real>::Zero(T, v.cols());
-  grads.dh0.resize(size_t(G));
   Mat<Real> B;  // (n, m) masked dO V'^T block, reused
   Mat<Real> dS(Dp, D);
   for (int g = 0; g < G; ++g) {
     dS.setZero();  // dL/dS_[n_chunks]: nothing reads the final state
+    bool dS_zero = true;
     for (int i = nc - 1; i >= 0; --i) {
       const int c0 = i * C, n = std::min(C, T - c0);
       const auto [a, m, j0] = detail::chunk_keys(c0, n, s);
@@ -119,7 +121,7 @@ RlaGrads<Real> rla_backward_saved(const Mat<Real>& v, const Mat<Real>& dout, con
       auto Vc = v.block(j0, g * D, std::max(m, 0), D);
       auto dKc = dKf.block(j0, g * Dp, std::max(m, 0), Dp);
       auto dVc = grads.dv.block(j0, g * D, std::max(m, 0), D);
-      if (m > 0) {
+      if (m > 0 && !dS_zero) {
         // In the forward pass this was: S_[i+1] = S_[i] + K'_[i]^T V'_[i]
         dKc.noalias() += Vc * dS.transpose();
         dVc.noalias() += Kc * dS;
@@ -138,10 +140,11 @@ RlaGrads<Real> rla_backward_saved(const Mat<Real>& v, const Mat<Real>& dout, con
           dVc.noalias() += sv.A[size_t(h) * nc + i].transpose() * dOc;
         }
       }
+      if (i == 0) break;  // dL/dS_[0] would be dh0
       for (int h = g * r; h < (g + 1) * r; ++h)  // dS becomes dL/dS_[i]
         dS.noalias() += sv.Qf.block(c0, h * Dp, n, Dp).transpose() * dout.block(c0, h * D, n, D);
+      dS_zero = false;
     }
-    grads.dh0[size_t(g)] = dS;
   }
   // In the forward pass this was: Q~ = phi(Q), K~ = phi(K)
   grads.dq = phi_backward_heads_from_phi(sv.fm, sv.Qf, dQf, H);

@@ -434,21 +434,30 @@ struct OpRow {
   double calls, flops, ms_per_call;  // calls per step, FLOPs per call, median ms per call (0: not timed)
 };
 
-// FLOPs of rla_forward_saved / rla_backward_saved (ref/rla_train.h), chunk by chunk.
+// FLOPs of rla_forward_saved / rla_backward_saved (ref/rla_train.h), chunk by chunk, with its skips.
 std::pair<double, double> rla_chunk_flops(int T, int H, int G, int D, int Dp, int w, int C) {
-  double f = 0, b = 0;
-  const int r = H / G, s = w + 1;
+  const int r = H / G, s = w + 1, nc = (T + C - 1) / C;
+  std::vector<int> n(static_cast<size_t>(nc)), m(static_cast<size_t>(nc));
+  std::vector<char> S_zero(static_cast<size_t>(nc));
   bool zero = true;
-  for (int c0 = 0; c0 < T; c0 += C) {
-    const int n = std::min(C, T - c0);
-    const int m = std::max(0, ref::detail::chunk_keys(c0, n, s).m);
-    if (!zero) f += 2.0 * r * n * Dp * D, b += 2.0 * r * n * D * Dp;  // Q~ S, dO S^T
-    if (m > 0) {
-      f += r * (2.0 * n * m * Dp + 2.0 * n * m * D) + 2.0 * m * Dp * D;  // A, A V'; S += K'^T V'
-      b += r * (2.0 * n * D * m + 2.0 * n * m * Dp * 2 + 2.0 * m * n * D) + 2 * 2.0 * m * D * Dp;  // B, B K', B^T Q~, A^T dO; dK', dV'
-      zero = false;
-    }
-    b += 2.0 * r * Dp * n * D;  // dS += Q~^T dO
+  double f = 0, b = 0;
+  for (int i = 0; i < nc; ++i) {  // forward
+    const int c0 = i * C;
+    n[size_t(i)] = std::min(C, T - c0);
+    m[size_t(i)] = std::max(0, ref::detail::chunk_keys(c0, n[size_t(i)], s).m);
+    const double ni = n[size_t(i)], mi = m[size_t(i)];
+    S_zero[size_t(i)] = zero;
+    if (!zero) f += 2.0 * r * ni * Dp * D;                       // Q~ S
+    if (mi > 0) f += r * (2.0 * ni * mi * Dp + 2.0 * ni * mi * D);  // A, A V'
+    if (mi > 0 && i + 1 < nc) f += 2.0 * mi * Dp * D, zero = false;  // S += K'^T V'
+  }
+  bool dS_zero = true;
+  for (int i = nc - 1; i >= 0; --i) {  // backward
+    const double ni = n[size_t(i)], mi = m[size_t(i)];
+    if (mi > 0 && !dS_zero) b += 2 * 2.0 * mi * D * Dp;            // V' dS^T, K' dS
+    if (!S_zero[size_t(i)]) b += 2.0 * r * ni * D * Dp;            // dO S^T
+    if (mi > 0) b += r * (2.0 * ni * D * mi + 2 * 2.0 * ni * mi * Dp + 2.0 * mi * ni * D);  // B, B K', B^T Q~, A^T dO
+    if (i > 0) b += 2.0 * r * Dp * ni * D, dS_zero = false;        // dS += Q~^T dO
   }
   return {G * f, G * b};
 }
