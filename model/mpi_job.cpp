@@ -37,6 +37,8 @@ namespace {
 
 // When one rank dies, mpirun ends the others with SIGTERM (then SIGKILL). Each says so in one line,
 // written by the handler from a buffer prepared beforehand (formatting is not safe in a signal handler).
+// mpirun forwards the ranks' output as it tears the job down and may drop some of these lines; its own
+// message names the rank that died.
 char g_stop_line[1024];
 size_t g_stop_len = 0;
 
@@ -76,8 +78,8 @@ class MpiJob final : public DataParallel {
   bool communicated() const { return communicated_; }
   void checkpoint_written(const std::string& path, long step) override {
     if (rank_ != 0) return;  // rank 0 writes the checkpoints: only it knows when one is complete
-    set_stop_line(rank_, size_, "; the last checkpoint, " + path + " (step " + std::to_string(step) +
-                                    "), is complete and intact (it is replaced atomically)");
+    set_stop_line(rank_, size_, "; the last checkpoint it completed, " + path + " (step " + std::to_string(step) +
+                                    "), is intact (a checkpoint is replaced atomically)");
   }
 
   void all_reduce_tree(const std::vector<Mat<float>*>& grads, double& loss_sum) override {
