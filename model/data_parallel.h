@@ -40,11 +40,13 @@ class DataParallel {
     (void)path;
     (void)step;
   }
-  // Seconds spent in all_reduce_tree so far (its share of a step, docs/scaling.md).
+  // Seconds spent in all_reduce_tree so far (docs/scaling.md): waiting for the other ranks to finish their
+  // shares, and the all-reduce itself.
+  double wait_seconds() const { return wait_seconds_; }
   double reduce_seconds() const { return reduce_seconds_; }
 
  protected:
-  double reduce_seconds_ = 0;
+  double wait_seconds_ = 0, reduce_seconds_ = 0;
 };
 
 // The ranks of this process: one rank unless set_data_parallel() was given a job (bin/train_tiny under

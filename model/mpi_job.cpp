@@ -83,7 +83,12 @@ class MpiJob final : public DataParallel {
   }
 
   void all_reduce_tree(const std::vector<Mat<float>*>& grads, double& loss_sum) override {
+    // Time spent waiting for the slowest rank to finish its share, apart from the all-reduce itself: a
+    // barrier first (one message of latency) tells them apart in the timings (docs/scaling.md).
+    const auto t_wait = std::chrono::steady_clock::now();
+    MPI_Barrier(MPI_COMM_WORLD);
     const auto t0 = std::chrono::steady_clock::now();
+    wait_seconds_ += std::chrono::duration<double>(t0 - t_wait).count();
     communicated_ = true;
     const long P = total_size(grads), N = size_;
     if (P > long(INT_MAX)) throw std::runtime_error("all-reduce: more than 2^31 - 1 gradient elements (MPI counts)");

@@ -218,7 +218,7 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   res.first_step = st.step + 1;
   res.last_step = st.step;
   const auto loop_start = std::chrono::steady_clock::now();
-  const double reduce_before = dp.reduce_seconds();
+  const double wait_before = dp.wait_seconds(), reduce_before = dp.reduce_seconds();
   for (long step = st.step + 1; step <= c.train.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     if (hook) hook(step, st.params);
@@ -270,10 +270,12 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
 
   out << fmt("trained %ld steps in %.1f s (%.1f ms/step)\n", res.last_step - res.first_step + 1, res.seconds,
              res.losses.empty() ? 0.0 : 1000 * res.seconds / double(res.losses.size()));
-  if (dp.size() > 1 && !res.losses.empty())
-    out << fmt("all-reduce (rank 0): %.1f ms/step, %.1f%% of the step\n",
-               1000 * (dp.reduce_seconds() - reduce_before) / double(res.losses.size()),
-               100 * (dp.reduce_seconds() - reduce_before) / res.seconds);
+  if (dp.size() > 1 && !res.losses.empty()) {
+    const double n = double(res.losses.size()), wait = dp.wait_seconds() - wait_before,
+                 reduce = dp.reduce_seconds() - reduce_before;
+    out << fmt("rank 0: all-reduce %.1f ms/step (%.1f%% of the step), waiting for the other ranks %.1f ms/step\n",
+               1000 * reduce / n, 100 * reduce / res.seconds, 1000 * wait / n);
+  }
   report_eval(out, model, st.params, *task, eval_batch, res.last_step, c, &res.final_eval);
   if (task->synthetic()) {  // the reported numbers: the held-out test set, never used to choose settings
     data::Batch test_batch;
