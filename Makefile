@@ -87,6 +87,27 @@ ifeq ($(NVCC_VERBOSE),1)
   NVCCFLAGS += -Xptxas -v
 endif
 
+# MPI (OpenMPI from the distribution: scripts/deps.sh): found with pkg-config (ompi-c) or mpicxx --showme. When
+# found, model/mpi_job.cpp is compiled with RATTN_MPI and bin/train_tiny alone links MPI, so that
+# `mpirun -np N bin/train_tiny` trains data parallel (docs/scaling.md); otherwise the plain one-process
+# program (said once by `make`). MPI=0 builds without it even when present; so do the sanitizer builds: OpenMPI
+# keeps thousands of start-up allocations until exit, which LeakSanitizer reports as leaks in every rank
+# (tests/test_mpi.cpp says SKIPPED there; tests/test_tree_reduce.cpp checks the MPI-free part under ASan).
+ifneq ($(SANITIZE)$(TSAN),)
+  MPI := 0
+endif
+MPI ?= 1
+ifeq ($(MPI),1)
+  MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+  MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+  ifeq ($(MPI_LIBS),)
+    MPI_CXX    := $(shell command -v mpicxx 2>/dev/null)
+    MPI_CFLAGS := $(if $(MPI_CXX),$(shell $(MPI_CXX) --showme:compile 2>/dev/null))
+    MPI_LIBS   := $(if $(MPI_CXX),$(shell $(MPI_CXX) --showme:link 2>/dev/null))
+  endif
+endif
+MPI_DEFS := $(if $(MPI_LIBS),-DRATTN_MPI $(MPI_CFLAGS))
+
 # ---- sources ----------------------------------------------------------------------------------
 LIB_SRCS   := $(wildcard model/*.cpp data/*.cpp io/*.cpp)
 LIB_OBJS   := $(patsubst %.cpp,$(BUILD)/%.o,$(LIB_SRCS))
@@ -114,6 +135,14 @@ all: status $(PROGRAMS)
 status:
 	@if [ -n "$(NVCC)" ]; then echo "make: nvcc found at $(NVCC): building CUDA kernels for the CPU execution layer and for $(CUDA_ARCH)"; \
 	 else echo "make: nvcc not found: building CUDA kernels for the CPU execution layer only; skipping the nvcc build and GPU tests"; fi
+ifeq ($(MPI),0)
+	@echo "make: MPI off (MPI=0, or a sanitizer build): building train_tiny for one process only"
+else ifeq ($(MPI_LIBS),)
+	@echo "make: MPI not found: building train_tiny for one process only (no mpirun; apt-get install openmpi-bin \
+	libopenmpi-dev, or scripts/deps.sh as root)"
+else
+	@echo "make: MPI found: bin/train_tiny also trains data parallel under mpirun (docs/scaling.md)"
+endif
 
 deps:
 	@scripts/deps.sh
@@ -146,6 +175,17 @@ $(BUILD)/%.o: %.cpp $(FLAGS_STAMP)
 	$(say) CXX $<
 	$(Q)$(CXX) $(CXXFLAGS) $(DEPFLAGS) -c $< -o $@
 
+# The MPI job (model/mpi_job.h): its own flags, recorded like the others so that MPI appearing or going
+# rebuilds it.
+MPI_STAMP := $(BUILD)/.mpi
+$(MPI_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(MPI_DEFS) | $(MPI_LIBS)' | cmp -s - $@ || echo '$(MPI_DEFS) | $(MPI_LIBS)' > $@
+$(BUILD)/model/mpi_job.o: model/mpi_job.cpp $(FLAGS_STAMP) $(MPI_STAMP)
+	@mkdir -p $(@D)
+	$(say) CXX "$< ($(if $(MPI_LIBS),with MPI,without MPI))"
+	$(Q)$(CXX) $(CXXFLAGS) $(MPI_DEFS) $(DEPFLAGS) -c $< -o $@
+
 # The same .cu source, compiled as C++ against the CPU execution layer (cuda/compat.h picks it).
 $(BUILD)/emu/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(@D)
@@ -163,7 +203,9 @@ TOOL_PROGRAMS := $(patsubst tools/%.cpp,$(BIN)/%,$(wildcard tools/*.cpp))
 $(TOP_PROGRAMS): $(BIN)/%: $(BUILD)/%.o $(BUILD)/librattn.a $(BUILD)/libcuda_emu.a
 	@mkdir -p $(@D)
 	$(say) LINK $@
-	$(Q)$(CXX) $^ -o $@ $(LDFLAGS)
+	$(Q)$(CXX) $^ -o $@ $(LDFLAGS) $(PROGRAM_LIBS)
+# Only train_tiny joins an MPI job (its model/mpi_job.o is the one user of MPI).
+$(BIN)/train_tiny: PROGRAM_LIBS = $(MPI_LIBS)
 
 $(TOOL_PROGRAMS): $(BIN)/%: $(BUILD)/tools/%.o $(BUILD)/librattn.a $(BUILD)/libcuda_emu.a
 	@mkdir -p $(@D)

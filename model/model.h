@@ -16,8 +16,9 @@
 // that no backward runs its forward's matrix products again. The norms recompute their rstd (cheap).
 //
 // A batch is B independent sequences. batch_loss_and_grad runs them in parallel (OpenMP over
-// sequences), each into its own gradient buffer, then sums the buffers in the fixed order
-// b = 0, 1, ..., B-1: the result is the same bit for bit for any number of threads.
+// sequences), each into its own gradient buffer, then sums the buffers in a fixed pairwise tree over
+// the sequences (model/tree_reduce.h): the result is the same bit for bit for any number of threads,
+// and for any number of ranks that each sum a power-of-two share of the batch (model/data_parallel.h).
 //
 // Decode: DecodeState holds one ref::AttnDecodeCache per layer; decode_step feeds one token and
 // returns its logits, equal to the forward's row at that position (tests/test_infer_decode.cpp).
@@ -26,12 +27,14 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <vector>
 
 #include "data/tasks.h"
 #include "model/backend.h"
 #include "model/params.h"
+#include "model/tree_reduce.h"
 
 namespace model {
 
@@ -155,54 +158,94 @@ class Model {
   std::vector<ref::AttnConfig> attn_;
 };
 
-// Buffers of one training step, allocated once: per-sequence activations and gradients.
+// Buffers of one training step, allocated once: per-sequence activations and gradients (one of each
+// per sequence of the share the step computes).
 template <class S>
 struct BatchWorkspace {
   std::vector<SeqActivations<S>> acts;
   std::vector<ModelParams<S>> grads;
-  std::vector<double> seq_loss;   // (B) mean loss of each sequence
-  std::vector<long> seq_count;    // (B) scored positions of each sequence
-  void ensure(const ModelConfig& m, int B) {
-    if (int(grads.size()) == B) return;
-    acts.resize(size_t(B));
-    grads.assign(size_t(B), params_filled<S>(m, S(0)));
-    seq_loss.assign(size_t(B), 0.0);
+  std::vector<double> seq_loss;   // mean loss of each sequence
+  std::vector<long> seq_count;    // (B) scored positions of each sequence of the whole batch
+  void ensure(const ModelConfig& m, int B, int share) {
     seq_count.assign(size_t(B), 0);
+    if (int(grads.size()) == share) return;
+    acts.resize(size_t(share));
+    grads.assign(size_t(share), params_filled<S>(m, S(0)));
+    seq_loss.assign(size_t(share), 0.0);
   }
 };
 
-// Mean cross-entropy over every scored position of the batch, and (grad != nullptr) its gradient,
-// ASSIGNED to *grad. Sequences run in parallel; each sequence's gradient is computed into its own
-// buffer and the buffers are summed in sequence order, so the result does not depend on threads.
-// Sequence b's cross_entropy gives the mean over its n_b positions; scaling its dlogits by n_b / N
-// (N = all scored positions) makes the sum over b the gradient of the batch mean.
+// The sequences [first, first + count) of a batch: the whole batch, or one rank's share of it, which
+// must be one node of the reduction tree (count a power of two, first a multiple of count).
+struct BatchShare {
+  int first = 0, count = 0;
+};
+
+// What a share contributes: its node of the tree (model/tree_reduce.h).
+struct ShareSums {
+  double loss_sum = 0;  // tree sum over the share of n_b * loss_b (loss_b: sequence b's mean over its n_b)
+  long scored = 0;      // N: the scored positions of the whole batch (the same on every rank)
+};
+
+// grad = the tree sum of the per-sequence gradients ws.grads[0 .. n-1], in parallel over (addition,
+// tensor) within each level of the tree; ws.grads is overwritten (the root ends in ws.grads[0]).
 template <class S>
-double batch_loss_and_grad(const Model<S>& model, const ModelParams<S>& p, const data::Batch& batch,
-                           BatchWorkspace<S>& ws, std::type_identity_t<ModelParams<S>>* grad) {
-  const int B = batch.B, T = batch.T;
-  ws.ensure(model.config(), B);
+void tree_reduce_grads(const ModelConfig& m, BatchWorkspace<S>& ws, int n, ModelParams<S>& grad) {
+  std::vector<std::vector<NamedTensor<S>>> per(static_cast<size_t>(n));
+  for (int b = 0; b < n; ++b) per[size_t(b)] = named_tensors(m, ws.grads[size_t(b)]);
+  const long n_tensors = long(per[0].size());
+  for (const std::vector<TreeAdd>& level : tree_levels(n)) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long k = 0; k < long(level.size()) * n_tensors; ++k) {
+      const TreeAdd& a = level[size_t(k / n_tensors)];
+      const size_t i = size_t(k % n_tensors);
+      *per[size_t(a.dst)][i].t += *per[size_t(a.src)][i].t;  // node dst = node dst + node src
+    }
+  }
+  std::vector<NamedTensor<S>> out = named_tensors(m, grad);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (long i = 0; i < n_tensors; ++i) *out[size_t(i)].t = *per[0][size_t(i)].t;
+}
+
+// Loss and gradient of one share of the batch (the whole batch: {0, B}). Sequences run in parallel,
+// each into its own gradient buffer; the buffers (and the losses) are then summed in the fixed tree of
+// model/tree_reduce.h, so the result does not depend on threads, and the nodes of the shares of ranks
+// combine to exactly the whole batch's sums (model/data_parallel.h). With grad != nullptr the share's
+// node of the gradient is ASSIGNED to *grad. Sequence b's cross_entropy gives the mean over its n_b
+// positions; scaling its dlogits by n_b / N (N = scored positions of the whole batch) makes the root of
+// the tree the gradient of the batch mean (spec §4.8), and the batch loss is root(loss_sum) / N.
+template <class S>
+ShareSums share_loss_and_grad(const Model<S>& model, const ModelParams<S>& p, const data::Batch& batch,
+                              BatchShare share, BatchWorkspace<S>& ws, std::type_identity_t<ModelParams<S>>* grad) {
+  const int B = batch.B, T = batch.T, n = share.count;
+  const bool whole = share.first == 0 && n == B;
+  if (n < 1 || share.first < 0 || share.first + n > B || (!whole && (!is_power_of_two(n) || share.first % n != 0)))
+    throw std::invalid_argument("share_loss_and_grad: sequences [" + std::to_string(share.first) + ", " +
+                                std::to_string(share.first + n) + ") of a batch of " + std::to_string(B) +
+                                " are not one node of the reduction tree");
+  ws.ensure(model.config(), B, n);
   long N = 0;
   for (int b = 0; b < B; ++b) {
-    long n = 0;
-    for (int t = 0; t < T; ++t) n += batch.targets[size_t(b) * T + size_t(t)] >= 0;
-    ws.seq_count[size_t(b)] = n;
-    N += n;
+    long count = 0;
+    for (int t = 0; t < T; ++t) count += batch.targets[size_t(b) * T + size_t(t)] >= 0;
+    ws.seq_count[size_t(b)] = count;
+    N += count;
   }
   if (N == 0) throw std::invalid_argument("batch_loss_and_grad: the batch has no scored position");
   const Backend<S>& be = model.backend();
   std::exception_ptr error = nullptr;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int b = 0; b < B; ++b) {
+  for (int i = 0; i < n; ++i) {
     try {
-      SeqActivations<S>& A = ws.acts[size_t(b)];
-      A.tokens.assign(batch.tokens.begin() + long(b) * T, batch.tokens.begin() + long(b + 1) * T);
-      A.targets.assign(batch.targets.begin() + long(b) * T, batch.targets.begin() + long(b + 1) * T);
+      const long b = share.first + i;  // sequence b of the batch, slot i of the workspace
+      SeqActivations<S>& A = ws.acts[size_t(i)];
+      A.tokens.assign(batch.tokens.begin() + b * T, batch.tokens.begin() + (b + 1) * T);
+      A.targets.assign(batch.targets.begin() + b * T, batch.targets.begin() + (b + 1) * T);
       A.logits = model.forward(p, A.tokens, &A);
-      const double loss_b = double(be.cross_entropy(A.logits, A.targets, grad ? &A.dlogits : nullptr));
-      ws.seq_loss[size_t(b)] = loss_b;
+      ws.seq_loss[size_t(i)] = double(be.cross_entropy(A.logits, A.targets, grad ? &A.dlogits : nullptr));
       if (grad) {
         A.dlogits *= S(double(ws.seq_count[size_t(b)]) / double(N));
-        ModelParams<S>& g = ws.grads[size_t(b)];
+        ModelParams<S>& g = ws.grads[size_t(i)];
         for (NamedTensor<S>& nt : named_tensors(model.config(), g)) nt.t->setZero();
         model.backward(p, A, A.dlogits, g);
       }
@@ -212,22 +255,20 @@ double batch_loss_and_grad(const Model<S>& model, const ModelParams<S>& p, const
     }
   }
   if (error) std::rethrow_exception(error);
-  double loss = 0;
-  for (int b = 0; b < B; ++b) loss += ws.seq_loss[size_t(b)] * double(ws.seq_count[size_t(b)]);
-  loss /= double(N);
-  if (grad) {
-    // grad = sum_b grads[b], in the order b = 0 .. B-1, element by element (tensors in parallel).
-    std::vector<NamedTensor<S>> out = named_tensors(model.config(), *grad);
-    std::vector<std::vector<NamedTensor<S>>> per(static_cast<size_t>(B));
-    for (int b = 0; b < B; ++b) per[size_t(b)] = named_tensors(model.config(), ws.grads[size_t(b)]);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (long i = 0; i < long(out.size()); ++i) {
-      Mat<S>& dst = *out[size_t(i)].t;
-      dst = *per[0][size_t(i)].t;
-      for (int b = 1; b < B; ++b) dst += *per[size_t(b)][size_t(i)].t;
-    }
-  }
-  return loss;
+  std::vector<double> weighted(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i)
+    weighted[size_t(i)] = ws.seq_loss[size_t(i)] * double(ws.seq_count[size_t(share.first + i)]);
+  if (grad) tree_reduce_grads(model.config(), ws, n, *grad);
+  return {tree_sum(weighted), N};
+}
+
+// Mean cross-entropy over every scored position of the batch, and (grad != nullptr) its gradient,
+// ASSIGNED to *grad: the whole batch as one share (above).
+template <class S>
+double batch_loss_and_grad(const Model<S>& model, const ModelParams<S>& p, const data::Batch& batch,
+                           BatchWorkspace<S>& ws, std::type_identity_t<ModelParams<S>>* grad) {
+  const ShareSums s = share_loss_and_grad(model, p, batch, BatchShare{0, batch.B}, ws, grad);
+  return s.loss_sum / double(s.scored);
 }
 
 }  // namespace model

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "model/backend_cpu.h"
+#include "model/data_parallel.h"
 #include "model/generate.h"
 #include "model/model.h"
 
@@ -162,9 +163,13 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
 
   st.text = text_now;
 
+  // Data parallelism (model/data_parallel.h): this rank's share of every batch; the whole batch on one process.
+  DataParallel& dp = data_parallel();
+  const BatchShare share = share_of(c.train.batch, dp.rank(), dp.size());
   const int threads = omp_get_max_threads();
   out << "train_tiny: " << (run.resume.empty() ? "new run" : "resuming " + run.resume + " at step " + std::to_string(st.step))
-      << ", device " << backend->name() << ", " << threads << " OpenMP thread" << (threads == 1 ? "" : "s") << "\n";
+      << ", device " << backend->name() << ", " << threads << " OpenMP thread" << (threads == 1 ? "" : "s")
+      << (dp.size() > 1 ? fmt(" per rank, %d ranks (MPI) of %d sequences each", dp.size(), share.count) : "") << "\n";
   out << describe(c) << text_note;
   if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()))
     out << fmt("data: recall gaps 0..%d mixed so that %.1f%% of the queries are expected within w = %d%s%s%s%s\n",
@@ -197,7 +202,7 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   const double min_lr = c.train.cosine ? c.train.lr * c.train.lr_min_ratio : c.train.lr;
 
   auto save = [&](long step) {
-    if (run.ckpt.empty()) return;
+    if (run.ckpt.empty() || !dp.leader()) return;
     const std::filesystem::path dir = std::filesystem::path(run.ckpt).parent_path();
     if (!dir.empty()) std::filesystem::create_directories(dir);
     st.step = step;
@@ -206,17 +211,23 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   };
   long last_saved = run.resume.empty() ? -1 : st.step;
   std::string last_saved_path = run.resume;
+  if (!run.resume.empty()) dp.checkpoint_written(run.resume, st.step);
 
   TrainOutcome res;
   const long log_every = log_interval(run, c.train.steps);
   res.first_step = st.step + 1;
   res.last_step = st.step;
   const auto loop_start = std::chrono::steady_clock::now();
+  const double wait_before = dp.wait_seconds(), reduce_before = dp.reduce_seconds();
   for (long step = st.step + 1; step <= c.train.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     if (hook) hook(step, st.params);
     task->sample(data_rng, c.train.batch, batch);
-    const double loss = batch_loss_and_grad(model, st.params, batch, ws, &grad);
+    // This rank's node of the reduction tree, then the root: the whole batch's gradient and loss.
+    const ShareSums sums = share_loss_and_grad(model, st.params, batch, share, ws, &grad);
+    double loss_sum = sums.loss_sum;
+    dp.all_reduce_tree(grad_ptrs, loss_sum);
+    const double loss = loss_sum / double(sums.scored);
     const double gnorm = double(backend->clip_grad_norm(
         grad_ptrs, c.train.clip > 0 ? float(c.train.clip) : std::numeric_limits<float>::infinity()));
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
@@ -245,19 +256,26 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
                  double(c.train.batch) * c.train.seq_len / (ms / 1000.0))
           << std::flush;
     const bool last = step == c.train.steps;
-    if (!last && run.eval_interval > 0 && step % run.eval_interval == 0)
+    if (!last && run.eval_interval > 0 && step % run.eval_interval == 0 && dp.leader())
       report_eval(out, model, st.params, *task, eval_batch, step, c, nullptr);
     if (last || (run.ckpt_interval > 0 && step % run.ckpt_interval == 0)) {
       save(step);
       last_saved = step;
       last_saved_path = run.ckpt;
+      if (!run.ckpt.empty()) dp.checkpoint_written(run.ckpt, step);
     }
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
-  if (res.status != 0) return res;
+  if (res.status != 0 || !dp.leader()) return res;  // the other ranks neither evaluate nor print
 
   out << fmt("trained %ld steps in %.1f s (%.1f ms/step)\n", res.last_step - res.first_step + 1, res.seconds,
              res.losses.empty() ? 0.0 : 1000 * res.seconds / double(res.losses.size()));
+  if (dp.size() > 1 && !res.losses.empty()) {
+    const double n = double(res.losses.size()), wait = dp.wait_seconds() - wait_before,
+                 reduce = dp.reduce_seconds() - reduce_before;
+    out << fmt("rank 0: all-reduce %.1f ms/step (%.1f%% of the step), waiting for the other ranks %.1f ms/step\n",
+               1000 * reduce / n, 100 * reduce / res.seconds, 1000 * wait / n);
+  }
   report_eval(out, model, st.params, *task, eval_batch, res.last_step, c, &res.final_eval);
   if (task->synthetic()) {  // the reported numbers: the held-out test set, never used to choose settings
     data::Batch test_batch;

@@ -6,6 +6,10 @@
 // tokens/s), a validation line every --eval-interval steps (text: with a generated sample), and at
 // the end the accuracy by key-to-query distance relative to w.
 //
+// Under mpirun (model/data_parallel.h, docs/scaling.md) every rank draws the same batch, computes its
+// share, and the ranks' gradients are combined in the reduction tree before the clip: every rank takes
+// the step of one process, bit for bit. Rank 0 alone prints, evaluates and writes checkpoints.
+//
 // Checkpoints every --ckpt-interval steps and at the end (model/checkpoint.h). --resume continues
 // a saved run bit-exactly: the same losses as the run that was never interrupted. A non-finite loss
 // or gradient stops the run with status kStatusNonFinite, before any update, and the last good

@@ -53,14 +53,13 @@ inline std::string slurp_file(const std::string& p) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// Start the program with stdout and stderr going to files in dir; returns its pid (see wait_program).
+// Start a command (argv_s[0]: the executable's path) with stdout and stderr going to files in dir; returns its
+// pid (see wait_program).
 // as_limit > 0: the child's address space is limited to that many bytes (RLIMIT_AS), so that a program that
 // wrongly reads an endless file fails fast instead of filling the machine's memory; not applied in a
 // sanitizer build, whose shadow memory needs far more address space.
-inline pid_t start_program(const std::string& name, const std::vector<std::string>& args, const TempDir& dir,
-                           const std::string& tag = "run", long as_limit = 0) {
-  std::vector<std::string> argv_s = {program_path(name)};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
+inline pid_t start_command(std::vector<std::string> argv_s, const TempDir& dir, const std::string& tag = "run",
+                           long as_limit = 0) {
   const std::string out = dir / (tag + ".out"), err = dir / (tag + ".err");
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -84,6 +83,14 @@ inline pid_t start_program(const std::string& name, const std::vector<std::strin
     ::_exit(127);
   }
   return pid;
+}
+
+// The same for one of the project's programs, found by name next to the tests (program_path).
+inline pid_t start_program(const std::string& name, const std::vector<std::string>& args, const TempDir& dir,
+                           const std::string& tag = "run", long as_limit = 0) {
+  std::vector<std::string> argv_s = {program_path(name)};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  return start_command(argv_s, dir, tag, as_limit);
 }
 
 // Wait for it; after timeout_s seconds it is killed (SIGKILL) and the status says so (128 + 9).
