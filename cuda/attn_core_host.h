@@ -148,14 +148,15 @@ inline void attn_core_backward_dev(const ref::AttnConfig& cfg, const float* q, c
   if (rla) {
     // In the forward pass this was: o_rla = RLA(q, k, v; w_rla, phi)
     const int w_rla = ref::rla_window(cfg), m = 1;
+    DeviceBuffer<float> scratch(rla_backward_scratch_size(B, T, H, G, D, to_cu(cfg.fm), cfg.chunk));
     if (!swa) {  // local linear: the RLA branch alone, its gradients are the core's
-      rla_backward(q, k, v, nullptr, cc.states.data(), do_rla.data(), dq, dk, dv, nullptr, B, T, H, G, D, w_rla,
-                   to_cu(cfg.fm), cfg.chunk, m);
+      rla_backward(q, k, v, nullptr, cc.states.data(), do_rla.data(), dq, dk, dv, nullptr, scratch.data(), B, T, H,
+                   G, D, w_rla, to_cu(cfg.fm), cfg.chunk, m);
       return;
     }
     DeviceBuffer<float> dq_rla(nq), dk_rla(nk), dv_rla(nk);
     rla_backward(q, k, v, nullptr, cc.states.data(), do_rla.data(), dq_rla.data(), dk_rla.data(), dv_rla.data(),
-                 nullptr, B, T, H, G, D, w_rla, to_cu(cfg.fm), cfg.chunk, m);
+                 nullptr, scratch.data(), B, T, H, G, D, w_rla, to_cu(cfg.fm), cfg.chunk, m);
     add_into(dq, dq_rla.data(), nq);
     add_into(dk, dk_rla.data(), nk);
     add_into(dv, dv_rla.data(), nk);
