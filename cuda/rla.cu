@@ -621,8 +621,8 @@ void rla_backward(const float* q, const float* k, const float* v, const float* h
          scratch, T, H, G, D, w, fm, C, m, BV);
   // dq, dk = tile 0's partial + tile 1's + ...: a fixed order (see the header of this file)
   if (tiles > 1)
-    launch(rla_sum_value_tiles_kernel, dim3(unsigned((nq + nk + 255) / 256)), dim3(256), 0, dq,
-           dk, (const float*)scratch, nq, nk, tiles - 1);
+    launch(rla_sum_value_tiles_kernel, dim3(unsigned((nq + nk + 255) / 256)), dim3(256), 0, dq, dk,
+           (const float*)scratch, nq, nk, tiles - 1);
 }
 
 }  // namespace cu
