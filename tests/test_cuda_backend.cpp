@@ -148,8 +148,9 @@ std::map<long, std::string> step_losses(const std::string& out) {
 
 TEST_CASE("train_tiny --device cuda: the same losses and weights, bit for bit, in every fiber and block order") {
   // Head dim 128 with sm2 at chunk 32: the RLA backward splits the values into 4 tiles, whose dq, dk
-  // partials are summed; T = 200: the merge backward sums 4 blocks' dgamma partials per head. With float
+  // partials are summed; T = 136: the merge backward sums 3 blocks' dgamma partials per head. With float
   // atomics those sums would follow the block order and the runs would drift apart in the last bits.
+  // Small enough for the sanitizer build (under ASan a step takes seconds here).
   // The checkpoint holds the weights and AdamW moments after the last step: equal files mean every
   // step's gradient was the same bits.
   rattn_test::TempDir dir("cuda_det");
@@ -157,7 +158,7 @@ TEST_CASE("train_tiny --device cuda: the same losses and weights, bit for bit, i
     const char* order;         // EMU_ORDER: fibers and blocks of every launch
     const char* host_threads;  // EMU_HOST_THREADS: 2 runs two blocks at the same time
   };
-  const OrderRun runs[] = {{"forward", "1"}, {"reverse", "1"}, {"random:5", "1"}, {"random:6", "2"}};
+  const OrderRun runs[] = {{"forward", "1"}, {"reverse", "1"}, {"random:6", "2"}};
   std::map<long, std::string> first_losses;
   std::string first_ckpt;
   for (const OrderRun& run : runs) {
@@ -169,7 +170,7 @@ TEST_CASE("train_tiny --device cuda: the same losses and weights, bit for bit, i
     const rattn_test::Run r = rattn_test::run_program(
         "train_tiny", {"--device", "cuda", "--d-model", "32", "--heads", "1", "--kv-heads", "1", "--head-dim", "128",
                        "--layers", "1", "--pattern", "L", "--local", "rattn", "--feature-map", "sm2", "--window", "4",
-                       "--chunk", "32", "--seq-len", "200", "--batch", "2", "--steps", "3", "--eval-interval", "0",
+                       "--chunk", "32", "--seq-len", "136", "--batch", "2", "--steps", "3", "--eval-interval", "0",
                        "--eval-seqs", "1", "--threads", "1", "--log-every", "1", "--ckpt", ckpt},
         300);
     INFO("stdout: " << r.out << "\nstderr: " << r.err);
