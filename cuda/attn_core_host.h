@@ -127,10 +127,11 @@ inline void attn_core_backward_dev(const ref::AttnConfig& cfg, const float* q, c
   }
   // In the forward pass this was: c = GRMS_swa(o_swa) + GRMS_rla(o_rla) (either term may be absent)
   DeviceBuffer<float> do_swa(swa ? nq : 0), do_rla(rla ? nq : 0);
-  if (swa && rla)
+  if (swa && rla) {
+    DeviceBuffer<float> scratch(rattn_merge_scratch_size(B, T, H, D));
     rattn_merge_backward(cc.o_swa.data(), cc.o_rla.data(), gamma_swa, gamma_rla, dc, do_swa.data(), do_rla.data(),
-                         dgamma_swa, dgamma_rla, B, T, H, D, eps);
-  else if (swa)
+                         dgamma_swa, dgamma_rla, scratch.data(), B, T, H, D, eps);
+  } else if (swa)
     group_rmsnorm_backward(cc.o_swa.data(), gamma_swa, cc.rstd_swa.data(), dc, do_swa.data(), dgamma_swa, B * T, H, D);
   else
     group_rmsnorm_backward(cc.o_rla.data(), gamma_rla, cc.rstd_rla.data(), dc, do_rla.data(), dgamma_rla, B * T, H, D);
@@ -148,14 +149,15 @@ inline void attn_core_backward_dev(const ref::AttnConfig& cfg, const float* q, c
   if (rla) {
     // In the forward pass this was: o_rla = RLA(q, k, v; w_rla, phi)
     const int w_rla = ref::rla_window(cfg), m = 1;
+    DeviceBuffer<float> scratch(rla_backward_scratch_size(B, T, H, G, D, to_cu(cfg.fm), cfg.chunk));
     if (!swa) {  // local linear: the RLA branch alone, its gradients are the core's
-      rla_backward(q, k, v, nullptr, cc.states.data(), do_rla.data(), dq, dk, dv, nullptr, B, T, H, G, D, w_rla,
-                   to_cu(cfg.fm), cfg.chunk, m);
+      rla_backward(q, k, v, nullptr, cc.states.data(), do_rla.data(), dq, dk, dv, nullptr, scratch.data(), B, T, H,
+                   G, D, w_rla, to_cu(cfg.fm), cfg.chunk, m);
       return;
     }
     DeviceBuffer<float> dq_rla(nq), dk_rla(nk), dv_rla(nk);
     rla_backward(q, k, v, nullptr, cc.states.data(), do_rla.data(), dq_rla.data(), dk_rla.data(), dv_rla.data(),
-                 nullptr, B, T, H, G, D, w_rla, to_cu(cfg.fm), cfg.chunk, m);
+                 nullptr, scratch.data(), B, T, H, G, D, w_rla, to_cu(cfg.fm), cfg.chunk, m);
     add_into(dq, dq_rla.data(), nq);
     add_into(dk, dk_rla.data(), nk);
     add_into(dv, dv_rla.data(), nk);

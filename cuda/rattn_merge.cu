@@ -13,10 +13,17 @@
 //   v2  One warp per (b, t, h) row, lanes striding over D (coalesced: lane l reads d = l, l+32, ...),
 //       the row reductions done with __shfl_xor_sync butterflies, both branches in the same pass (the
 //       fusion: each input is read once, out written once; no intermediate y_swa, y_rla in memory).
-//       Backward in one kernel: dx for both branches, and dgamma for both accumulated per lane in
-//       registers over the rows a warp visits, combined across the block's warps in shared memory
-//       in a fixed order, then one atomicAdd per (block, h, d) into dgamma. The float atomics make the
-//       last bits of dgamma depend on block order on a GPU.
+//       Backward: dx for both branches, and dgamma for both accumulated per lane in registers over
+//       the rows a warp visits, combined across the block's warps in shared memory in a fixed order;
+//       each block stores that partial (plain stores) in a scratch buffer (n_blocks, 2, H, D), and a
+//       second small kernel sums the partials over the blocks in block order and adds the sum to dgamma.
+//       Technique: a deterministic two-pass reduction, so dgamma is the same bits on every run. Its
+//       cost: n_blocks * 2 * H * D floats of scratch (at most 64 blocks per head) and a launch of
+//       2 * H * D threads that reads them once. (One atomicAdd per (block, h, d) into dgamma would need
+//       neither, but the order of float atomics from different blocks is the order the blocks happen to
+//       run in, so the last bits of dgamma, and of the training run after it, would change from run to
+//       run. The last block to finish could do the second pass instead of a second launch; that needs
+//       an atomic counter, a __threadfence and a reset, for a launch that costs microseconds.)
 #include "cuda/compat.h"
 #include "cuda/rattn_merge.h"
 
@@ -129,9 +136,10 @@ __global__ void merge_forward_v2_kernel(const float* o_swa, const float* o_rla, 
 
 // grid (n_blocks, H), block 32*kWarps. Block (bx, h) handles the rows n = bx*kWarps + warp, stepping
 // by n_blocks*kWarps, of head h. dynamic smem: (kWarps, 2, D) dgamma partials.
+// -> do_swa, do_rla; the block's dgamma partial into dgamma_part (n_blocks, 2, H, D): [bx][0] swa, [bx][1] rla
 __global__ void merge_backward_v2_kernel(const float* o_swa, const float* o_rla, const float* gamma_swa,
                                          const float* gamma_rla, const float* dout, float* do_swa, float* do_rla,
-                                         float* dgamma_swa, float* dgamma_rla, int N, int H, int D, float eps) {
+                                         float* dgamma_part, int N, int H, int D, float eps) {
   DYNAMIC_SHARED(float, smem_merge);
   int lane = threadIdx.x % 32, warp = threadIdx.x / 32, h = blockIdx.y;
   float gsum_s[kPerLane], gsum_r[kPerLane];  // this lane's dgamma partials
@@ -170,7 +178,7 @@ __global__ void merge_backward_v2_kernel(const float* o_swa, const float* o_rla,
       gsum_r[i] += xr[i] * ir * g[i];
     }
   }
-  // combine the warps' partials in a fixed order, then one atomicAdd per (block, h, d)
+  // combine the warps' partials in a fixed order, then store the block's partial (no atomics)
   for (int i = 0; i < kPerLane; ++i) {
     int d = lane + 32 * i;
     if (d < D) {
@@ -183,11 +191,29 @@ __global__ void merge_backward_v2_kernel(const float* o_swa, const float* o_rla,
     int br = i / D, d = i % D;
     float acc = 0.f;
     for (int wi = 0; wi < kWarps; ++wi) acc += smem_merge[(wi * 2 + br) * D + d];
-    atomicAdd((br == 0 ? dgamma_swa : dgamma_rla) + h * D + d, acc);
+    dgamma_part[(((long)blockIdx.x * 2 + br) * H + h) * D + d] = acc;
   }
 }
 
+// The second pass: dgamma[br][h, d] += sum over blocks bx = 0, 1, ... of dgamma_part[bx][br][h, d], in block
+// order. One thread per (br, h, d) of the 2 * H * D; consecutive threads read consecutive partials.
+__global__ void merge_dgamma_sum_kernel(const float* dgamma_part, float* dgamma_swa, float* dgamma_rla,
+                                        int n_blocks, int H, int D) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;  // i = (br * H + h) * D + d
+  if (i >= 2 * H * D) return;
+  float acc = 0.f;
+  for (int bx = 0; bx < n_blocks; ++bx) acc += dgamma_part[(long)bx * 2 * H * D + i];
+  float* dgamma = i < H * D ? dgamma_swa + i : dgamma_rla + (i - H * D);
+  *dgamma += acc;
+}
+
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// v2's grid width: about 16 rows per warp, at most 64 blocks per head.
+int merge_backward_blocks(int N) {
+  int n_blocks = ceil_div(N, kWarps * 16);
+  return n_blocks > 64 ? 64 : n_blocks;
+}
 
 void check_args(const char* who, int B, int T, int H, int D, int version) {
   if (B < 1 || T < 1 || H < 1 || D < 1) throw std::invalid_argument(std::string(who) + ": need B, T, H, D >= 1");
@@ -211,9 +237,14 @@ void rattn_merge_forward(const float* o_swa, const float* o_rla, const float* ga
          gamma_rla, out, N, H, D, eps);
 }
 
+size_t rattn_merge_scratch_size(int B, int T, int H, int D) {
+  check_args("cu::rattn_merge_scratch_size", B, T, H, D, 2);
+  return (size_t)merge_backward_blocks(B * T) * 2 * H * D;
+}
+
 void rattn_merge_backward(const float* o_swa, const float* o_rla, const float* gamma_swa, const float* gamma_rla,
                           const float* dout, float* do_swa, float* do_rla, float* dgamma_swa, float* dgamma_rla,
-                          int B, int T, int H, int D, float eps, int version) {
+                          float* scratch, int B, int T, int H, int D, float eps, int version) {
   check_args("cu::rattn_merge_backward", B, T, H, D, version);
   int N = B * T;
   if (version == 1) {
@@ -223,12 +254,15 @@ void rattn_merge_backward(const float* o_swa, const float* o_rla, const float* g
            dgamma_swa, dgamma_rla, N, H, D, eps);
     return;
   }
-  // about 16 rows per warp, at most 64 blocks per head (each block adds its dgamma partial once)
-  int n_blocks = ceil_div(N, kWarps * 16);
-  if (n_blocks > 64) n_blocks = 64;
+  if (!scratch)
+    throw std::invalid_argument("cu::rattn_merge_backward: version 2 needs rattn_merge_scratch_size floats of scratch");
+  const int n_blocks = merge_backward_blocks(N);
   size_t smem = (size_t)kWarps * 2 * D * sizeof(float);
   launch(merge_backward_v2_kernel, dim3(n_blocks, H), dim3(32 * kWarps), smem, o_swa, o_rla, gamma_swa, gamma_rla,
-         dout, do_swa, do_rla, dgamma_swa, dgamma_rla, N, H, D, eps);
+         dout, do_swa, do_rla, scratch, N, H, D, eps);
+  // dgamma += the blocks' partials, summed in block order (see the header of this file)
+  launch(merge_dgamma_sum_kernel, dim3(ceil_div(2 * H * D, 128)), dim3(128), 0, (const float*)scratch, dgamma_swa,
+         dgamma_rla, n_blocks, H, D);
 }
 
 }  // namespace cu

@@ -11,6 +11,8 @@
 // row with shuffle reductions (the default).
 #pragma once
 
+#include <cstddef>
+
 namespace cu {
 
 inline constexpr int kMergeVersions = 2;
@@ -19,9 +21,14 @@ inline constexpr int kMergeVersions = 2;
 void rattn_merge_forward(const float* o_swa, const float* o_rla, const float* gamma_swa, const float* gamma_rla,
                          float* out, int B, int T, int H, int D, float eps, int version = 2);
 
+// Floats of scratch rattn_merge_backward (version 2) needs: one dgamma partial (2, H, D) per block.
+size_t rattn_merge_scratch_size(int B, int T, int H, int D);
+
 // dout: (B,T,H,D) -> do_swa, do_rla: (B,T,H,D) (assigned); dgamma_swa, dgamma_rla: (H,D), accumulated (+=).
+// scratch: rattn_merge_scratch_size floats (version 2; may be null for version 1). Deterministic: the sum of
+// dgamma over rows is done in a fixed order (per-block partials, then a second kernel), without atomics.
 void rattn_merge_backward(const float* o_swa, const float* o_rla, const float* gamma_swa, const float* gamma_rla,
                           const float* dout, float* do_swa, float* do_rla, float* dgamma_swa, float* dgamma_rla,
-                          int B, int T, int H, int D, float eps, int version = 2);
+                          float* scratch, int B, int T, int H, int D, float eps, int version = 2);
 
 }  // namespace cu

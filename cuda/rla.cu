@@ -33,10 +33,18 @@
 //         needs S_[i]), then walks the group's chunks backward carrying dS (the gradient of the state),
 //         computing dK~' = V' dS^T + ((dO V'^T) ⊙ M)^T Q~ and dV' = K~' dS + ((Q~ K~'^T) ⊙ M)^T dO,
 //         and then dS += Q~^T dO. After chunk 0, dS = dh0. Memory for saved states: B*G*ceil(n/m)*Dp*D.
-//       - dq and dk are sums over value tiles (dQ~ sums over value columns): each block atomicAdds its
-//         partial into dq, dk (zeroed first). With one value tile (D <= BV) the result is deterministic;
-//         with two tiles it still is (a + b = b + a from zero); with more, the order of float additions
-//         may vary between runs in the last bits. dv and dh0 columns belong to one block: plain stores.
+//       - dq and dk are sums over value tiles (dQ~ sums over value columns), and the sum is done in a
+//         fixed order, so the gradients are the same bits on every run (no float atomics): each block
+//         stores its tile's partial (plain stores: in a block every dq, dk row is written once), tile 0
+//         into dq, dk themselves and tile x > 0 into slot x-1 of a scratch buffer; then a second small
+//         kernel adds slots 0, 1, ... to dq, dk in that order, one thread per element. The technique is
+//         a two-pass reduction through partials in memory. Its cost: (tiles - 1) * |dq + dk| floats of
+//         scratch and one more launch that reads them once; with one value tile (D <= BV) neither.
+//         (atomicAdd into zeroed dq, dk would need neither, but with more than two tiles the order of its
+//         float additions is whatever order the blocks run in, so the last bits change from run to run.
+//         Keeping all tiles of a row in one block is not possible: the state of every tile would have to
+//         fit in its shared memory, which is why the columns are tiled at all.)
+//         dv and dh0 columns belong to one block: plain stores.
 //       The token-by-token recurrence (spec §3.1) is v2 with C = 1 (the benchmark's sequential baseline).
 //   What v2 does not do (a v3 would): tensor-core matmuls for the C x C and C x Dp products, several
 //   blocks per kv head splitting Dp with a reduction, double-buffered tile loads.
@@ -86,7 +94,7 @@ __device__ void phi_row(FeatureMap fm, const float* x, float* y, int D) {
 }
 
 // The phi backward, written in terms of y = phi(x) (all three maps can be): y, dy: (Dp) -> dx: (D).
-// Calls emit(d, dx_d) for d = 0..D-1, so the caller decides whether to store or atomicAdd.
+// Calls emit(d, dx_d) for d = 0..D-1, so the caller decides where dx goes.
 //   sm2:      forward y1 = softmax(x), y2 = softmax(-x), so  dx = y1 (g1 - <g1,y1>) - y2 (g2 - <g2,y2>)
 //   relu2:    forward y1 = relu(x), y2 = relu(-x), so  dx = g1 [x > 0] - g2 [x < 0]  ([x > 0] = [y1 > 0])
 //   identity: forward y = x, so dx = g
@@ -357,10 +365,13 @@ __global__ void rla_forward_v2_kernel(const float* q, const float* k, const floa
 
 // grid (D/BV, G, B), block kThreads.
 // dynamic smem: S, dS (Dp, BV+1); phi(K'), phi(Q), dphi (C, Dp+1); V', dO, dV' (C, BV); A, dP (C, C).
-// -> dq, dk (atomicAdd into zeroed buffers), dv (stores into a zeroed buffer), dh0 (stores; may be null)
+// -> this value tile's partials of dq, dk: tile 0 into dq, dk, tile x > 0 into slot x-1 of scratch, a slot
+//    being [dq (B,T,H,D) | dk (B,T,G,D)] (all zeroed first; rows of keys no query reads stay 0);
+//    dv (stores into a zeroed buffer), dh0 (stores; may be null)
 __global__ void rla_backward_v2_kernel(const float* q, const float* k, const float* v, const float* states,
-                                       const float* dout, float* dq, float* dk, float* dv, float* dh0, int T, int H,
-                                       int G, int D, int w, FeatureMap fm, int C, int m, int BV) {
+                                       const float* dout, float* dq, float* dk, float* dv, float* dh0,
+                                       float* scratch, int T, int H, int G, int D, int w, FeatureMap fm, int C,
+                                       int m, int BV) {
   DYNAMIC_SHARED(float, smem_rla_bwd);
   const int Dp = phi_dim(fm, D), PD = Dp + 1, SB = BV + 1;
   float* S_s = smem_rla_bwd;      // (Dp, BV+1) the recomputed state S_[i]
@@ -377,6 +388,10 @@ __global__ void rla_backward_v2_kernel(const float* q, const float* k, const flo
   const int nbv = D - c0 < BV ? D - c0 : BV;
   const int n_chunks = (T + C - 1) / C, n_saved = (n_chunks + m - 1) / m;
   const int tid = threadIdx.x, nt = blockDim.x;
+  // where this value tile's partials of dq, dk go (see the kernel's comment)
+  const long nq = (long)gridDim.z * T * H * D, nk = (long)gridDim.z * T * G * D;
+  float* dq_tile = blockIdx.x == 0 ? dq : scratch + (blockIdx.x - 1) * (nq + nk);
+  float* dk_tile = blockIdx.x == 0 ? dk : dq_tile + nq;
 
   for (int i = tid; i < Dp * SB; i += nt) dS_s[i] = 0.f;  // nothing after the last chunk
   for (int sg = n_saved - 1; sg >= 0; --sg) {
@@ -405,13 +420,12 @@ __global__ void rla_backward_v2_kernel(const float* q, const float* k, const flo
           dphi_s[rr * PD + p] = acc;
         }
         __syncthreads();
-        // dq = phi_backward(phi(q), dphi(q)), summed over value tiles
+        // dq = phi_backward(phi(q), dphi(q)): this tile's partial (phi_backward is linear in dphi)
         for (int rr = tid; rr < C; rr += nt) {
           int u = u0 + rr;
           if (u >= T) continue;
-          float* dq_u = dq + row_index(b, u, T, H, h) * D;
-          phi_row_backward(fm, phiq_s + rr * PD, dphi_s + rr * PD, D,
-                           [&](int d, float x) { atomicAdd(dq_u + d, x); });
+          float* dq_u = dq_tile + row_index(b, u, T, H, h) * D;
+          phi_row_backward(fm, phiq_s + rr * PD, dphi_s + rr * PD, D, [&](int d, float x) { dq_u[d] = x; });
         }
       }
       __syncthreads();
@@ -473,9 +487,8 @@ __global__ void rla_backward_v2_kernel(const float* q, const float* k, const flo
       for (int rr = tid; rr < C; rr += nt) {
         int u = u0 + rr, j = u - w - 1;
         if (u >= T || j < 0) continue;
-        float* dk_j = dk + row_index(b, j, T, G, g) * D;
-        phi_row_backward(fm, phik_s + rr * PD, dphi_s + rr * PD, D,
-                         [&](int d, float x) { atomicAdd(dk_j + d, x); });
+        float* dk_j = dk_tile + row_index(b, j, T, G, g) * D;  // this tile's partial, as dq
+        phi_row_backward(fm, phik_s + rr * PD, dphi_s + rr * PD, D, [&](int d, float x) { dk_j[d] = x; });
       }
       for (int i = tid; i < C * nbv; i += nt) {
         int rr = i / nbv, c = i % nbv, u = u0 + rr, j = u - w - 1;
@@ -487,6 +500,19 @@ __global__ void rla_backward_v2_kernel(const float* q, const float* k, const flo
   __syncthreads();
   if (dh0)  // dS is now the gradient of S_[0] = h0
     store_state(dh0 + ((long)b * G + g) * Dp * D, dS_s, Dp, D, c0, BV, nbv);
+}
+
+// The second pass of the backward's reduction over value tiles: dq, dk += slots 0 .. n_slots-1 of scratch
+// (the partials of tiles 1, 2, ...), added in slot order, so every run gives the same bits. A slot is
+// [dq (nq floats) | dk (nk floats)]; one thread per element i of the concatenation (coalesced reads).
+__global__ void rla_sum_value_tiles_kernel(float* dq, float* dk, const float* scratch, long nq, long nk,
+                                           int n_slots) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= nq + nk) return;
+  float* dst = i < nq ? dq + i : dk + (i - nq);
+  float acc = *dst;  // tile 0's partial
+  for (int s = 0; s < n_slots; ++s) acc += scratch[s * (nq + nk) + i];
+  *dst = acc;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -556,9 +582,15 @@ void rla_forward(const float* q, const float* k, const float* v, const float* h0
          G, D, w, fm, C, m, BV);
 }
 
+size_t rla_backward_scratch_size(int B, int T, int H, int G, int D, FeatureMap fm, int C) {
+  check_args("cu::rla_backward_scratch_size", B, T, H, G, D, 0, C, 1, 2);
+  const int tiles = ceil_div(D, pick_bv(D, phi_dim(fm, D), C, true));
+  return (size_t)(tiles - 1) * ((size_t)B * T * H * D + (size_t)B * T * G * D);
+}
+
 void rla_backward(const float* q, const float* k, const float* v, const float* h0, const float* states,
-                  const float* dout, float* dq, float* dk, float* dv, float* dh0, int B, int T, int H, int G,
-                  int D, int w, FeatureMap fm, int C, int m, int version) {
+                  const float* dout, float* dq, float* dk, float* dv, float* dh0, float* scratch, int B, int T,
+                  int H, int G, int D, int w, FeatureMap fm, int C, int m, int version) {
   check_args("cu::rla_backward", B, T, H, G, D, w, C, m, version);
   const int Dp = phi_dim(fm, D);
   int block = 128;
@@ -573,15 +605,24 @@ void rla_backward(const float* q, const float* k, const float* v, const float* h
     return;
   }
   if (!states) throw std::invalid_argument("cu::rla_backward: version 2 needs the states saved by rla_forward");
-  // dq, dk receive one atomicAdd per value tile; dv rows of keys no query reads (j > T-w-2) stay 0.
-  check(cudaMemset(dq, 0, sizeof(float) * (size_t)B * T * H * D), "cudaMemset(dq)");
-  check(cudaMemset(dk, 0, sizeof(float) * (size_t)B * T * G * D), "cudaMemset(dk)");
-  check(cudaMemset(dv, 0, sizeof(float) * (size_t)B * T * G * D), "cudaMemset(dv)");
-  int BV = pick_bv(D, Dp, C, true);
+  const int BV = pick_bv(D, Dp, C, true), tiles = ceil_div(D, BV);
+  const long nq = (long)B * T * H * D, nk = (long)B * T * G * D;
+  if (tiles > 1 && !scratch)
+    throw std::invalid_argument("cu::rla_backward: D = " + std::to_string(D) + " is " + std::to_string(tiles) +
+                                " value tiles: pass rla_backward_scratch_size floats of scratch");
+  // Rows of dq, dk, dv of keys no query reads (j > T-w-2) receive nothing and stay 0.
+  check(cudaMemset(dq, 0, sizeof(float) * nq), "cudaMemset(dq)");
+  check(cudaMemset(dk, 0, sizeof(float) * nk), "cudaMemset(dk)");
+  check(cudaMemset(dv, 0, sizeof(float) * nk), "cudaMemset(dv)");
+  if (tiles > 1) check(cudaMemset(scratch, 0, sizeof(float) * (tiles - 1) * (nq + nk)), "cudaMemset(scratch)");
   size_t smem = bwd_smem_floats(Dp, C, BV) * sizeof(float);
   allow_smem(rla_backward_v2_kernel, smem);
-  launch(rla_backward_v2_kernel, dim3(ceil_div(D, BV), G, B), dim3(kThreads), smem, q, k, v, states, dout, dq, dk,
-         dv, dh0, T, H, G, D, w, fm, C, m, BV);
+  launch(rla_backward_v2_kernel, dim3(tiles, G, B), dim3(kThreads), smem, q, k, v, states, dout, dq, dk, dv, dh0,
+         scratch, T, H, G, D, w, fm, C, m, BV);
+  // dq, dk = tile 0's partial + tile 1's + ...: a fixed order (see the header of this file)
+  if (tiles > 1)
+    launch(rla_sum_value_tiles_kernel, dim3(unsigned((nq + nk + 255) / 256)), dim3(256), 0, dq, dk,
+           (const float*)scratch, nq, nk, tiles - 1);
 }
 
 }  // namespace cu

@@ -36,11 +36,17 @@ size_t rla_states_size(int B, int T, int G, int D, FeatureMap fm, int C, int m);
 void rla_forward(const float* q, const float* k, const float* v, const float* h0, float* o, float* states, int B,
                  int T, int H, int G, int D, int w, FeatureMap fm, int C, int m, int version = 2);
 
+// Floats of scratch rla_backward (version 2) needs: the partial dq, dk of every value tile but the first,
+// (tiles - 1) * (B*T*H*D + B*T*G*D); 0 when D fits one value tile (the tile width depends on D, phi, C).
+size_t rla_backward_scratch_size(int B, int T, int H, int G, int D, FeatureMap fm, int C);
+
 // The same inputs, states from rla_forward (same C, m; version 2 only), dout: (B,T,H,D)
 //   -> dq: (B,T,H,D), dk, dv: (B,T,G,D) (summed over each GQA group), dh0: (B,G,Dp,D) if not null.
-// Every gradient is assigned (overwritten), not accumulated.
+// Every gradient is assigned (overwritten), not accumulated. scratch: rla_backward_scratch_size floats
+// (may be null when that is 0, and for version 1). Deterministic: the same bits on every run (the sum
+// over value tiles is done in a fixed order, without atomics).
 void rla_backward(const float* q, const float* k, const float* v, const float* h0, const float* states,
-                  const float* dout, float* dq, float* dk, float* dv, float* dh0, int B, int T, int H, int G,
-                  int D, int w, FeatureMap fm, int C, int m, int version = 2);
+                  const float* dout, float* dq, float* dk, float* dv, float* dh0, float* scratch, int B, int T,
+                  int H, int G, int D, int w, FeatureMap fm, int C, int m, int version = 2);
 
 }  // namespace cu

@@ -15,6 +15,11 @@
 // at a time with ring buffers and RLA states, for which there is no kernel.
 // Calls are serialized by a mutex: model::batch_loss_and_grad runs sequences on OpenMP threads, and
 // the kernels of one call must not interleave with another's.
+// Reproducible: no kernel used here adds floats in an order the hardware picks (no float atomics; the
+// backwards that sum over blocks, RLA over value tiles and the merge's dgamma, add per-block partials in
+// a fixed order, and the embedding backward is the deterministic gather, v2). The same seed gives the same
+// losses and checkpoints bit for bit on every run; tests/test_cuda_backend.cpp checks it across the fiber
+// and block orders of the CPU execution layer.
 #pragma once
 #include <algorithm>
 #include <mutex>

@@ -14,7 +14,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 counts=$tmp/counts log=$tmp/log
 passed=0 failed=0 skipped=0 failures=()
-# Kernels on the CPU execution layer (bin/tests/emu/*) run twice: forward, then reverse fiber order
+# Kernels on the CPU execution layer (bin/tests/emu/*) run twice: forward, then reverse fiber and block order
 # (EMU_ORDER, see cuda/emu/emu.h), so a race between barriers that one order hides shows in the other.
 runs=()
 for t in "$@"; do

@@ -2,6 +2,8 @@
 //
 //   rattn_test::Run r = rattn_test::run_program("train_tiny", {"--steps", "0"});
 //   r.status (exit status, or 128 + signal), r.out, r.err (stdout, stderr)
+//   rattn_test::ScopedEnv env("EMU_ORDER", "reverse");   an environment variable for one scope (a program
+//                                                         started in it inherits it)
 // Programs are found next to the test binary: a test in BIN/tests/ runs BIN/<program>, so the
 // sanitizer build (bin/asan/tests/...) runs the sanitizer build of the programs (bin/asan/...).
 #pragma once
@@ -20,6 +22,28 @@
 #include <vector>
 
 namespace rattn_test {
+
+// Set an environment variable for one scope; the old value (or its absence) comes back at the end.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    ::setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) ::setenv(name_, old_.c_str(), 1);
+    else ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string old_;
+};
 
 struct Run {
   int status = -1;  // exit status; 128 + N when killed by signal N

@@ -4,17 +4,23 @@
 // float rounding.
 //   - one step's batch loss and every parameter gradient, for each local kind in an L G stack
 //   - three AdamW training steps with clipping: the same loss at every step and the same weights after
+//   - bin/train_tiny --device cuda: the same losses and the same checkpoint, bit for bit, in every fiber
+//     and block order of the CPU layer (no backward kernel sums in an order the schedule chooses)
 // Tiny shapes: the kernels run emulated (one fiber per CUDA thread), so every op is slow here.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <map>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "model/backend_cpu.h"
 #include "model/model.h"
 #include "model/params.h"
 #include "tests/check.h"
+#include "tests/proc.h"
 
 using namespace model;
 using ref::Mat;
@@ -125,4 +131,61 @@ TEST_CASE("three AdamW steps: the CUDA path's losses and weights follow the CPU 
   CHECK(losses[0].back() < losses[0].front());  // the steps do train
   CHECK(losses[1].back() < losses[1].front());
   CHECK(params_close("after 3 steps:", m, params[1], params[0], 1e-4));
+}
+
+namespace {
+// step -> the loss printed on train_tiny's progress line "step      2/3 | loss 5.7801 | ...".
+std::map<long, std::string> step_losses(const std::string& out) {
+  std::map<long, std::string> m;
+  for (size_t pos = 0; (pos = out.find("step ", pos)) != std::string::npos; pos += 5) {
+    long step = 0, total = 0;
+    char loss[32] = {0};
+    if (std::sscanf(out.c_str() + pos, "step %ld/%ld | loss %31s", &step, &total, loss) == 3) m[step] = loss;
+  }
+  return m;
+}
+}  // namespace
+
+TEST_CASE("train_tiny --device cuda: the same losses and weights, bit for bit, in every fiber and block order") {
+  // Head dim 128 with sm2 at chunk 32: the RLA backward splits the values into 4 tiles, whose dq, dk
+  // partials are summed; T = 136: the merge backward sums 3 blocks' dgamma partials per head. With float
+  // atomics those sums would follow the block order and the runs would drift apart in the last bits.
+  // Small enough for the sanitizer build (under ASan a step takes seconds here).
+  // The checkpoint holds the weights and AdamW moments after the last step: equal files mean every
+  // step's gradient was the same bits.
+  rattn_test::TempDir dir("cuda_det");
+  struct OrderRun {
+    const char* order;         // EMU_ORDER: fibers and blocks of every launch
+    const char* host_threads;  // EMU_HOST_THREADS: 2 runs two blocks at the same time
+  };
+  const OrderRun runs[] = {{"forward", "1"}, {"reverse", "1"}, {"random:6", "2"}};
+  std::map<long, std::string> first_losses;
+  std::string first_ckpt;
+  for (const OrderRun& run : runs) {
+    const std::string order = run.order, threads = run.host_threads;
+    CAPTURE(order);
+    CAPTURE(threads);
+    rattn_test::ScopedEnv env_order("EMU_ORDER", run.order), env_threads("EMU_HOST_THREADS", run.host_threads);
+    const std::string ckpt = dir / (order + "_" + threads + ".ckpt");
+    const rattn_test::Run r = rattn_test::run_program(
+        "train_tiny", {"--device", "cuda", "--d-model", "32", "--heads", "1", "--kv-heads", "1", "--head-dim", "128",
+                       "--layers", "1", "--pattern", "L", "--local", "rattn", "--feature-map", "sm2", "--window", "4",
+                       "--chunk", "32", "--seq-len", "136", "--batch", "2", "--steps", "3", "--eval-interval", "0",
+                       "--eval-seqs", "1", "--threads", "1", "--log-every", "1", "--ckpt", ckpt},
+        300);
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    REQUIRE(r.status == 0);
+    const std::map<long, std::string> losses = step_losses(r.out);
+    REQUIRE(losses.size() == 3);
+    const std::string bytes = rattn_test::slurp_file(ckpt);
+    REQUIRE(!bytes.empty());
+    if (first_ckpt.empty()) {
+      first_losses = losses;
+      first_ckpt = bytes;
+      continue;
+    }
+    CHECK(losses == first_losses);
+    const bool same_checkpoint = bytes == first_ckpt;  // a bool: doctest would print the whole files
+    CHECK(same_checkpoint);
+  }
 }

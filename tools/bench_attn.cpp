@@ -150,9 +150,10 @@ int main() {
   };
   auto rla_bwd = [&](int C, int m) {
     cu::rla_forward(q.data(), k.data(), v.data(), nullptr, o.data(), states.data(), B, T, H, G, D, w_rla, fm, C, m);
+    cu::DeviceBuffer<float> scratch(cu::rla_backward_scratch_size(B, T, H, G, D, fm, C));
     return time_it([&] {
       cu::rla_backward(q.data(), k.data(), v.data(), nullptr, states.data(), dout.data(), dq.data(), dk.data(),
-                       dv.data(), nullptr, B, T, H, G, D, w_rla, fm, C, m);
+                       dv.data(), nullptr, scratch.data(), B, T, H, G, D, w_rla, fm, C, m);
     }, min_s);
   };
   std::printf("RLA: phi = sm2 (Dp = %d), w = %d\n", Dp, w_rla);

@@ -453,9 +453,11 @@ std::vector<std::pair<std::string, NpyArray>> run_cuda(const Args& a, const Inpu
                     a.chunk, m);
     out.emplace_back("o", from_device(o, dt, qs));
     if (grads) {
-      Buf dq(nq), dk(nk), dv(nk), dh0(size_t(B) * G * Dp * D);
+      Buf dq(nq), dk(nk), dv(nk), dh0(size_t(B) * G * Dp * D),
+          scratch(cu::rla_backward_scratch_size(B, T, H, G, D, to_cu(a.fm), a.chunk));
       cu::rla_backward(q.data(), k.data(), v.data(), h0p, states.data(), dout.data(), dq.data(), dk.data(), dv.data(),
-                       in.h0 ? dh0.data() : nullptr, B, T, H, G, D, a.window, to_cu(a.fm), a.chunk, m);
+                       in.h0 ? dh0.data() : nullptr, scratch.data(), B, T, H, G, D, a.window, to_cu(a.fm), a.chunk,
+                       m);
       out.emplace_back("dq", from_device(dq, dt, qs));
       out.emplace_back("dk", from_device(dk, dt, ks));
       out.emplace_back("dv", from_device(dv, dt, ks));

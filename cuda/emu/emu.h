@@ -24,7 +24,8 @@
 // cudaGetErrorString cudaGetErrorName cudaFuncSetAttribute cudaGetDeviceCount cudaSetDevice.
 //
 // Environment:
-//   EMU_ORDER=forward|reverse|random:<seed>   order in which the fibers of a block take turns
+//   EMU_ORDER=forward|reverse|random:<seed>   order in which the fibers of a block take turns, and in
+//                                              which the blocks of a launch are run
 //   EMU_HOST_THREADS=N                         blocks run N at a time (default 1: one after another)
 //   EMU_STACK_KB=K                             fiber stack size (default 256)
 //
@@ -39,7 +40,8 @@
 //   dynamic shared memory (NaN poison); races between barriers when the order matters (run under
 //   EMU_ORDER=reverse / random, or in the TSan build, which reports them as data races).
 // Missed: weak memory ordering (the emulator is sequentially consistent; a missing __threadfence
-//   cannot show), races between blocks unless EMU_HOST_THREADS > 1 under TSan, out-of-bounds
+//   cannot show), races between blocks unless EMU_HOST_THREADS > 1 under TSan (a result that depends
+//   on the order of blocks does show, between EMU_ORDERs), out-of-bounds
 //   accesses that stay inside another allocation or inside shared memory (use the ASan build),
 //   __CUDA_ARCH__ branches (undefined here), timing, occupancy, bank conflicts, libdevice numerics.
 #pragma once

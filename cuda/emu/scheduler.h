@@ -1,7 +1,11 @@
 // cuda/emu/scheduler.h: running a grid on the CPU. The heart of the CPU execution layer.
 //
 // A launch runs its blocks on fresh host "worker" threads (one by default, so blocks run one after
-// another; EMU_HOST_THREADS=N runs N blocks at a time). A worker runs a block like this:
+// another; EMU_HOST_THREADS=N runs N blocks at a time). EMU_ORDER sets the order in which blocks are
+// taken as well: forward (block 0 first), reverse (the last block first) or a seeded permutation, since
+// a GPU promises no order between blocks either: a kernel whose result depends on it (float atomics
+// from several blocks into one address, a block reading what another block writes) gives different
+// bits in different orders. A worker runs a block like this:
 //
 //   1. every CUDA thread of the block gets a fiber (its own stack) that will call the kernel;
 //   2. a ROUND: the scheduler switches to each runnable fiber in turn, in EMU_ORDER order
@@ -131,7 +135,8 @@ struct LaunchState {
   const void* params = nullptr;
   Order order = Order::forward;
   uint64_t seed = 0;
-  std::atomic<long> next_block{0};
+  std::vector<long> block_order;  // Order::random: the seeded permutation of the blocks (else empty)
+  std::atomic<long> next_block{0};  // how many blocks have been taken (an index into the order)
   std::atomic<bool> failed{false};
   std::mutex error_mu;
   std::exception_ptr error;  // the first error of any worker
@@ -508,6 +513,16 @@ EMU_INTERNAL inline void ensure_segv_reporter() {
   sigaction(SIGSEGV, &sa, &previous_segv_action);
 }
 
+// The i-th block a launch runs, in its EMU_ORDER: forward, reverse, or the seeded permutation.
+EMU_INTERNAL inline long block_at(const LaunchState& L, long i, long n_blocks) {
+  switch (L.order) {
+    case Order::forward: return i;
+    case Order::reverse: return n_blocks - 1 - i;
+    case Order::random: return L.block_order[size_t(i)];
+  }
+  return i;
+}
+
 // A worker thread: take blocks from the launch until none are left (or one failed).
 EMU_INTERNAL inline void worker_main(LaunchState* L) {
   Worker w;
@@ -534,7 +549,7 @@ EMU_INTERNAL inline void worker_main(LaunchState* L) {
   context_of_this_thread(w.scheduler);
   const long n_blocks = long(L->grid.x) * L->grid.y * L->grid.z;
   try {
-    for (long b; !L->failed && (b = L->next_block++) < n_blocks;) run_block(w, b);
+    for (long i; !L->failed && (i = L->next_block++) < n_blocks;) run_block(w, block_at(*L, i, n_blocks));
   } catch (...) {
     std::lock_guard<std::mutex> lock(L->error_mu);
     if (!L->error) L->error = std::current_exception();
@@ -609,6 +624,12 @@ EMU_INTERNAL inline void run_grid(const void* kernel, LaunchState& L) {
     throw Error("EMU_ORDER=" + order + ": expected forward, reverse or random:<seed>");
   }
   const long n_blocks = long(g.x) * g.y * g.z;
+  if (L.order == Order::random) {  // the same seed gives the same block order every run
+    L.block_order.resize(size_t(n_blocks));
+    std::iota(L.block_order.begin(), L.block_order.end(), 0L);
+    std::mt19937_64 rng(L.seed * 0xD1B54A32D192ED03ull + 17);
+    std::shuffle(L.block_order.begin(), L.block_order.end(), rng);
+  }
   long n_workers = std::clamp(std::atol(env_or("EMU_HOST_THREADS", "1").c_str()), 1L, n_blocks);
 
   ensure_segv_reporter();

@@ -106,6 +106,10 @@ __global__ void static_shared_kernel(int* out) {
   if (threadIdx.x == blockDim.x - 1) out[blockIdx.x] = mine;
 }
 
+__global__ void block_tickets_kernel(int* counter, int* out) {
+  if (threadIdx.x == 0) out[blockIdx.x + gridDim.x * blockIdx.y] = atomicAdd(counter, 1);
+}
+
 __global__ void big_smem_kernel(float* out, int n) {
   DYNAMIC_SHARED(float, s);
   for (int i = threadIdx.x; i < n; i += blockDim.x) s[i] = float(i);
@@ -241,6 +245,9 @@ void neighbour_shift(const float* in, float* out, int n, bool barrier) {
 }
 void static_shared_per_block(int* out, int blocks) {
   cu::launch(static_shared_kernel, dim3(blocks), dim3(64), 0, out);
+}
+void block_tickets(int* counter, int* out, int blocks_x, int blocks_y) {
+  cu::launch(block_tickets_kernel, dim3(blocks_x, blocks_y), dim3(32), 0, counter, out);
 }
 void big_dynamic_smem(float* out, int smem_bytes, bool set_attribute) {
   if (set_attribute)

@@ -36,6 +36,9 @@ void neighbour_shift(const float* in, float* out, int n, bool barrier);
 // out[b] = b + 1 for every block b, through a static __shared__ variable that each block sets and
 // reads back after a barrier (shared memory is per block).
 void static_shared_per_block(int* out, int blocks);
+// out[bx + blocks_x * by] = the value of counter[0] when block (bx, by) started (counter[0] starts at 0):
+// the rank of each block in the order the blocks ran. Thread 0 of each block does one atomicAdd.
+void block_tickets(int* counter, int* out, int blocks_x, int blocks_y);
 // Uses smem_bytes of dynamic shared memory (cudaFuncSetAttribute first when set_attribute);
 // out[0] = sum of 0..(smem_bytes/4 - 1) computed through it.
 void big_dynamic_smem(float* out, int smem_bytes, bool set_attribute);

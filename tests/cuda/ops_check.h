@@ -8,14 +8,20 @@
 //        (dq, dk at w = 0; o of RLA at w >= T-1) while the kernel's fp32 result is rounding noise.
 //        On failure check_close prints the worst element's index and both values.
 //   REQUIRE_DEVICE()                                   on a GPU build with no device: RATTN_SKIP.
+//   ScopedEnv, kOrderRuns, bits_differ                 determinism checks: run a kernel in every fiber and
+//        block order of the CPU layer (EMU_ORDER), with blocks on two host threads at once, and again; the
+//        results must be the same bits each time.
 #pragma once
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "cuda/buffer.h"
 #include "ref/tensor.h"
 #include "tests/check.h"
+#include "tests/proc.h"
 
 namespace cuops_test {
 
@@ -46,6 +52,29 @@ inline bool check_vs_ref(const std::string& name, const MatF& got, const MatF& r
   char why[96];
   std::snprintf(why, sizeof why, " vs ref64 (tol = 2 * %.3g + %.0e)", e32, floor);
   return rattn_test::check_close(name + why, got, ref64, tol, scale);
+}
+
+// ScopedEnv (tests/proc.h) sets EMU_ORDER and EMU_HOST_THREADS for one scope; the CPU layer reads them at
+// every launch, a GPU ignores them.
+using rattn_test::ScopedEnv;
+
+// The runs a determinism check compares: on the CPU layer, fibers and blocks in forward, reverse and three
+// seeded random orders, forward again, and blocks on two host threads at once (a GPU ignores both
+// variables and simply runs the kernel again).
+struct OrderRun {
+  const char* order;         // EMU_ORDER
+  const char* host_threads;  // EMU_HOST_THREADS
+};
+inline constexpr OrderRun kOrderRuns[] = {{"forward", "1"},  {"reverse", "1"}, {"random:1", "1"}, {"random:2", "1"},
+                                          {"random:3", "1"}, {"forward", "1"}, {"random:4", "2"}};
+
+// How many elements of a and b differ in their bits (0: identical, NaNs included). Shapes must match.
+inline long bits_differ(const MatF& a, const MatF& b) {
+  REQUIRE(a.rows() == b.rows());
+  REQUIRE(a.cols() == b.cols());
+  long n = 0;
+  for (long i = 0; i < a.size(); ++i) n += std::memcmp(a.data() + i, b.data() + i, sizeof(float)) != 0;
+  return n;
 }
 
 // Tests honour RATTN_SMALL=1 (gpu-check runs them under compute-sanitizer) by using fewer shapes.

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <random>
@@ -244,6 +245,38 @@ TEST_CASE("atomics: add (int, float, double, unsigned long long), sub, max, min,
     CHECK(dd.download()[0] == 0.25 * n);
     CHECK(du.download()[0] == 3ull * n);
   }
+}
+
+TEST_CASE("EMU_ORDER orders the blocks of a launch too: forward, reverse, a seeded permutation") {
+  // On a GPU the order of blocks is unspecified; the CPU layer varies it with EMU_ORDER, so a result
+  // that depends on it (float atomics from several blocks into one address) changes between orders.
+  REQUIRE_DEVICE();
+  const int bx = 5, by = 3, n = bx * by;
+  auto ranks = [&](const char* order) {
+    ScopedEnv env("EMU_ORDER", order);
+    ScopedEnv one("EMU_HOST_THREADS", "1");  // with two workers the ranks interleave
+    cu::DeviceBuffer<int> counter(1), out{size_t(n)};
+    counter.upload(std::vector<int>{0});
+    emu_test::block_tickets(counter.data(), out.data(), bx, by);
+    CHECK(counter.download()[0] == n);
+    std::vector<int> r = out.download();
+    std::vector<int> sorted = r;
+    std::sort(sorted.begin(), sorted.end());
+    for (int i = 0; i < n; ++i) CHECK(sorted[size_t(i)] == i);  // every block ran once, whatever the layer
+    return r;
+  };
+  std::vector<int> fwd = ranks("forward"), rev = ranks("reverse"), rnd7 = ranks("random:7"),
+                   rnd8 = ranks("random:8");
+  if (!cu::on_cpu_layer()) return;
+  for (int b = 0; b < n; ++b) {
+    CAPTURE(b);
+    CHECK(fwd[size_t(b)] == b);          // linear block index order: x fastest, then y
+    CHECK(rev[size_t(b)] == n - 1 - b);  // the last block first
+  }
+  CHECK(rnd7 != fwd);
+  CHECK(rnd7 != rev);
+  CHECK(rnd7 != rnd8);
+  CHECK(ranks("random:7") == rnd7);  // seeded: the same order every run
 }
 
 TEST_CASE("static __shared__ is per block; dynamic shared memory above 48 KiB needs cudaFuncSetAttribute") {

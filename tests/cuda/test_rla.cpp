@@ -3,8 +3,11 @@
 // {1, 7, 63, 64, 65, 257}, D in {16, 32, 64, 128}, w in {0, 1, 5, T-1, >= T, -1}, the three feature maps,
 // chunk sizes C that do and do not divide T, save intervals m in {1, 2, 3}, GQA, B*H > 1, with and
 // without an initial state h0. Outputs are NaN-filled before every launch and guard bands checked after.
+// The backward at D = 128 (four value tiles) gives the same bits in every fiber and block order and on
+// every run (dq, dk are summed over value tiles in a fixed order).
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cuda/rla.h"
@@ -76,25 +79,28 @@ Inputs make_inputs(const Shape& s, std::mt19937_64& rng) {
 
 // Device buffers for one shape.
 struct Bufs {
-  cu::DeviceBuffer<float> q, k, v, dout, h0, o, states, dq, dk, dv, dh0;
+  cu::DeviceBuffer<float> q, k, v, dout, h0, o, states, dq, dk, dv, dh0, scratch;
   explicit Bufs(const Shape& s, const Inputs& in)
       : q(in.q.size()), k(in.k.size()), v(in.v.size()), dout(in.dout.size()), h0(in.h0.size()),
         o(in.q.size()), states(cu::rla_states_size(s.B, s.T, s.G, s.D, s.fm, s.C, s.m)), dq(in.q.size()),
-        dk(in.k.size()), dv(in.v.size()), dh0(in.h0.size()) {
+        dk(in.k.size()), dv(in.v.size()), dh0(in.h0.size()),
+        scratch(cu::rla_backward_scratch_size(s.B, s.T, s.H, s.G, s.D, s.fm, s.C)) {
     to_device(q, in.q);
     to_device(k, in.k);
     to_device(v, in.v);
     to_device(dout, in.dout);
     to_device(h0, in.h0);
   }
-  std::vector<cu::DeviceBuffer<float>*> all() { return {&q, &k, &v, &dout, &h0, &o, &states, &dq, &dk, &dv, &dh0}; }
+  std::vector<cu::DeviceBuffer<float>*> all() {
+    return {&q, &k, &v, &dout, &h0, &o, &states, &dq, &dk, &dv, &dh0, &scratch};
+  }
   void run(const Shape& s, int version) {
-    for (auto* b : {&o, &states, &dq, &dk, &dv, &dh0}) b->fill_nan();
+    for (auto* b : {&o, &states, &dq, &dk, &dv, &dh0, &scratch}) b->fill_nan();
     const float* h0p = s.with_h0 ? h0.data() : nullptr;
     cu::rla_forward(q.data(), k.data(), v.data(), h0p, o.data(), states.data(), s.B, s.T, s.H, s.G, s.D, s.w, s.fm,
                     s.C, s.m, version);
     cu::rla_backward(q.data(), k.data(), v.data(), h0p, states.data(), dout.data(), dq.data(), dk.data(), dv.data(),
-                     dh0.data(), s.B, s.T, s.H, s.G, s.D, s.w, s.fm, s.C, s.m, version);
+                     dh0.data(), scratch.data(), s.B, s.T, s.H, s.G, s.D, s.w, s.fm, s.C, s.m, version);
   }
 };
 
@@ -159,6 +165,55 @@ TEST_CASE("rla: every version matches ref/rla.h over T, D, w, phi, C, m, GQA, ba
   };
   if (small_run()) shapes = {{1, 7, 2, 1, 16, 1, FM::sm2, 3, 2, true}, {2, 63, 4, 2, 32, 5, FM::sm2, 16, 2, false}};
   for (const Shape& s : shapes) run_case(s, rng);
+}
+
+TEST_CASE("rla backward: the same bits in every fiber and block order and on every run (no float atomics)") {
+  // dq and dk are sums over value tiles, one block per tile. Added in whatever order the blocks finish
+  // (float atomics), their last bits would change with the block order once there are more than two
+  // tiles; summed in a fixed order they cannot. Each run also matches the reference.
+  REQUIRE_DEVICE();
+  Eigen::setNbThreads(1);  // the references are small: OpenMP threads would only spin (2-core CI)
+  std::mt19937_64 rng(7001);
+  // D = 128, Dp = 256 (sm2, relu2) at C = 32: the backward's value tiles are 32 wide, so 4 of them.
+  const std::vector<Shape> shapes = {
+      // B  T   H  G  D    w   phi         C   m  h0
+      {2, 40, 4, 2, 128, 3, FM::sm2, 32, 2, true},
+      {1, 33, 2, 1, 128, -1, FM::relu2, 32, 1, false},
+  };
+  for (const Shape& s : shapes) {
+    CAPTURE(s.T); CAPTURE(s.w); CAPTURE(static_cast<int>(s.fm));
+    const long rows = long(s.B) * s.T, Dp = cu::feature_dim(s.fm, s.D);
+    const size_t nq = size_t(rows) * s.H * s.D, nk = size_t(rows) * s.G * s.D;
+    const size_t tiles = 1 + cu::rla_backward_scratch_size(s.B, s.T, s.H, s.G, s.D, s.fm, s.C) / (nq + nk);
+    CHECK(tiles > 2);  // with two tiles even atomics from zero could not differ: 0 + a + b = 0 + b + a
+    Inputs in = make_inputs(s, rng);
+    RefOut<double> r64 = reference<double>(s, in);
+    RefOut<float> r32 = reference<float>(s, in);
+    Bufs bufs(s, in);
+    std::vector<MatF> first;
+    const char* names[] = {"dq", "dk", "dv", "dh0"};
+    for (const OrderRun& run : kOrderRuns) {
+      const std::string order_s = run.order, threads_s = run.host_threads;
+      CAPTURE(order_s); CAPTURE(threads_s);
+      ScopedEnv order("EMU_ORDER", run.order), threads("EMU_HOST_THREADS", run.host_threads);
+      bufs.run(s, 2);
+      std::vector<MatF> got = {from_device(bufs.dq, rows, long(s.H) * s.D), from_device(bufs.dk, rows, long(s.G) * s.D),
+                               from_device(bufs.dv, rows, long(s.G) * s.D),
+                               from_device(bufs.dh0, long(s.B) * s.G * Dp, s.D)};
+      const double grad_scale = rattn_test::family_rms(r64.dq, r64.dk, r64.dv, r64.dh0);
+      check_vs_ref("dq", got[0], r32.dq, r64.dq, kFloorBwd, grad_scale);
+      check_vs_ref("dk", got[1], r32.dk, r64.dk, kFloorBwd, grad_scale);
+      if (first.empty()) {
+        first = got;
+        continue;
+      }
+      for (size_t i = 0; i < got.size(); ++i) {
+        CAPTURE(names[i]);
+        CHECK(bits_differ(got[i], first[i]) == 0);
+      }
+    }
+    for (auto* b : bufs.all()) CHECK(b->guards_intact());
+  }
 }
 
 TEST_CASE("rla: saving the state every m chunks and recomputing in between gives the same gradients") {
