@@ -641,6 +641,9 @@ double fma_peak_gflops() {
 }
 
 void bench_breakdown() {
+  // As the trainer does: without it, the temporaries of an op (e.g. the SwiGLU backward's) are given
+  // back to the system after every call and faulted in again (that op measured 1.6x slower).
+  model::keep_freed_memory();
   const double peak = fma_peak_gflops();
   for (const char* name : {"LL-swa", "LL-rattn"}) {
     const ModelBench* b = nullptr;
@@ -672,19 +675,29 @@ void bench_breakdown() {
   }
 }
 
-// RATTENTION against SWA, step for step (--section ratio): the four T = 128 configs at 1 and 2
-// threads, every step interleaved with the others, so the ratios are taken under the same load.
+// RATTENTION against SWA, step for step (--section ratio): the four T = 128 configs, at each thread
+// count every step interleaved with the others', so the ratios are taken under the same load.
 // Beside it, the floor that FLOPs alone set: the RLA branch's FLOPs over the SWA step's.
 void bench_ratio() {
   std::printf("\n## RATTENTION vs SWA training step (B=32, T=128, w=16), all configs and thread counts interleaved\n");
   const char* names[] = {"LL-swa", "LL-rattn", "LLLG-swa", "LLLG-rattn"};
+  // One interleaved loop per thread count: a 1-thread step right after a 2-thread one shares its core
+  // with the idle OpenMP worker still spinning (measured: 4 ms of CPU time per step, and slower steps).
   std::vector<std::pair<const ModelBench*, int>> runs;
   const int max_threads = std::min(2, omp_get_num_procs());
   for (const char* n : names)
     for (const ModelBench& c : kConfigs)
       if (n == std::string(c.name))
         for (int th = 1; th <= max_threads; ++th) runs.push_back({&c, th});
-  const std::vector<StepTime> t = time_interleaved(runs, g_quick ? 4 : 11);
+  std::vector<StepTime> t(runs.size());
+  for (int th = 1; th <= max_threads; ++th) {
+    std::vector<std::pair<const ModelBench*, int>> same;
+    for (const auto& r : runs)
+      if (r.second == th) same.push_back(r);
+    const std::vector<StepTime> ts = time_interleaved(same, g_quick ? 4 : 11);
+    for (size_t i = 0, k = 0; i < runs.size(); ++i)
+      if (runs[i].second == th) t[i] = ts[k++];
+  }
   std::printf("%-12s %3s %9s %9s %12s\n", "config", "thr", "wall ms", "cpu ms", "2 thr vs 1");
   for (size_t i = 0; i < runs.size(); ++i) {
     char sp[32] = "";
