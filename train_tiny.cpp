@@ -88,9 +88,7 @@ int run_train_tiny(int argc, char** argv) {
   model::Config c;
   model::RunConfig run;
   model::FlagSet fs("train_tiny");
-  model::bind_model_flags(fs, c.model);
-  model::bind_train_flags(fs, c.train);
-  model::bind_run_flags(fs, run);
+  model::bind_train_tiny_flags(fs, c, run);
   fs.parse(int(args.size()), args.data());
   if (fs.help_requested()) {
     std::cout << fs.usage() << kModeHelp

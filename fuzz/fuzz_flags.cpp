@@ -51,9 +51,7 @@ int one_input(const uint8_t* data, size_t size) {
   model::Config c;
   model::RunConfig run;
   model::FlagSet fs("train_tiny");
-  model::bind_model_flags(fs, c.model);
-  model::bind_train_flags(fs, c.train);
-  model::bind_run_flags(fs, run);
+  model::bind_train_tiny_flags(fs, c, run);
   try {
     fs.parse(int(argv.size()), argv.data());
     model::validate(c);

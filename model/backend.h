@@ -47,7 +47,7 @@ class Backend {
   // output and cache); a backend that keeps nothing on the host leaves it empty.
   virtual Mat<S> attention_forward(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p, const Mat<S>& x,
                                    ref::LayerCache<S>* keep) const = 0;
-  // returns dx (T, C); dp +=. kept: what attention_forward kept for this x (null or empty: recomputed)
+  // returns dx (T, C); dp +=. kept: what attention_forward kept for this x (null: recomputed)
   virtual Mat<S> attention_backward(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p,
                                     const Mat<S>& x, const Mat<S>& dy, ref::AttnParams<S>& dp,
                                     const ref::LayerCache<S>* kept) const = 0;
@@ -58,7 +58,7 @@ class Backend {
 
   // x: (T, C) -> (T, C); keep (may be null): where x W1, x W3 are kept for the backward
   virtual Mat<S> swiglu_forward(const Mat<S>& x, const ref::SwiGLUParams<S>& p, ref::SwiGLUCache<S>* keep) const = 0;
-  // returns dx (T, C); dp +=. kept: what swiglu_forward kept for this x (null or empty: recomputed)
+  // returns dx (T, C); dp +=. kept: what swiglu_forward kept for this x (null: recomputed)
   virtual Mat<S> swiglu_backward(const Mat<S>& x, const ref::SwiGLUParams<S>& p, const Mat<S>& dy,
                                  ref::SwiGLUParams<S>& dp, const ref::SwiGLUCache<S>* kept) const = 0;
 

@@ -46,7 +46,7 @@ class CpuBackend final : public Backend<S> {
   }
   Mat<S> attention_backward(const ref::AttnConfig& cfg, const ref::AttnParams<S>& p, const Mat<S>& x,
                             const Mat<S>& dy, ref::AttnParams<S>& dp, const ref::LayerCache<S>* kept) const override {
-    return ref::attention_layer_backward(cfg, p, x, dy, dp, kept && kept->q.size() ? kept : nullptr);
+    return ref::attention_layer_backward(cfg, p, x, dy, dp, kept);
   }
   ref::AttnDecodeCache<S> attention_decode_init(const ref::AttnConfig& cfg) const override {
     return ref::attn_decode_init<S>(cfg);
@@ -61,7 +61,7 @@ class CpuBackend final : public Backend<S> {
   }
   Mat<S> swiglu_backward(const Mat<S>& x, const ref::SwiGLUParams<S>& p, const Mat<S>& dy,
                          ref::SwiGLUParams<S>& dp, const ref::SwiGLUCache<S>* kept) const override {
-    return ref::swiglu_backward(x, p, dy, dp, kept && kept->a.size() ? kept : nullptr);
+    return ref::swiglu_backward(x, p, dy, dp, kept);
   }
 
   Mat<S> linear_forward(const Mat<S>& x, const Mat<S>& W) const override { return ref::linear_forward(x, W); }

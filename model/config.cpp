@@ -123,6 +123,12 @@ std::string clamp_warmup(Config& c) {
   return note;
 }
 
+void bind_train_tiny_flags(FlagSet& fs, Config& c, RunConfig& r) {
+  bind_model_flags(fs, c.model);
+  bind_train_flags(fs, c.train);
+  bind_run_flags(fs, r);
+}
+
 namespace {
 // One FlagSet bound to a Config: the single table behind both directions of the text form.
 FlagSet config_flags(Config& c) {

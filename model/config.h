@@ -98,6 +98,8 @@ inline int data_window(const Config& c) { return c.train.data_window >= 0 ? c.tr
 void bind_model_flags(FlagSet& fs, ModelConfig& m);
 void bind_train_flags(FlagSet& fs, TrainConfig& t);
 void bind_run_flags(FlagSet& fs, RunConfig& r);
+// bin/train_tiny's whole command line: the three above (one table for the program and its fuzz target).
+void bind_train_tiny_flags(FlagSet& fs, Config& c, RunConfig& r);
 
 // Checks across fields (heads divisible by kv heads, sequence long enough for the task, ...).
 // Throws UsageError naming the flag.

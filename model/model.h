@@ -115,11 +115,10 @@ class Model {
       const BlockParams<S>& bp = p.blocks[l];
       BlockParams<S>& gb = g.blocks[l];
       // In the forward pass this was: x' = y + SwiGLU(b), b = RMS(y): dy = dx' + RMS^T(SwiGLU^T(dx'))
-      Mat<S> db = be_.swiglu_backward(A.b[l], bp.mlp, dx, gb.mlp, l < A.mlp.size() ? &A.mlp[l] : nullptr);
+      Mat<S> db = be_.swiglu_backward(A.b[l], bp.mlp, dx, gb.mlp, &A.mlp[l]);
       Mat<S> dy = dx + be_.rmsnorm_backward(A.y[l], bp.norm2, eps, db, gb.norm2);
       // In the forward pass this was: y = x + Attn(a), a = RMS(x): dx = dy + RMS^T(Attn^T(dy))
-      Mat<S> da = be_.attention_backward(attn_[l], bp.attn, A.a[l], dy, gb.attn,
-                                         l < A.attn.size() ? &A.attn[l] : nullptr);
+      Mat<S> da = be_.attention_backward(attn_[l], bp.attn, A.a[l], dy, gb.attn, &A.attn[l]);
       dx = dy + be_.rmsnorm_backward(A.x[l], bp.norm1, eps, da, gb.norm1);
     }
     // In the forward pass this was: x_0 = E[tokens]

@@ -134,9 +134,10 @@ Mat<Real> attn_core_forward(const AttnConfig& cfg, const Mat<Real>& q, const Mat
   if (has_rla_branch(cfg)) {
     expect_shape("gamma_rla", gamma_rla, cfg.H, cfg.D);
     // RLA branch on raw q, k: o_rla[t] = phi(q_t) S_{t-w-1}  (spec §2.3), chunked form (spec §3.2)
-    // (rla_forward_saved: ref/rla.h's rla_forward_chunked, keeping what the backward reads; held
-    //  equal to it by tests/test_perf_paths.cpp)
-    cc.o_rla = rla_forward_saved(q, k, v, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk, cc.rla);
+    // With a cache (training): rla_forward_saved, the same function keeping what the backward reads
+    // (ref/rla_train.h, held equal to it by tests/test_perf_paths.cpp); without (evaluation), nothing kept.
+    cc.o_rla = cache ? rla_forward_saved(q, k, v, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk, cc.rla)
+                     : rla_forward_chunked(q, k, v, cfg.H, cfg.G, rla_window(cfg), cfg.fm, cfg.chunk);
     c += group_rmsnorm_forward(cc.o_rla, gamma_rla, eps);
   }
   return c;
@@ -246,7 +247,7 @@ Mat<Real> attention_layer_forward(const AttnConfig& cfg, const AttnParams<Real>&
   L.q = linear_forward(x, p.Wq);
   L.k = linear_forward(x, p.Wk);
   L.v = linear_forward(x, p.Wv);
-  L.c = attn_core_forward(cfg, L.q, L.k, L.v, p.gamma_swa, p.gamma_rla, &L.core);
+  L.c = attn_core_forward(cfg, L.q, L.k, L.v, p.gamma_swa, p.gamma_rla, keep ? &L.core : nullptr);
   // y = c W_O
   return linear_forward(L.c, p.Wo);
 }

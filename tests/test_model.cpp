@@ -8,6 +8,7 @@
 
 #include "model/backend_cpu.h"
 #include "model/model.h"
+#include "tests/batch_setup.h"
 #include "tests/check.h"
 
 using namespace model;
@@ -30,17 +31,6 @@ ModelConfig tiny(const std::string& kind) {
   m.local_kind = kind;
   m.chunk = 5;
   return m;
-}
-
-data::Batch tiny_batch(int B, int T, uint64_t seed) {
-  data::Batch b;
-  b.resize(B, T);
-  std::mt19937_64 rng(seed);
-  for (size_t i = 0; i < b.tokens.size(); ++i) {
-    b.tokens[i] = data::rand_below(rng, 256);
-    b.targets[i] = (i % 3 == 0) ? -1 : data::rand_below(rng, 256);  // some positions not scored
-  }
-  return b;
 }
 
 }  // namespace
@@ -88,7 +78,7 @@ TEST_CASE("model backward matches finite differences of the batch loss (double),
     std::mt19937_64 rng(3);
     for (auto& nt : named_tensors(m, p))
       if (!nt.decay && nt.name != "embed") *nt.t += rattn_test::randn<Mat<double>>(nt.t->rows(), nt.t->cols(), rng, 0.2);
-    const data::Batch batch = tiny_batch(2, 11, 5);
+    const data::Batch batch = rattn_test::random_batch(2, 11, 5);
     BatchWorkspace<double> ws;
     ModelParams<double> g = params_filled<double>(m, 0.0);
     batch_loss_and_grad(net, p, batch, ws, &g);
@@ -116,7 +106,7 @@ TEST_CASE("batch gradient is identical bit for bit with 1 and 2 threads") {
   CpuBackend<float> be;
   Model<float> net(m, be);
   const ModelParams<float> p = init_params<float>(m, 11, 1.0);
-  const data::Batch batch = tiny_batch(5, 13, 9);
+  const data::Batch batch = rattn_test::random_batch(5, 13, 9);
   BatchWorkspace<float> ws1, ws2;
   ModelParams<float> g1 = params_filled<float>(m, 0.0f), g2 = params_filled<float>(m, 0.0f);
   const int saved = omp_get_max_threads();
@@ -141,7 +131,7 @@ TEST_CASE("batch loss is the mean over every scored position of the batch") {
   CpuBackend<double> be;
   Model<double> net(m, be);
   const ModelParams<double> p = init_params<double>(m, 2, 1.0);
-  data::Batch batch = tiny_batch(2, 9, 4);
+  data::Batch batch = rattn_test::random_batch(2, 9, 4);
   for (int t = 0; t < 9; ++t) batch.targets[size_t(t)] = t < 2 ? 65 : -1;  // sequence 0: 2 positions
   BatchWorkspace<double> ws;
   const double loss = batch_loss_and_grad(net, p, batch, ws, nullptr);
@@ -166,7 +156,7 @@ TEST_CASE("float model follows the double model") {
   Model<double> nd(m, bd);
   const ModelParams<double> pd = init_params<double>(m, 5, 1.0);
   const ModelParams<float> pf = init_params<float>(m, 5, 1.0);  // the same draws, rounded
-  const data::Batch batch = tiny_batch(1, 17, 1);
+  const data::Batch batch = rattn_test::random_batch(1, 17, 1);
   const Mat<float> lf = nf.forward(pf, batch.seq_tokens(0));
   const Mat<double> ld = nd.forward(pd, batch.seq_tokens(0));
   rattn_test::check_close("logits float vs double", lf, ld, 1e-5);

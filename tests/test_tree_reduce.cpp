@@ -19,6 +19,7 @@
 #include "model/cli.h"
 #include "model/data_parallel.h"
 #include "model/model.h"
+#include "tests/batch_setup.h"
 #include "tests/check.h"
 
 using namespace model;
@@ -39,17 +40,6 @@ ModelConfig tiny() {  // a local-global stack with every kind of tensor: L G, GQ
   m.local_kind = "rattn";
   m.chunk = 5;
   return m;
-}
-
-data::Batch random_batch(int B, int T, uint64_t seed) {
-  data::Batch b;
-  b.resize(B, T);
-  std::mt19937_64 rng(seed);
-  for (size_t i = 0; i < b.tokens.size(); ++i) {
-    b.tokens[i] = data::rand_below(rng, 256);
-    b.targets[i] = (i % 4 == 1) ? -1 : data::rand_below(rng, 256);  // some positions not scored
-  }
-  return b;
 }
 
 // The flat gradient (named_tensors order) and the loss of a batch, as a trainer sees them.
@@ -145,7 +135,7 @@ TEST_CASE("batch gradient: identical bits for any thread count and any contiguou
   const ModelParams<float> p = init_params<float>(m, 7, 1.0);
   const int saved = omp_get_max_threads();
   for (const int B : {8, 12}) {
-    const data::Batch batch = random_batch(B, 11, 100 + uint64_t(B));
+    const data::Batch batch = rattn_test::random_batch(B, 11, 100 + uint64_t(B));
     omp_set_num_threads(1);
     const Flat one = whole_batch(net, p, batch);
     omp_set_num_threads(2);
@@ -170,7 +160,7 @@ TEST_CASE("batch gradient: the tree sum of the per-sequence gradients, within fl
   Model<float> net(m, be);
   const ModelParams<float> p = init_params<float>(m, 9, 1.0);
   const int B = 6;  // not a power of two: ((0+1) + (2+3)) + (4+5)
-  const data::Batch batch = random_batch(B, 13, 5);
+  const data::Batch batch = rattn_test::random_batch(B, 13, 5);
   const Flat whole = whole_batch(net, p, batch);
   // Each sequence alone (a share of one sequence is a leaf of the tree), scaled for the whole batch.
   std::vector<std::vector<float>> leaf(static_cast<size_t>(B));
@@ -225,8 +215,8 @@ TEST_CASE("share_of: a batch of N x 2^k splits into N shares; any other is refus
   Model<float> net(tiny(), be);
   const ModelParams<float> p = init_params<float>(tiny(), 1, 1.0);
   BatchWorkspace<float> ws;
-  CHECK_THROWS_AS(share_loss_and_grad(net, p, random_batch(8, 9, 1), BatchShare{2, 4}, ws, nullptr),
+  CHECK_THROWS_AS(share_loss_and_grad(net, p, rattn_test::random_batch(8, 9, 1), BatchShare{2, 4}, ws, nullptr),
                   std::invalid_argument);
-  CHECK_THROWS_AS(share_loss_and_grad(net, p, random_batch(8, 9, 1), BatchShare{0, 3}, ws, nullptr),
+  CHECK_THROWS_AS(share_loss_and_grad(net, p, rattn_test::random_batch(8, 9, 1), BatchShare{0, 3}, ws, nullptr),
                   std::invalid_argument);
 }

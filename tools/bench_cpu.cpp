@@ -27,11 +27,8 @@
 //     chunked forward    2 H T (2 Dp D + C (Dp + D))   (inter Q~S and state update; intra block ~C keys)
 //     chunked backward   about 2.5x the chunked forward (two sweeps)
 //   matmul (M, K) x (K, N): 2 M K N.
-//   model training step ("model FLOPs", the usual 6N rule plus attention):
-//     6 * tokens * parameters (model::parameter_count: per layer 2 C H D + 2 C G D + 3 C F, the head C V,
-//     and the norm scales, a fraction of a percent)
-//     + 3 * forward attention FLOPs (local swa 4 H D (w+1) per token, global 2 H D (T+1) per token,
-//       rattn adds the chunked RLA forward above)
+//   model training step: the sum over its ops of FLOPs per call x calls per step, counted product by
+//     product (step_breakdown, the breakdown section's FLOP column; the RLA chunks by rla_chunk_flops).
 #include <omp.h>
 #include <time.h>
 
@@ -301,24 +298,6 @@ model::ModelConfig model_config(const ModelBench& b) {
   return m;
 }
 
-// "Model FLOPs" of one training step (see the header comment).
-double step_flops(const ModelBench& b) {
-  const model::ModelConfig m = model_config(b);
-  const double H = m.n_heads, D = m.head_dim;
-  const double tokens = double(b.B) * b.T;
-  const double params = double(model::parameter_count(m));  // norm scales included: negligible
-  double attn = 0;  // forward, per token
-  for (int l = 0; l < m.n_layers; ++l) {
-    if (m.is_global(l)) {
-      attn += 2 * H * D * (b.T + 1);
-    } else {
-      attn += 4 * H * D * (b.w + 1);
-      if (std::string(b.local) == "rattn") attn += 2 * H * (2.0 * 2 * D * D + m.chunk * (3 * D));
-    }
-  }
-  return 6 * tokens * params + 3 * tokens * attn;
-}
-
 struct StepTime {
   double wall_ms;  // median wall time of one step
   double cpu_ms;   // median CPU time of one step, summed over the threads
@@ -394,6 +373,9 @@ std::vector<StepTime> time_steps(const ModelBench& b, const std::vector<int>& th
   return time_interleaved(runs, steps);
 }
 
+// FLOPs of one training step of b, counted op by op (defined with the breakdown below).
+double step_flops_counted(const ModelBench& b);
+
 void bench_model() {
   const int max_threads = omp_get_num_procs();
   std::printf("\n## training step of the model (model/model.h; d_model 64, 2 heads x 32, SwiGLU F=176, chunk 32)\n");
@@ -404,7 +386,7 @@ void bench_model() {
   for (const ModelBench& b : kConfigs) {
     if (g_quick && b.T > 128) continue;
     const int steps = g_quick ? 3 : (b.T > 128 ? 4 : 9);
-    const double fl = step_flops(b), tok = double(b.B) * b.T;
+    const double fl = step_flops_counted(b), tok = double(b.B) * b.T;
     const std::vector<StepTime> t = time_steps(b, max_threads >= 2 ? std::vector<int>{1, 2} : std::vector<int>{1}, steps);
     std::printf("%-16s %4d %3d %3d %3d %9.1f %9.1f %9.0f %8.2f %12s\n", b.name, b.T, b.w, b.B, 1, t[0].wall_ms,
                 t[0].cpu_ms, tok / (t[0].wall_ms / 1e3), fl / (t[0].wall_ms * 1e6), "(baseline)");
@@ -472,10 +454,9 @@ std::vector<OpRow> step_breakdown(const ModelBench& b, bool time_them) {
   const double budget = g_quick ? 30 : 120;
   const int reps = g_quick ? 3 : 5;
   std::vector<OpRow> rows;
+  auto time_of = [&](const std::function<void()>& f) { return time_them ? time_ms(f, budget, reps) : 0.0; };
   auto add = [&](const std::string& part, const std::string& op, double calls, double flops,
-                 const std::function<void()>& f) {
-    rows.push_back({part, op, calls, flops, time_them ? time_ms(f, budget, reps) : 0.0});
-  };
+                 const std::function<void()>& f) { rows.push_back({part, op, calls, flops, time_of(f)}); };
   int n_local = 0, n_global = 0;
   for (int l = 0; l < m.n_layers; ++l) (m.is_global(l) ? n_global : n_local)++;
   const Mat<float> x = randn(T, C, rng), dy = randn(T, C, rng);
@@ -553,19 +534,19 @@ std::vector<OpRow> step_breakdown(const ModelBench& b, bool time_them) {
       ref::RlaSaved<float> saved;
       ref::rla_forward_saved(q, k, v, cfg.H, cfg.G, w_rla, cfg.fm, cfg.chunk, saved);
       const Mat<float> Qf = saved.Qf, Kf = saved.Kf, dQf = randn(T, Qf.cols(), rng), dKf = randn(T, Kf.cols(), rng);
-      add(part, "phi forward (q, k)", calls, 0,
-          [&] { ref::phi_forward_heads(cfg.fm, q, cfg.H), ref::phi_forward_heads(cfg.fm, k, cfg.G); });
-      add(part, "rla forward (chunks + phi)", calls, rf,
-          [&] { ref::rla_forward_saved(q, k, v, cfg.H, cfg.G, w_rla, cfg.fm, cfg.chunk, saved); });
-      add(part, "phi backward (q, k)", calls, 0, [&] {
+      // rla_forward_saved / rla_backward_saved include phi: their rows show the chunks alone.
+      const double phi_f = time_of([&] {
+        ref::phi_forward_heads(cfg.fm, q, cfg.H), ref::phi_forward_heads(cfg.fm, k, cfg.G);
+      });
+      const double rla_f = time_of([&] { ref::rla_forward_saved(q, k, v, cfg.H, cfg.G, w_rla, cfg.fm, cfg.chunk, saved); });
+      const double phi_b = time_of([&] {
         ref::phi_backward_heads_from_phi(cfg.fm, Qf, dQf, cfg.H), ref::phi_backward_heads_from_phi(cfg.fm, Kf, dKf, cfg.G);
       });
-      add(part, "rla backward (chunks + phi)", calls, rb, [&] { ref::rla_backward_saved(v, dc, saved); });
-      // The rows "chunks + phi" include phi: show the chunks alone.
-      rows[rows.size() - 3].ms_per_call = std::max(0.0, rows[rows.size() - 3].ms_per_call - rows[rows.size() - 4].ms_per_call);
-      rows[rows.size() - 3].op = "rla chunks forward";
-      rows[rows.size() - 1].ms_per_call = std::max(0.0, rows[rows.size() - 1].ms_per_call - rows[rows.size() - 2].ms_per_call);
-      rows[rows.size() - 1].op = "rla chunks backward";
+      const double rla_b = time_of([&] { ref::rla_backward_saved(v, dc, saved); });
+      rows.push_back({part, "phi forward (q, k)", calls, 0, phi_f});
+      rows.push_back({part, "rla chunks forward", calls, rf, std::max(0.0, rla_f - phi_f)});
+      rows.push_back({part, "phi backward (q, k)", calls, 0, phi_b});
+      rows.push_back({part, "rla chunks backward", calls, rb, std::max(0.0, rla_b - phi_b)});
     }
   }
   // Once per sequence: the embedding, the final norm, the output head and the loss.

@@ -8,7 +8,8 @@
 //        (dq, dk at w = 0; o of RLA at w >= T-1) while the kernel's fp32 result is rounding noise.
 //        On failure check_close prints the worst element's index and both values.
 //   REQUIRE_DEVICE()                                   on a GPU build with no device: RATTN_SKIP.
-//   ScopedEnv, kOrderRuns, bits_differ                 determinism checks: run a kernel in every fiber and
+//   ScopedEnv, kOrderRuns, bits_differ,
+//   check_same_bits_as_first                          determinism checks: run a kernel in every fiber and
 //        block order of the CPU layer (EMU_ORDER), with blocks on two host threads at once, and again; the
 //        results must be the same bits each time.
 #pragma once
@@ -75,6 +76,21 @@ inline long bits_differ(const MatF& a, const MatF& b) {
   long n = 0;
   for (long i = 0; i < a.size(); ++i) n += std::memcmp(a.data() + i, b.data() + i, sizeof(float)) != 0;
   return n;
+}
+
+// One run of a determinism check: the first run's results become the reference (kept in first), every
+// later run's must equal them bit for bit. names[i] labels got[i] in a failure.
+inline void check_same_bits_as_first(std::vector<MatF>& first, const std::vector<MatF>& got,
+                                     const char* const* names) {
+  if (first.empty()) {
+    first = got;
+    return;
+  }
+  REQUIRE(got.size() == first.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(names[i]);
+    CHECK(bits_differ(got[i], first[i]) == 0);
+  }
 }
 
 // Tests honour RATTN_SMALL=1 (gpu-check runs them under compute-sanitizer) by using fewer shapes.

@@ -22,6 +22,7 @@
 #include "cuda/buffer.h"
 #include "ref/tensor.h"
 #include "tests/check.h"
+#include "tests/proc.h"
 #include "tests/cuda/emu_kernels.h"
 
 namespace {
@@ -38,26 +39,9 @@ using MatD = ref::Mat<double>;
     if (!cu::on_cpu_layer()) RATTN_SKIP("checks the CPU execution layer only");        \
   } while (0)
 
-// Set an environment variable for one scope (EMU_ORDER, EMU_HOST_THREADS); the CPU layer reads them
-// at every launch, a GPU ignores them.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    const char* old = std::getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_) setenv(name_, old_.c_str(), 1);
-    else unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
+// EMU_ORDER, EMU_HOST_THREADS are set for one scope with ScopedEnv (tests/proc.h): the CPU layer
+// reads them at every launch, a GPU ignores them.
+using rattn_test::ScopedEnv;
 
 const char* const kOrders[] = {"forward", "reverse", "random:7"};
 

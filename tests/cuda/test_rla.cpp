@@ -203,14 +203,7 @@ TEST_CASE("rla backward: the same bits in every fiber and block order and on eve
       const double grad_scale = rattn_test::family_rms(r64.dq, r64.dk, r64.dv, r64.dh0);
       check_vs_ref("dq", got[0], r32.dq, r64.dq, kFloorBwd, grad_scale);
       check_vs_ref("dk", got[1], r32.dk, r64.dk, kFloorBwd, grad_scale);
-      if (first.empty()) {
-        first = got;
-        continue;
-      }
-      for (size_t i = 0; i < got.size(); ++i) {
-        CAPTURE(names[i]);
-        CHECK(bits_differ(got[i], first[i]) == 0);
-      }
+      check_same_bits_as_first(first, got, names);
     }
     for (auto* b : bufs.all()) CHECK(b->guards_intact());
   }
