@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "model/backend_cpu.h"
+#include "model/branch_share.h"
 #include "model/data_parallel.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -100,6 +101,13 @@ void report_eval(std::ostream& out, const Model<float>& model, const ModelParams
     std::vector<int> prompt(eval.tokens.begin(), eval.tokens.begin() + std::min(32, eval.T));
     std::vector<int> gen = generate(model, p, prompt, 96, 0.8, uint64_t(c.train.seed) + uint64_t(step));
     out << "     sample: \"" << printable(prompt) << "|" << printable(gen) << "\"\n";
+  }
+  // How much each rattn layer uses its RLA branch (model/branch_share.h), on the first 16 sequences
+  const std::vector<BranchRatio> br = branch_ratio(model, p, eval, 16);
+  if (!br.empty()) {
+    out << "     branch size RLA/SWA at scored positions:";
+    for (size_t i = 0; i < br.size(); ++i) out << fmt("%s layer %d %.3f", i ? "," : "", br[i].layer, br[i].ratio);
+    out << "\n";
   }
   out.flush();
   if (keep) *keep = r;

@@ -111,7 +111,7 @@ GRIDS = {
 
 # Fields of runs.csv, in order. Metric fields are "<metric>_<m>x" for each length multiplier m.
 CONFIG_FIELDS = ["grid", "task", "arm", "stack", "local", "window", "model_window", "seed", "T", "steps", "batch",
-                 "d_model", "layers", "pattern", "train_s", "ms_per_step", "final_train_loss"]
+                 "d_model", "layers", "pattern", "train_s", "ms_per_step", "final_train_loss", "branch_rla_swa"]
 METRICS = ["loss", "acc", "near_acc", "relay_acc", "beyond_acc", "beyondT_acc",
            "depth0_acc", "depth25_acc", "depth50_acc", "depth75_acc", "depth100_acc", "bpb", "n", "near_n", "relay_n",
            "beyond_n", "beyondT_n"]
@@ -277,6 +277,10 @@ class Run:
                 row["ms_per_step"] = parts[6].lstrip("(")
             if line.startswith("step ") and "| loss " in line:
                 row["final_train_loss"] = line.split("| loss ")[1].split()[0]
+            # "     branch size RLA/SWA at scored positions: layer 0 0.412, layer 1 0.873" (the last one
+            # printed is the held-out test set's): one value per rattn layer, joined by "/"
+            if line.strip().startswith("branch size RLA/SWA"):
+                row["branch_rla_swa"] = "/".join(x.split()[-1] for x in line.split(":", 1)[1].split(","))
         with open(self.evalfile) as f:
             for line in f:
                 kv = dict(x.split("=", 1) for x in line.split() if "=" in x)
@@ -453,12 +457,44 @@ def write_table(a, rows, path):
                 cells.append(f"{s[0]:.3f}" if s else "-")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    lines += branch_table(rows)
     lines += targets(rows, a)
     if getattr(a, "timing_note", None):
         lines += [a.timing_note, ""]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return lines
+
+
+def branch_table(rows):
+    """How much the RATTENTION layers use their RLA branch: the size of the RLA term over the SWA term at
+    the scored positions of the held-out test set (model/branch_share.h), per layer, mean over seeds.
+    Both terms are normalised per head before their learned scales, so 1 is where training starts."""
+    g = {}
+    for r in rows:
+        if r.get("branch_rla_swa"):
+            g.setdefault((r["task"], r["arm"], int(r["window"])), []).append([float(x) for x in r["branch_rla_swa"].split("/")])
+    if not g:
+        return []
+    n = max(len(v) for vs in g.values() for v in vs)
+    head = ["task", "arm", "w", "seeds"] + [f"RLA/SWA, local layer {i + 1}" for i in range(n)]
+    lines = ["## How much the RATTENTION layers use their RLA branch", "",
+             "The size of each layer's RLA term over its SWA term, GRMS_rla(o_rla) against GRMS_swa(o_swa), at the "
+             "scored positions of the test set past the window (model/branch_share.h; train_tiny prints it with "
+             "every evaluation). Each branch is normalised per head before its learned scale, so training starts "
+             "at 1.0; below 1 the layer has turned its RLA branch down. Mean over seeds (min..max).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (task, arm, w), vs in sorted(g.items(), key=lambda kv: (kv[0][0], arm_order(kv[0][1]), kv[0][2])):
+        cells = [task, arm, str(w), str(len(vs))]
+        for i in range(n):
+            col = [v[i] for v in vs if i < len(v)]
+            if not col:
+                cells.append("-")
+                continue
+            m = sum(col) / len(col)
+            cells.append(f"{m:.2f}" + (f" ({min(col):.2f}..{max(col):.2f})" if max(col) > min(col) else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def targets(rows, a):

@@ -178,6 +178,23 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
   for (const char* arm : {"| full | 8 |", "| lo-swa | 8 |", "| lo-rattn | 8 |"})
     CHECK_MESSAGE(table.find(arm) != std::string::npos, "table.md lacks the line of " << arm << ":\n" << table);
 
+  // The branch sizes (model/branch_share.h) from the run's log: one per layer for the rattn arm (2
+  // local layers), none for the arms without an RLA branch; and their section of table.md.
+  for (size_t r = 1; r < rows.size(); ++r) {
+    CAPTURE(cell(r, "arm"));
+    const std::string br = cell(r, "branch_rla_swa");
+    if (cell(r, "arm") == "lo-rattn") {
+      REQUIRE(br.find('/') != std::string::npos);
+      CHECK(br.find('/', br.find('/') + 1) == std::string::npos);
+      CHECK(std::atof(br.c_str()) > 0.0);
+      CHECK(std::atof(br.substr(br.find('/') + 1).c_str()) > 0.0);
+    } else {
+      CHECK(br.empty());
+    }
+  }
+  CHECK(table.find("How much the RATTENTION layers use their RLA branch") != std::string::npos);
+  CHECK(table.find("| recall | lo-rattn | 8 | 1 |") != std::string::npos);
+
   // The plots: PNG files (magic bytes), when gnuplot is there to draw them.
   if (shell("command -v gnuplot >/dev/null 2>&1") == 0) {
     for (const char* png : {"recall_acc_vs_window.png", "recall_beyond_reach_vs_window.png", "recall_vs_length.png",
