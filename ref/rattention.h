@@ -99,7 +99,7 @@ inline void validate(const AttnConfig& cfg) {
   if (!cfg.global && cfg.kind == LocalKind::rattn && cfg.w < 0)
     throw std::invalid_argument("AttnConfig: rattn needs a window w >= 0 (w = -1, pure linear attention "
                                 "over [0, t], is LocalKind::linear)");
-  if (cfg.qk_norm && !(cfg.qk_eps > 0)) throw std::invalid_argument("AttnConfig: qk_eps must be positive");
+  if (cfg.qk_norm && !(cfg.qk_eps >= 0)) throw std::invalid_argument("AttnConfig: qk_eps must be >= 0");
 }
 
 // qk-norm (spec §2.9): RMSNorm over the head dim of every (token, head) block of D columns, with one

@@ -145,6 +145,10 @@ TEST_CASE("generation is deterministic for a seed and greedy generation follows 
   }
 }
 
+// ref/decode.h with qk-norm (spec §2.9) is checked here, in the model, rather than in tests/test_decode.cpp:
+// that file is the workshop's decode_step exercise's check (docs/workshop.md), whose task has no qk-norm.
+// L L G with GQA, T = 23 past several windows: the ring's raw keys normalised after RoPE, the global
+// layer's normalised keys, prefill below, at and above w+1.
 TEST_CASE("with qk-norm, decode equals the full forward at every position (double 1e-12, float 1e-5)") {
   check_decode_equals_forward<double>(1e-12, 1);
   check_decode_equals_forward<float>(1e-5, 1);
