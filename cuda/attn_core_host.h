@@ -4,6 +4,8 @@
 //   local swa:     c = GRMS_swa(SWA(RoPE(q), RoPE(k), v; w))
 //   local rattn:   c = GRMS_swa(SWA(RoPE(q), RoPE(k), v; w)) + GRMS_rla(RLA(q, k, v; w, phi))   (fused merge)
 //   local linear:  c = GRMS_rla(RLA(q, k, v; w = -1, phi))
+//   qk-norm (cfg.qk_norm, spec §2.9): the softmax attention (global, SWA branch) reads
+//                  QKN(RoPE(q); q_norm), QKN(RoPE(k); k_norm): cu::rmsnorm_* over the (B*T*heads, D) rows
 // Kernels: cu::rope_*, cu::swa_*, cu::rla_* (state saved at every chunk, m = 1), cu::rattn_merge_* and
 // cu::group_rmsnorm_*. A batch of B sequences at once, tensors (B, T, heads, D) contiguous, which is
 // (B*T, heads*D) row-major: the ref/ layout of one sequence, stacked. RoPE restarts at position 0 in
@@ -12,6 +14,7 @@
 #pragma once
 #include <cmath>
 #include <cstddef>
+#include <stdexcept>
 #include <vector>
 
 #include "cuda/buffer.h"
@@ -36,7 +39,17 @@ struct CoreDeviceCache {
   DeviceBuffer<float> rstd_swa{0};           // (B*T, H)              GRMS_swa (local swa only; rattn: merge kernel)
   DeviceBuffer<float> o_rla{0}, states{0};   // (B,T,H,D), (B,G,n_saved,Dp,D)  RLA output and saved chunk states
   DeviceBuffer<float> rstd_rla{0};           // (B*T, H)              GRMS_rla (local linear only)
+  DeviceBuffer<float> q_hat{0}, k_hat{0};    // (B,T,H,D), (B,T,G,D)  qk-normed softmax inputs (qk-norm only)
+  DeviceBuffer<float> rstd_q{0}, rstd_k{0};  // (B*T*H), (B*T*G)      their rstd
 };
+
+// qk-norm forward (spec §2.9): x (B*T*n rows of D) -> y, with rstd kept; one scale (D) for every row.
+inline void qk_norm_forward_dev(const float* x, const float* scale, DeviceBuffer<float>& y, DeviceBuffer<float>& rstd,
+                                size_t rows, int D, float eps) {
+  y = DeviceBuffer<float>(rows * D);
+  rstd = DeviceBuffer<float>(rows);
+  rmsnorm_forward(x, scale, y.data(), rstd.data(), int(rows), D, eps);
+}
 
 // RoPE (forward, or backward R^T) of each of B sequences, positions 0..T-1.
 // x: (B, T, n, D) -> y: (B, T, n, D)
@@ -58,11 +71,15 @@ inline void add_into(float* dst, const float* src, size_t n) {
   check(cudaMemcpy(dst, a.data(), n * sizeof(float), cudaMemcpyHostToDevice), "add_into: cudaMemcpy back");
 }
 
-// q: (B,T,H,D), k, v: (B,T,G,D), gamma_swa, gamma_rla: (H,D) -> c: (B,T,H,D); cache filled for the backward.
+// q: (B,T,H,D), k, v: (B,T,G,D), gamma_swa, gamma_rla: (H,D), q_norm, k_norm: (D) with qk-norm (else
+// unread) -> c: (B,T,H,D); cache filled for the backward.
 inline void attn_core_forward_dev(const ref::AttnConfig& cfg, const float* q, const float* k, const float* v,
                                   const float* gamma_swa, const float* gamma_rla, float* c, int B, int T,
-                                  CoreDeviceCache& cc) {
+                                  CoreDeviceCache& cc, const float* q_norm = nullptr, const float* k_norm = nullptr) {
   ref::validate(cfg);
+  const bool qkn = ref::has_qk_norm(cfg);
+  if (qkn && (!q_norm || !k_norm)) throw std::invalid_argument("attn_core_forward_dev: qk_norm on, no scales");
+  const float qk_eps = float(cfg.qk_eps);
   const int H = cfg.H, G = cfg.G, D = cfg.D;
   const size_t nq = size_t(B) * T * H * D, nk = size_t(B) * T * G * D;
   const float scale = float(1.0 / std::sqrt(double(D)));
@@ -75,6 +92,12 @@ inline void attn_core_forward_dev(const ref::AttnConfig& cfg, const float* q, co
   if (cfg.global) {
     // o = softmax(q k^T / sqrt(D) + causal mask) v; c = o
     // (o is kept in the cache: the backward reads it for delta = rowsum(dout * o))
+    if (qkn) {  // q_hat = QKN(q), k_hat = QKN(k)   (spec §2.9, no RoPE on a global layer)
+      qk_norm_forward_dev(q, q_norm, cc.q_hat, cc.rstd_q, size_t(B) * T * H, D, qk_eps);
+      qk_norm_forward_dev(k, k_norm, cc.k_hat, cc.rstd_k, size_t(B) * T * G, D, qk_eps);
+      q = cc.q_hat.data();
+      k = cc.k_hat.data();
+    }
     swa_forward(q, k, v, cc.o_swa.data(), cc.lse.data(), B, T, H, G, D, -1, scale);
     check(cudaMemcpy(c, cc.o_swa.data(), nq * sizeof(float), cudaMemcpyDeviceToDevice), "attn_core: copy o to c");
     return;
@@ -85,7 +108,14 @@ inline void attn_core_forward_dev(const ref::AttnConfig& cfg, const float* q, co
     cc.k_rope = DeviceBuffer<float>(nk);
     rope_each(q, cc.q_rope.data(), B, T, H, D, cfg.rope_theta, false);
     rope_each(k, cc.k_rope.data(), B, T, G, D, cfg.rope_theta, false);
-    swa_forward(cc.q_rope.data(), cc.k_rope.data(), v, cc.o_swa.data(), cc.lse.data(), B, T, H, G, D, cfg.w, scale);
+    const float *qs = cc.q_rope.data(), *ks = cc.k_rope.data();
+    if (qkn) {  // q_hat = QKN(RoPE(q)), k_hat = QKN(RoPE(k))   (spec §2.9)
+      qk_norm_forward_dev(qs, q_norm, cc.q_hat, cc.rstd_q, size_t(B) * T * H, D, qk_eps);
+      qk_norm_forward_dev(ks, k_norm, cc.k_hat, cc.rstd_k, size_t(B) * T * G, D, qk_eps);
+      qs = cc.q_hat.data();
+      ks = cc.k_hat.data();
+    }
+    swa_forward(qs, ks, v, cc.o_swa.data(), cc.lse.data(), B, T, H, G, D, cfg.w, scale);
   }
   if (rla) {
     // RLA branch on the raw q, k: o_rla[t] = phi(q_t) S_{t-w-1}   (spec §2.3), chunked (spec §3.2)
@@ -109,11 +139,16 @@ inline void attn_core_forward_dev(const ref::AttnConfig& cfg, const float* q, co
 }
 
 // The same inputs, cc from attn_core_forward_dev, dc: (B,T,H,D)
-//   -> dq: (B,T,H,D), dk, dv: (B,T,G,D) (assigned); dgamma_swa, dgamma_rla: (H,D) accumulated (+=).
+//   -> dq: (B,T,H,D), dk, dv: (B,T,G,D) (assigned); dgamma_swa, dgamma_rla: (H,D) accumulated (+=);
+//      with qk-norm, dq_norm, dk_norm: (D) accumulated (+=).
 inline void attn_core_backward_dev(const ref::AttnConfig& cfg, const float* q, const float* k, const float* v,
                                    const float* gamma_swa, const float* gamma_rla, const float* dc, float* dq,
                                    float* dk, float* dv, float* dgamma_swa, float* dgamma_rla, int B, int T,
-                                   const CoreDeviceCache& cc) {
+                                   const CoreDeviceCache& cc, const float* q_norm = nullptr,
+                                   const float* k_norm = nullptr, float* dq_norm = nullptr, float* dk_norm = nullptr) {
+  const bool qkn = ref::has_qk_norm(cfg);
+  if (qkn && (!q_norm || !k_norm || !dq_norm || !dk_norm))
+    throw std::invalid_argument("attn_core_backward_dev: qk_norm on, no scales or their gradients");
   const int H = cfg.H, G = cfg.G, D = cfg.D;
   const size_t nq = size_t(B) * T * H * D, nk = size_t(B) * T * G * D;
   const float scale = float(1.0 / std::sqrt(double(D)));
@@ -121,8 +156,18 @@ inline void attn_core_backward_dev(const ref::AttnConfig& cfg, const float* q, c
   const bool swa = ref::has_swa_branch(cfg), rla = ref::has_rla_branch(cfg);
   DeviceBuffer<float> delta(size_t(B) * H * T);
   if (cfg.global) {
-    // In the forward pass this was: c = o = SWA(q, k, v; w = -1)
-    swa_backward(q, k, v, cc.o_swa.data(), cc.lse.data(), dc, dq, dk, dv, delta.data(), B, T, H, G, D, -1, scale);
+    if (!qkn) {
+      // In the forward pass this was: c = o = SWA(q, k, v; w = -1)
+      swa_backward(q, k, v, cc.o_swa.data(), cc.lse.data(), dc, dq, dk, dv, delta.data(), B, T, H, G, D, -1, scale);
+      return;
+    }
+    // In the forward pass this was: c = o = SWA(q_hat, k_hat, v; w = -1)
+    DeviceBuffer<float> dq_hat(nq), dk_hat(nk);
+    swa_backward(cc.q_hat.data(), cc.k_hat.data(), v, cc.o_swa.data(), cc.lse.data(), dc, dq_hat.data(), dk_hat.data(),
+                 dv, delta.data(), B, T, H, G, D, -1, scale);
+    // In the forward pass this was: q_hat = QKN(q; q_norm), k_hat = QKN(k; k_norm)
+    rmsnorm_backward(q, q_norm, cc.rstd_q.data(), dq_hat.data(), dq, dq_norm, B * T * H, D);
+    rmsnorm_backward(k, k_norm, cc.rstd_k.data(), dk_hat.data(), dk, dk_norm, B * T * G, D);
     return;
   }
   // In the forward pass this was: c = GRMS_swa(o_swa) + GRMS_rla(o_rla) (either term may be absent)
@@ -138,10 +183,20 @@ inline void attn_core_backward_dev(const ref::AttnConfig& cfg, const float* q, c
 
   // q, k, v feed both branches: the SWA branch writes dq, dk, dv, the RLA branch adds to them.
   if (swa) {
-    // In the forward pass this was: o_swa = SWA(q_rope, k_rope, v; w)
     DeviceBuffer<float> dq_rope(nq), dk_rope(nk);
-    swa_backward(cc.q_rope.data(), cc.k_rope.data(), v, cc.o_swa.data(), cc.lse.data(), do_swa.data(), dq_rope.data(),
-                 dk_rope.data(), dv, delta.data(), B, T, H, G, D, cfg.w, scale);
+    if (!qkn) {
+      // In the forward pass this was: o_swa = SWA(q_rope, k_rope, v; w)
+      swa_backward(cc.q_rope.data(), cc.k_rope.data(), v, cc.o_swa.data(), cc.lse.data(), do_swa.data(),
+                   dq_rope.data(), dk_rope.data(), dv, delta.data(), B, T, H, G, D, cfg.w, scale);
+    } else {
+      // In the forward pass this was: o_swa = SWA(q_hat, k_hat, v; w)
+      DeviceBuffer<float> dq_hat(nq), dk_hat(nk);
+      swa_backward(cc.q_hat.data(), cc.k_hat.data(), v, cc.o_swa.data(), cc.lse.data(), do_swa.data(), dq_hat.data(),
+                   dk_hat.data(), dv, delta.data(), B, T, H, G, D, cfg.w, scale);
+      // In the forward pass this was: q_hat = QKN(q_rope; q_norm), k_hat = QKN(k_rope; k_norm)
+      rmsnorm_backward(cc.q_rope.data(), q_norm, cc.rstd_q.data(), dq_hat.data(), dq_rope.data(), dq_norm, B * T * H, D);
+      rmsnorm_backward(cc.k_rope.data(), k_norm, cc.rstd_k.data(), dk_hat.data(), dk_rope.data(), dk_norm, B * T * G, D);
+    }
     // In the forward pass this was: q_rope = RoPE(q), k_rope = RoPE(k)
     rope_each(dq_rope.data(), dq, B, T, H, D, cfg.rope_theta, true);
     rope_each(dk_rope.data(), dk, B, T, G, D, cfg.rope_theta, true);

@@ -153,13 +153,16 @@ class CudaBackend final : public Backend<float> {
     const Buf d = upload(dy);
     Buf dWo = upload(dp.Wo), dWq = upload(dp.Wq), dWk = upload(dp.Wk), dWv = upload(dp.Wv);
     Buf dgs = upload(dp.gamma_swa), dgr = upload(dp.gamma_rla);
+    const bool qkn = ref::has_qk_norm(cfg);  // qk-norm scales' gradients (spec §2.9), accumulated by the kernel
+    Buf dqn = qkn ? upload(dp.q_norm) : Buf{0}, dkn = qkn ? upload(dp.k_norm) : Buf{0};
     // In the forward pass this was: y = c W_O
     Buf dc(size_t(T) * nq);
     cu::linear_backward(L.c.data(), L.Wo.data(), d.data(), dc.data(), dWo.data(), T, nq, C);
     // In the forward pass this was: c = attn_core_forward(cfg, q, k, v, gamma_swa, gamma_rla)
     Buf dq(size_t(T) * nq), dk(size_t(T) * nk), dv(size_t(T) * nk);
     cu::attn_core_backward_dev(cfg, L.q.data(), L.k.data(), L.v.data(), L.gs.data(), L.gr.data(), dc.data(), dq.data(),
-                               dk.data(), dv.data(), dgs.data(), dgr.data(), 1, T, L.cache);
+                               dk.data(), dv.data(), dgs.data(), dgr.data(), 1, T, L.cache, L.qn_ptr(), L.kn_ptr(),
+                               qkn ? dqn.data() : nullptr, qkn ? dkn.data() : nullptr);
     // In the forward pass this was: q = x W_Q, k = x W_K, v = x W_V (x feeds all three: dx adds)
     Buf dxq(size_t(T) * C), dxk(size_t(T) * C), dxv(size_t(T) * C);
     cu::linear_backward(L.x.data(), L.Wq.data(), dq.data(), dxq.data(), dWq.data(), T, C, nq);
@@ -171,6 +174,10 @@ class CudaBackend final : public Backend<float> {
     download_into(dWv, dp.Wv);
     download_into(dgs, dp.gamma_swa);
     download_into(dgr, dp.gamma_rla);
+    if (qkn) {
+      download_into(dqn, dp.q_norm);
+      download_into(dkn, dp.k_norm);
+    }
     // dx = dx_q + dx_k + dx_v, in this order (as ref::attention_layer_backward)
     Mat<float> dx = download(dxq, T, C);
     dx += download(dxk, T, C);
@@ -310,14 +317,20 @@ class CudaBackend final : public Backend<float> {
  private:
   // One attention layer's forward on the device, kept for the backward: x, the weights, q, k, v,
   // the core output c, its cache, and y = c W_O. x: (T, C) -> y: (T, C).
+  // qn, kn: the qk-norm scales (spec §2.9), uploaded only when the layer applies qk-norm.
   struct LayerDevice {
     int T, C;
-    cuda_detail::Buf x, Wq, Wk, Wv, Wo, gs, gr, q, k, v, c, y;
+    bool qkn;
+    cuda_detail::Buf x, Wq, Wk, Wv, Wo, gs, gr, qn, kn, q, k, v, c, y;
     cu::CoreDeviceCache cache;
+    const float* qn_ptr() const { return qkn ? qn.data() : nullptr; }
+    const float* kn_ptr() const { return qkn ? kn.data() : nullptr; }
     LayerDevice(const ref::AttnConfig& cfg, const ref::AttnParams<float>& p, const Mat<float>& xin)
-        : T(int(xin.rows())), C(int(xin.cols())), x(cuda_detail::upload(xin)), Wq(cuda_detail::upload(p.Wq)),
-          Wk(cuda_detail::upload(p.Wk)), Wv(cuda_detail::upload(p.Wv)), Wo(cuda_detail::upload(p.Wo)),
-          gs(cuda_detail::upload(p.gamma_swa)), gr(cuda_detail::upload(p.gamma_rla)),
+        : T(int(xin.rows())), C(int(xin.cols())), qkn(ref::has_qk_norm(cfg)), x(cuda_detail::upload(xin)),
+          Wq(cuda_detail::upload(p.Wq)), Wk(cuda_detail::upload(p.Wk)), Wv(cuda_detail::upload(p.Wv)),
+          Wo(cuda_detail::upload(p.Wo)), gs(cuda_detail::upload(p.gamma_swa)), gr(cuda_detail::upload(p.gamma_rla)),
+          qn(qkn ? cuda_detail::upload(p.q_norm) : cuda_detail::Buf{0}),
+          kn(qkn ? cuda_detail::upload(p.k_norm) : cuda_detail::Buf{0}),
           q(size_t(T) * cfg.H * cfg.D), k(size_t(T) * cfg.G * cfg.D), v(size_t(T) * cfg.G * cfg.D),
           c(size_t(T) * cfg.H * cfg.D), y(size_t(T) * C) {
       const int nq = cfg.H * cfg.D, nk = cfg.G * cfg.D;
@@ -326,7 +339,8 @@ class CudaBackend final : public Backend<float> {
       cu::linear_forward(x.data(), Wk.data(), k.data(), T, C, nk);
       cu::linear_forward(x.data(), Wv.data(), v.data(), T, C, nk);
       // c = attn_core(q, k, v): one sequence, B = 1
-      cu::attn_core_forward_dev(cfg, q.data(), k.data(), v.data(), gs.data(), gr.data(), c.data(), 1, T, cache);
+      cu::attn_core_forward_dev(cfg, q.data(), k.data(), v.data(), gs.data(), gr.data(), c.data(), 1, T, cache,
+                                qn_ptr(), kn_ptr());
       // y = c W_O
       cu::linear_forward(c.data(), Wo.data(), y.data(), T, nq, C);
     }

@@ -35,6 +35,9 @@ void bind_model_flags(FlagSet& fs, ModelConfig& m) {
   fs.add_real("rope-theta", &m.rope_theta, 1.0, 1e12, "RoPE base of the local layers");
   fs.add_real("norm-eps", &m.norm_eps, 0.0, 1.0, "eps of the block RMSNorms");
   fs.add_real("branch-eps", &m.branch_eps, 0.0, 1.0, "eps of the per-head branch norms");
+  fs.add_int("qk-norm", &m.qk_norm, 0, 1,
+             "1: RMSNorm (eps --norm-eps) of q and k over the head dim after RoPE, on SWA and global attention "
+             "(never RLA); 0: off");
 }
 
 void bind_train_flags(FlagSet& fs, TrainConfig& t) {
@@ -169,7 +172,10 @@ std::string config_to_text(const Config& c_in) {
   Config c = c_in;
   FlagSet fs = config_flags(c);
   std::string out;
-  for (const std::string& n : fs.names()) out += n + "=" + escape(fs.get(n)) + "\n";
+  for (const std::string& n : fs.names()) {
+    if (n == "qk-norm" && c.model.qk_norm == 0) continue;  // off: absent, as in checkpoints from before it
+    out += n + "=" + escape(fs.get(n)) + "\n";
+  }
   return out;
 }
 
@@ -203,6 +209,8 @@ long parameter_count(const ModelConfig& m) {
     n += 3 * C * F;                               // SwiGLU
     // branch-norm scales (H, D), one per branch the layer has: swa and linear one, rattn two, global none
     if (!m.is_global(l)) n += (m.local_kind == "rattn" ? 2 : 1) * H * D;
+    // qk-norm scales q_norm, k_norm (1, D) each, on layers with softmax attention (spec §2.9)
+    if (m.qk_norm && (m.is_global(l) || m.local_kind != "linear")) n += 2 * D;
   }
   return n;
 }
@@ -217,7 +225,9 @@ std::string describe(const Config& c) {
      << " parameters\n";
   os << "attention: local = " << m.local_kind << ", window w = " << m.window
      << " (SWA sees w+1 keys), feature map " << m.feature_map << ", RLA chunk " << m.chunk
-     << ", RoPE theta " << m.rope_theta << " on local layers; global layers full causal, NoPE\n";
+     << ", RoPE theta " << m.rope_theta << " on local layers; global layers full causal, NoPE";
+  if (m.qk_norm) os << "; qk-norm (eps " << m.norm_eps << ") on SWA and global attention";
+  os << "\n";
   os << "task: " << t.task;
   if (t.task == "recall") {
     os << " (" << t.pairs << " key-value pairs, target in-window fraction " << t.in_window_frac;

@@ -32,6 +32,7 @@ struct ModelConfig {
   double rope_theta = 5e5;
   double norm_eps = 1e-5;         // the block RMSNorms and the final norm
   double branch_eps = 1e-8;       // the per-head branch norms (AttnConfig::eps, spec §2.5)
+  int qk_norm = 0;                // 1: qk-norm on every softmax attention, eps norm_eps (spec §2.9); 0: off
 
   bool is_global(int layer) const { return pattern[size_t(layer) % pattern.size()] == 'G'; }
   int ffn() const { return ffn_dim > 0 ? ffn_dim : ((8 * d_model / 3 + 7) / 8) * 8; }
@@ -109,7 +110,8 @@ void validate(const Config& c);
 std::string clamp_warmup(Config& c);
 
 // The config block of a checkpoint: "name=value\n" for every model and train flag, in table order,
-// each value escaped (a backslash as two, a newline as backslash + 'n') so that any value, a --text
+// except qk-norm when it is off (so a model without it writes the config block it wrote before the
+// option existed, and a checkpoint without the key reads as off), each value escaped (a backslash as two, a newline as backslash + 'n') so that any value, a --text
 // path with newlines included, round-trips byte for byte.
 std::string config_to_text(const Config& c);
 // Parse it back (unknown keys, a key given twice, bad values: UsageError; every value passes the same

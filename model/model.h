@@ -11,8 +11,8 @@
 //   loss = mean cross-entropy over the scored positions (target >= 0)
 // The backward walks the same list in reverse. Kept per sequence: x_l, a_l, y_l, b_l, x_L, h (4L + 2
 // matrices of (T, C)) and each attention layer's cache (ref::LayerCache: q, k, v, the core's output,
-// RoPE'd q and k, the branch outputs, phi(q), phi(k), the RLA chunk states and score blocks: about 12
-// (T, C) matrices per layer at the default shapes) and the SwiGLU's x W1, x W3 (ref::SwiGLUCache), so
+// RoPE'd q and k (and, with --qk-norm, their normalised copies, spec §2.9), the branch outputs, phi(q),
+// phi(k), the RLA chunk states and score blocks: about 12 (T, C) matrices per layer at the default shapes) and the SwiGLU's x W1, x W3 (ref::SwiGLUCache), so
 // that no backward runs its forward's matrix products again. The norms recompute their rstd (cheap).
 //
 // A batch is B independent sequences. batch_loss_and_grad runs them in parallel (OpenMP over

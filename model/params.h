@@ -6,6 +6,7 @@
 //   block<l>.attn.Wq       (C, H*D)   .Wk, .Wv (C, G*D)   .Wo (H*D, C)
 //   block<l>.attn.gamma_swa (H, D)   local swa / rattn layers only
 //   block<l>.attn.gamma_rla (H, D)   local rattn / linear layers only
+//   block<l>.attn.q_norm, .k_norm (1, D)   with --qk-norm 1 only, on swa / rattn / global layers (spec §2.9)
 //   block<l>.norm2         gamma   (1, C)     pre-MLP RMSNorm
 //   block<l>.mlp.W1, .W3   (C, F)     .W2 (F, C)
 //   norm_f                 gamma   (1, C)     final RMSNorm
@@ -67,6 +68,8 @@ inline ref::AttnConfig attn_config(const ModelConfig& m, int layer) {
   a.chunk = m.chunk;
   a.rope_theta = m.rope_theta;
   a.eps = m.branch_eps;
+  a.qk_norm = m.qk_norm != 0;
+  a.qk_eps = m.norm_eps;  // qk-norm takes the block norms' eps (spec §2.9)
   return a;
 }
 
@@ -86,6 +89,10 @@ std::vector<NamedTensor<S>> named_tensors(const ModelConfig& m, ModelParams<S>& 
     out.push_back({pre + "attn.Wo", &b.attn.Wo, true});
     if (ref::has_swa_branch(a)) out.push_back({pre + "attn.gamma_swa", &b.attn.gamma_swa, false});
     if (ref::has_rla_branch(a)) out.push_back({pre + "attn.gamma_rla", &b.attn.gamma_rla, false});
+    if (ref::has_qk_norm(a)) {  // norm scales: no weight decay, initialised to 1
+      out.push_back({pre + "attn.q_norm", &b.attn.q_norm, false});
+      out.push_back({pre + "attn.k_norm", &b.attn.k_norm, false});
+    }
     out.push_back({pre + "norm2", &b.norm2, false});
     out.push_back({pre + "mlp.W1", &b.mlp.W1, true});
     out.push_back({pre + "mlp.W3", &b.mlp.W3, true});
@@ -111,6 +118,8 @@ ModelParams<S> params_filled(const ModelConfig& m, S value) {
     b.attn.Wo = Mat<S>::Constant(H * D, C, value);
     b.attn.gamma_swa = Mat<S>::Constant(H, D, value);
     b.attn.gamma_rla = Mat<S>::Constant(H, D, value);
+    b.attn.q_norm = Mat<S>::Constant(1, D, value);
+    b.attn.k_norm = Mat<S>::Constant(1, D, value);
     b.norm2 = Mat<S>::Constant(1, C, value);
     b.mlp.W1 = Mat<S>::Constant(C, F, value);
     b.mlp.W3 = Mat<S>::Constant(C, F, value);

@@ -4,7 +4,8 @@
 //   local swa    a ring of the last w+1 RAW (un-RoPE'd) k, v rows with their positions
 //   local rattn  the same ring, plus the RLA state S (one (Dp, D) matrix per kv head)
 //   local linear only the state S (RLA over all of [0, t], w = -1)
-//   global       the full k, v cache (grows with t: global layers are what keeps decode O(T))
+//   global       the full k, v cache (grows with t: global layers are what keeps decode O(T));
+//                with qk-norm, k is kept normalised
 //
 // Step t of a local layer (the ring has w+1 slots; slot t mod (w+1) still holds token t-w-1):
 //   1. rattn: fold the token leaving the window into the state,  S += phi(k_{t-w-1})^T v_{t-w-1}
@@ -15,6 +16,9 @@
 //   4. rattn: o_rla = phi(q_t) S;   c = GRMS_swa(o_swa) + GRMS_rla(o_rla);   y = c W_O
 // The ring keeps raw k (as axlearn caches un-RoPE'd keys) so that the token it hands to the RLA
 // state in step 1 is the raw key the RLA branch wants; RoPE is re-applied to w+1 keys per step.
+// With qk-norm (spec §2.9) the ring still holds raw keys, for the same reason: q_t and the w+1 window
+// keys are normalised after their RoPE at every step. A global layer's full cache holds the
+// normalised keys (nothing else reads them), so each key is normalised once.
 //
 // Prefill is simply decode steps over the prompt (attention_layer_prefill): the cache after the
 // prompt is then exactly the cache of a token-by-token run, and no second code path can disagree.
@@ -42,7 +46,7 @@ struct AttnDecodeCache {
   long t = 0;                  // tokens seen so far = the position of the next token
   Mat<Real> ring_k, ring_v;    // (w+1, G*D): raw k, v of the last w+1 tokens (local swa, rattn)
   std::vector<long> ring_pos;  // (w+1): position held by each slot, -1 = empty
-  Mat<Real> k_all, v_all;      // (t, G*D): every raw k, v so far (global layers)
+  Mat<Real> k_all, v_all;      // (t, G*D): every k, v so far (global layers; k normalised with qk-norm)
   RlaState<Real> state;        // G matrices (Dp, D): S_{t-w-1} (rattn) or S_t (linear)
 
   // Bytes held by the cache (the tensors only; bookkeeping ints such as t are not counted).
@@ -91,6 +95,8 @@ Mat<Real> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<Re
   const long t = cache.t;
   const Real scale = Real(1.0 / std::sqrt(double(cfg.D)));
   const Real eps = Real(cfg.eps);
+  const Real qk_eps = Real(cfg.qk_eps);
+  const bool qkn = has_qk_norm(cfg);
   // q_t = x_t W_Q, k_t = x_t W_K, v_t = x_t W_V   (spec §2.1)
   const Mat<Real> q = linear_forward(x_t, p.Wq), k = linear_forward(x_t, p.Wk), v = linear_forward(x_t, p.Wv);
   Mat<Real> c = Mat<Real>::Zero(1, q.cols());
@@ -99,9 +105,10 @@ Mat<Real> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<Re
     // global: append to the full cache, attend over [0, t], no RoPE, no branch norm
     cache.k_all.conservativeResize(t + 1, Eigen::NoChange);
     cache.v_all.conservativeResize(t + 1, Eigen::NoChange);
-    cache.k_all.row(t) = k;
+    cache.k_all.row(t) = qkn ? qk_norm_forward(k, p.k_norm, qk_eps) : k;  // k_hat with qk-norm (spec §2.9)
     cache.v_all.row(t) = v;
-    c = attend_row(q, 0, cache.k_all, cache.v_all, 0, t, cfg.H, cfg.G, scale);
+    c = attend_row(qkn ? qk_norm_forward(q, p.q_norm, qk_eps) : q, 0, cache.k_all, cache.v_all, 0, t, cfg.H, cfg.G,
+                   scale);
   } else if (cfg.kind == LocalKind::linear) {
     // linear (w = -1, inclusive): S_t = S_{t-1} + phi(k_t)^T v_t;  o_rla = phi(q_t) S_t
     rla_fold(cache.state, k, v, cfg.G, cfg.fm);
@@ -120,7 +127,8 @@ Mat<Real> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<Re
     cache.ring_k.row(slot) = k;
     cache.ring_v.row(slot) = v;
     cache.ring_pos[size_t(slot)] = t;
-    // 3. SWA over the window [max(0, t-w), t], oldest first; RoPE at each stored position
+    // 3. SWA over the window [max(0, t-w), t], oldest first; RoPE at each stored position,
+    //    then qk-norm when on (spec §2.9: the same rows of q_hat, k_hat as the full forward)
     const long j0 = window_start(t, cfg.w), n = t - j0 + 1;
     Mat<Real> k_win(n, k.cols()), v_win(n, v.cols());
     for (long j = j0; j <= t; ++j) {
@@ -130,7 +138,9 @@ Mat<Real> attention_layer_decode_step(const AttnConfig& cfg, const AttnParams<Re
       v_win.row(j - j0) = cache.ring_v.row(s);
     }
     const Mat<Real> q_rope = rope_forward(q, cfg.H, cfg.rope_theta, int(t));
-    const Mat<Real> o_swa = attend_row(q_rope, 0, k_win, v_win, 0, n - 1, cfg.H, cfg.G, scale);
+    const Mat<Real> q_hat = qkn ? qk_norm_forward(q_rope, p.q_norm, qk_eps) : q_rope;
+    if (qkn) k_win = qk_norm_forward(k_win, p.k_norm, qk_eps);
+    const Mat<Real> o_swa = attend_row(q_hat, 0, k_win, v_win, 0, n - 1, cfg.H, cfg.G, scale);
     c = group_rmsnorm_forward(o_swa, p.gamma_swa, eps);
     // 4. RLA: o_rla = phi(q_t) S_{t-w-1}
     if (cfg.kind == LocalKind::rattn)

@@ -154,6 +154,8 @@ class Run:
                "--d-model", str(a.d_model), "--seq-len", str(a.seq_len),
                "--batch", str(a.batch), "--lr", repr(a.lr), "--steps", str(self.steps),
                "--warmup", str(min(a.warmup, self.steps)), "--seed", str(seed)]
+        if a.qk_norm:  # only when on: a sweep without it keeps the commands (and runs) it had
+            cmd += ["--qk-norm", "1"]
         if task == "text":
             cmd += ["--text", a.text]
         else:
@@ -393,6 +395,9 @@ def write_table(a, rows, path):
              "local); `lg-*` = local-global. `w` is the window of the data: every arm of a row trains on the same "
              "recall data, whose gap mix puts about 40 % of the queries within w (train_tiny --data-window w); "
              "`full` ignores w otherwise.", ""]
+    if a.qk_norm:
+        lines += ["Every run with qk-norm (train_tiny --qk-norm 1: q and k RMS-normalised over the head dim after "
+                  "RoPE, on the SWA branch and global layers, docs/spec.md §2.9).", ""]
     if a.data_window:
         lines += [f"Every run trains and is scored on the recall data of window {a.data_window} (--data-window "
                   f"{a.data_window}): `w` is the model's window, and the reach buckets refer to "
@@ -699,6 +704,9 @@ def main():
                    "multiples of T, queries at the end of each length, e.g. 1,4,16 ('' = off; default: the grid's)")
     p.add_argument("--decode-seqs", type=int, help="sequences per decode length (default: the grid's)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the grid's, 3e-3)")
+    p.add_argument("--qk-norm", type=int, choices=[0, 1], default=0,
+                   help="1: every run with qk-norm on its softmax attention (train_tiny --qk-norm 1, "
+                        "docs/spec.md §2.9); default 0, off")
     p.add_argument("--ref-window", type=int, help="window of the passkey/text runs and of the length plots "
                    "(default T/8)")
     p.add_argument("--eval-seqs", type=int, help="evaluation sequences per length (passkey: per depth)")

@@ -48,8 +48,21 @@ inline ref::Mat<double> rand_gamma(int H, int D, std::mt19937_64& rng) {
 // The same parameters in scalar S (float: rounded).
 template <class S>
 ref::AttnParams<S> cast_params(const ref::AttnParams<double>& p) {
-  return ref::AttnParams<S>{p.Wq.cast<S>(), p.Wk.cast<S>(), p.Wv.cast<S>(), p.Wo.cast<S>(), p.gamma_swa.cast<S>(),
-                            p.gamma_rla.cast<S>()};
+  return ref::AttnParams<S>{p.Wq.cast<S>(),        p.Wk.cast<S>(),        p.Wv.cast<S>(),
+                            p.Wo.cast<S>(),        p.gamma_swa.cast<S>(), p.gamma_rla.cast<S>(),
+                            p.q_norm.cast<S>(),    p.k_norm.cast<S>()};
+}
+
+// The qk-norm scales (1, D) of a layer (spec §2.9), near 1 but not 1, drawn in double after the other
+// parameters (so turning qk-norm on leaves the draws of random_params as they were).
+template <class S>
+void add_qk_scales(ref::AttnParams<S>& p, int D, std::mt19937_64& rng) {
+  p.q_norm = rand_gamma(1, D, rng).cast<S>();
+  p.k_norm = rand_gamma(1, D, rng).cast<S>();
+}
+inline ref::AttnConfig with_qk_norm(ref::AttnConfig cfg) {
+  cfg.qk_norm = true;
+  return cfg;
 }
 
 // A layer's parameters, drawn in double whatever S is (float and double tests see the same draws):

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <random>
 #include <sstream>
 
 #include "model/checkpoint.h"
@@ -332,4 +333,58 @@ TEST_CASE("--resume refuses a training text that changed since the checkpoint, s
   CHECK(load_checkpoint<float>(ckpt).step == 5);
   fs::remove(text_path);
   fs::remove(ckpt);
+}
+
+TEST_CASE("qk-norm: its checkpoint round-trips with the scales; off, the config block has no qk-norm key") {
+  // spec §2.9: q_norm, k_norm (1, D) on every layer with softmax attention (both layers of L G)
+  TrainState<float> st;
+  st.config = tiny_run(200);
+  st.config.model.qk_norm = 1;
+  const ModelConfig& m = st.config.model;
+  st.params = init_params<float>(m, 3, 1.0);
+  st.m = init_params<float>(m, 4, 0.1);
+  st.v = init_params<float>(m, 5, 0.01);
+  for (auto& t : named_tensors(m, st.v)) *t.t = t.t->cwiseAbs();  // a second moment is >= 0
+  std::mt19937_64 rng(9);
+  std::normal_distribution<float> n(1.0f, 0.2f);
+  int scales = 0;
+  for (auto& t : named_tensors(m, st.params))
+    if (t.name.ends_with("attn.q_norm") || t.name.ends_with("attn.k_norm")) {
+      ++scales;
+      CHECK_FALSE(t.decay);  // norm scales: no weight decay
+      CHECK(t.t->rows() == 1);
+      CHECK(t.t->cols() == m.head_dim);
+      for (long i = 0; i < t.t->size(); ++i) t.t->data()[i] = n(rng);
+    }
+  CHECK(scales == 4);
+  long count = 0;
+  for (auto& t : named_tensors(m, st.params)) count += t.t->size();
+  CHECK(count == parameter_count(m));
+  st.step = 5;
+  st.data_rng = "1 2 3";
+  const std::string path = tmp_path("qk.ckpt");
+  save_checkpoint(path, st);
+  TrainState<float> back = load_checkpoint<float>(path);
+  CHECK(back.config.model.qk_norm == 1);
+  CHECK(config_to_text(back.config).find("\nqk-norm=1\n") != std::string::npos);
+  auto A = named_tensors(m, st.params), B = named_tensors(back.config.model, back.params);
+  REQUIRE(A.size() == B.size());
+  for (size_t i = 0; i < A.size(); ++i) {
+    CAPTURE(A[i].name);
+    CHECK(A[i].name == B[i].name);
+    CHECK(*A[i].t == *B[i].t);
+  }
+  fs::remove(path);
+
+  // Off: no key (the config block of a model without qk-norm is what it was before the option), and
+  // a config block without the key, an older checkpoint's, reads as off.
+  Config off = tiny_run(200);
+  const std::string text = config_to_text(off);
+  CHECK(text.find("qk-norm") == std::string::npos);
+  CHECK(config_from_text(text).model.qk_norm == 0);
+  CHECK(config_from_text(text + "qk-norm=1\n").model.qk_norm == 1);
+  CHECK_THROWS_AS(config_from_text(text + "qk-norm=2\n"), UsageError);
+  // and no qk-norm tensor is listed
+  ModelParams<float> p = init_params<float>(off.model, 3, 1.0);
+  for (auto& t : named_tensors(off.model, p)) CHECK(t.name.find("_norm") == std::string::npos);
 }

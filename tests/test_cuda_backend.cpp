@@ -95,6 +95,43 @@ TEST_CASE("one step: the CUDA backend's batch loss and gradients equal the CPU b
   }
 }
 
+TEST_CASE("one step with qk-norm (spec §2.9): the CUDA backend's loss and gradients equal the CPU backend's") {
+  // L G: the local layer's SWA branch and the global layer both normalise q and k; the scales are
+  // moved away from 1 so that dq_norm, dk_norm and the scale's place (after RoPE) are exercised.
+  const CpuBackend<float> cpu;
+  const CudaBackend cuda;
+  for (const std::string kind : {"rattn", "swa"}) {
+    CAPTURE(kind);
+    ModelConfig m = tiny(kind);
+    m.qk_norm = 1;
+    const Model<float> net_cpu(m, cpu), net_cuda(m, cuda);
+    ModelParams<float> p = init_params<float>(m, 12);
+    std::mt19937_64 rng(13);
+    for (BlockParams<float>& b : p.blocks) {
+      b.attn.q_norm += rattn_test::randn<Mat<float>>(1, m.head_dim, rng, 0.3);
+      b.attn.k_norm += rattn_test::randn<Mat<float>>(1, m.head_dim, rng, 0.3);
+    }
+    const data::Batch batch = tiny_batch(6);
+    BatchWorkspace<float> ws_cpu, ws_cuda;
+    ModelParams<float> g_cpu = params_filled<float>(m, 0.0f), g_cuda = params_filled<float>(m, 0.0f);
+    const double loss_cpu = batch_loss_and_grad(net_cpu, p, batch, ws_cpu, &g_cpu);
+    const double loss_cuda = batch_loss_and_grad(net_cuda, p, batch, ws_cuda, &g_cuda);
+    INFO("loss cpu " << loss_cpu << " cuda " << loss_cuda);
+    CHECK(std::isfinite(loss_cuda));
+    CHECK(std::abs(loss_cuda - loss_cpu) <= 1e-5 * std::abs(loss_cpu));
+    // the parameter list holds the four qk-norm scales (two per layer), and their gradients agree
+    int scales = 0;
+    for (const NamedTensor<float>& nt : named_tensors(m, g_cpu))
+      if (nt.name.ends_with("q_norm") || nt.name.ends_with("k_norm")) {
+        ++scales;
+        CHECK(nt.t->norm() > 0);
+      }
+    CHECK(scales == 4);
+    CHECK(params_close("d", m, g_cuda, g_cpu, 1e-4));
+    CHECK(rattn_test::check_close("logits", ws_cuda.acts[kB - 1].logits, ws_cpu.acts[kB - 1].logits, 1e-5));
+  }
+}
+
 TEST_CASE("three AdamW steps: the CUDA path's losses and weights follow the CPU path's") {
   const ModelConfig m = tiny("rattn");
   const CpuBackend<float> cpu;

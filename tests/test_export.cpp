@@ -54,11 +54,11 @@ std::string slurp(const std::string& p) {
 }
 
 // A small trained-looking state: 3 layers "LLG" (two local rattn layers, one global), GQA 2:1.
-model::TrainState<float> small_state(const std::string& local_kind) {
+model::TrainState<float> small_state(const std::string& local_kind, int qk_norm = 0) {
   model::TrainState<float> st;
   model::ModelConfig& m = st.config.model;
   m.d_model = 16, m.n_heads = 2, m.n_kv_heads = 1, m.head_dim = 8, m.n_layers = 3, m.pattern = "LLG";
-  m.window = 2, m.local_kind = local_kind, m.chunk = 4;
+  m.window = 2, m.local_kind = local_kind, m.chunk = 4, m.qk_norm = qk_norm;
   st.params = model::init_params<float>(m, 11);
   // Perturb the norm scales (1 at init) so that a swapped or missing scale shows in the logits.
   std::mt19937_64 rng(12);
@@ -240,4 +240,30 @@ TEST_CASE("bin/infer --export and --logits end to end") {
   CHECK(err.find("missing.ckpt") != std::string::npos);
   CHECK(std::count(err.begin(), err.end(), '\n') == 1);  // one line
   CHECK_FALSE(fs::exists(dir.file("z")));
+}
+
+TEST_CASE("bin/infer --logits on a qk-norm checkpoint equals the training forward; infer decodes it") {
+  // spec §2.9: the scales (perturbed away from 1 by small_state) are read back from the checkpoint.
+  const fs::path infer = program("infer");
+  REQUIRE_MESSAGE(fs::exists(infer), infer.string() << " is not built: run `make test`");
+  TempDir dir;
+  model::TrainState<float> st = small_state("rattn", 1);
+  model::save_checkpoint(dir.file("qk.ckpt"), st);
+  const std::string exe = "'" + infer.string() + "'", quiet = " >" + dir.file("out.txt") + " 2>" + dir.file("err.txt");
+  CHECK(run(exe + " --logits " + dir.file("qk.ckpt") + " --prompt 'hello world' --out " + dir.file("l.npy") + quiet) == 0);
+  NpyArray l = io::read_npy(dir.file("l.npy"));
+  REQUIRE(l.shape == std::vector<long>{11, 256});
+  auto backend = model::make_backend<float>("cpu");
+  const model::Model<float> net(st.config.model, *backend);
+  const std::string hello = "hello world";
+  const Mat<float> want = net.forward(st.params, std::vector<int>(hello.begin(), hello.end()));
+  Mat<double> got(11, 256);
+  std::copy(l.data.begin(), l.data.end(), got.data());
+  rattn_test::check_close("infer --logits, qk-norm", got, want, 1e-6);
+  // the same checkpoint without its qk-norm scales is another model: the logits differ
+  model::TrainState<float> off = small_state("rattn", 0);
+  const model::Model<float> net_off(off.config.model, *backend);
+  CHECK(rattn_test::compare(net_off.forward(st.params, std::vector<int>(hello.begin(), hello.end())), want).rel_rms > 1e-3);
+  // infer decodes it (generation runs the constant-memory decode of every layer)
+  CHECK(run(exe + " --ckpt " + dir.file("qk.ckpt") + " --prompt hello --gen 8 --eval 0" + quiet) == 0);
 }

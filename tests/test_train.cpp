@@ -146,3 +146,34 @@ TEST_CASE("resume: the command line must agree with the checkpoint except --step
   // a flag that was not given is taken from the checkpoint, whatever the parsed default
   CHECK(resolve_resume(ck, cli, {}).model.window == 4);
 }
+
+TEST_CASE("qk-norm: --qk-norm 0 is the run without the flag, byte for byte; --qk-norm 1 learns, another model") {
+  // spec §2.9. (That a run without the flag writes the bytes it wrote before the option existed was
+  // checked against a build of the previous version: the same checkpoint, cmp-equal.)
+  std::ostringstream log;
+  Config zero = tiny_run(6);
+  RunConfig ignored;
+  FlagSet flags("train_tiny");
+  bind_train_tiny_flags(flags, zero, ignored);
+  flags.set("qk-norm", "0");
+  const TrainOutcome a = train(tiny_run(6), quiet_run(tmp_path("qk_absent.ckpt")), log);
+  const TrainOutcome b = train(zero, quiet_run(tmp_path("qk_zero.ckpt")), log);
+  CHECK(a.losses == b.losses);
+  CHECK(file_bytes(tmp_path("qk_absent.ckpt")) == file_bytes(tmp_path("qk_zero.ckpt")));
+  Config on = tiny_run(40);
+  flags.set("qk-norm", "1");  // the flag table writes into `zero`; copy the switch
+  on.model.qk_norm = zero.model.qk_norm;
+  REQUIRE(on.model.qk_norm == 1);
+  const TrainOutcome c = train(on, quiet_run(tmp_path("qk_on.ckpt")), log);
+  REQUIRE(c.status == 0);
+  REQUIRE(c.losses.size() == 40);
+  CHECK(c.losses[0] != a.losses[0]);  // with qk-norm the first forward is already another function
+  const double first = (c.losses[0] + c.losses[1] + c.losses[2]) / 3;
+  const double last = (c.losses[37] + c.losses[38] + c.losses[39]) / 3;
+  CAPTURE(first);
+  CAPTURE(last);
+  CHECK(last < first - 0.5);
+  CHECK(file_bytes(tmp_path("qk_on.ckpt")).size() > file_bytes(tmp_path("qk_zero.ckpt")).size());
+  CHECK_THROWS_AS(flags.set("qk-norm", "yes"), UsageError);
+  for (const char* n : {"qk_absent.ckpt", "qk_zero.ckpt", "qk_on.ckpt"}) fs::remove(tmp_path(n));
+}

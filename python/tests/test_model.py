@@ -77,3 +77,22 @@ def test_bad_checkpoints_and_tokens(checkpoint, tmp_path):
         m.forward([1, 256])
     with pytest.raises(ValueError, match="tokens must be"):
         m.forward(np.zeros((2, 2), np.int64))
+
+
+def test_qk_norm_checkpoint_loads_and_matches_bin_infer(tmp_path):
+    # docs/spec.md §2.9: a model trained with --qk-norm 1 has q_norm, k_norm (1, D) on both layers
+    path = tmp_path / "qk.ckpt"
+    r = subprocess.run([program("train_tiny"), *FLAGS, "--qk-norm", "1", "--ckpt", str(path)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    m = rattn.load(path)
+    assert m.config["qk-norm"] == "1"
+    assert sorted(n for n in m.params if n.endswith("_norm") and ".attn." in n) == [
+        "block0.attn.k_norm", "block0.attn.q_norm", "block1.attn.k_norm", "block1.attn.q_norm"]
+    assert m.params["block0.attn.q_norm"].shape == (1, 8)
+    out = tmp_path / "logits.npy"
+    r = subprocess.run([program("infer"), "--logits", str(path), "--prompt", PROMPT, "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert rel(m.forward(PROMPT), np.load(out)) < 1e-5
+    assert rel(m.decode(PROMPT), m.forward(PROMPT)) < 1e-5

@@ -99,6 +99,15 @@ TEST_CASE("group_rmsnorm forward/backward against ref64 (eps 1e-8 as in the bran
     run_case(s.T, s.H, s.D, true, 1e-8f, rng);
 }
 
+TEST_CASE("rmsnorm as qk-norm: rows = T*H (or T*G) of C = D, eps 1e-5, D = 16, 32, 64, 128") {
+  // spec §2.9: the attention core runs cu::rmsnorm_* on the (B*T*heads, D) view of q and k with one
+  // (D) scale; these are those shapes at the head dims a model uses (T = 9, H = 4 query heads, G = 2).
+  REQUIRE_DEVICE();
+  std::mt19937_64 rng(9);
+  for (int D : small_run() ? std::vector<int>{32} : std::vector<int>{16, 32, 64, 128})
+    for (int heads : {4, 2}) run_case(9 * heads, 1, D, false, 1e-5f, rng);
+}
+
 TEST_CASE("rmsnorm: unknown version throws") {
   REQUIRE_DEVICE();
   cu::DeviceBuffer<float> b(4), r(1);
