@@ -1,6 +1,7 @@
 // io/export.cpp: `infer --export` and `infer --logits` (see io/export.h).
 #include "io/export.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -55,7 +56,8 @@ std::vector<std::pair<std::string, NpyArray>> model_tensors(const model::TrainSt
   std::vector<std::pair<std::string, NpyArray>> out;
   for (const model::NamedTensor<float>& nt : model::named_tensors(st.config.model, params)) {
     const bool is_norm = nt.t->rows() == 1 && (nt.name == "norm_f" || nt.name.ends_with(".norm1") ||
-                                                nt.name.ends_with(".norm2"));
+                                                nt.name.ends_with(".norm2") || nt.name.ends_with(".q_norm") ||
+                                                nt.name.ends_with(".k_norm"));
     std::vector<long> shape = is_norm ? std::vector<long>{long(nt.t->cols())}
                                       : std::vector<long>{long(nt.t->rows()), long(nt.t->cols())};
     out.emplace_back(nt.name, make_npy(shape, nt.t->data()));  // Mat is row-major: C order
@@ -86,7 +88,9 @@ std::string model_config_json(const model::TrainState<float>& st, const std::str
   o << "    \"rla_chunk\": " << m.chunk << ",\n";
   o << "    \"rope_theta\": " << jn(m.rope_theta) << ",\n";
   o << "    \"norm_eps\": " << jn(m.norm_eps) << ",\n";
-  o << "    \"branch_eps\": " << jn(m.branch_eps) << "\n";
+  o << "    \"branch_eps\": " << jn(m.branch_eps) << (m.qk_norm ? ",\n" : "\n");
+  // Written only when on, so that a model without qk-norm exports what it exported before the option.
+  if (m.qk_norm) o << "    \"qk_norm\": true\n";
   o << "  },\n";
   o << "  \"layers\": [\n";
   for (int l = 0; l < m.n_layers; ++l) {
@@ -100,6 +104,7 @@ std::string model_config_json(const model::TrainState<float>& st, const std::str
     } else {
       o << ", \"rope\": false";
     }
+    if (ref::has_qk_norm(a)) o << ", \"qk_norm\": true";  // its softmax attention reads QKN(q), QKN(k) (spec §2.9)
     o << "}" << (l + 1 < m.n_layers ? "," : "") << "\n";
   }
   o << "  ],\n";
@@ -134,10 +139,35 @@ std::string model_config_json(const model::TrainState<float>& st, const std::str
       {"rla_chunk", "the chunk size of the chunked training form; it does not change the result"},
       {"norm_shapes", "block<l>.norm1, block<l>.norm2 and norm_f are vectors (C,); attn.gamma_swa / attn.gamma_rla are (H, D)"},
   };
+  // With qk-norm (spec §2.9) the softmax attentions read normalised q, k: those formulas are restated
+  // and the norm itself added; without it the conventions are exactly the ones above.
+  const char* qk_conventions[][2] = {
+      {"global_layer", "c[t,h] = sum_{j<=t} softmax_j(QKN(q[t,h]; q_norm).QKN(k[j,g]; k_norm) / sqrt(D)) v[j,g]: "
+                       "full causal attention, no RoPE, no branch norm"},
+      {"swa_branch", "o_swa[t,h] = sum_{j=max(0,t-w)}^{t} softmax_j(QKN(RoPE(q)[t,h]; q_norm).QKN(RoPE(k)[j,g]; k_norm) "
+                     "/ sqrt(D)) v[j,g] (w+1 keys, w = swa_window)"},
+      {"rla_branch", "o_rla[t,h] = sum_{j<=t-w-1} (phi(q[t,h]).phi(k[j,g])) v[j,g] on the raw (un-RoPE'd, unscaled, "
+                     "not qk-normed) q, k; rla_window = -1 means j <= t (no shift); no denominator, no decay, zero "
+                     "initial state"},
+      {"qk_norm", "on the layers with \"qk_norm\": true (the global layers and the SWA branch of swa and rattn local "
+                  "layers; never the RLA branch, never a linear layer): QKN(x; s) = x / sqrt(mean(x**2, over the D "
+                  "dims of one head) + norm_eps) * s, per token and head, with s = block<l>.attn.q_norm for q and "
+                  "block<l>.attn.k_norm for k, one (D,) vector per layer shared by all heads; order: RoPE (local "
+                  "layers only), then QKN, then the 1/sqrt(D) scale of the scores"},
+      {"norm_shapes", "block<l>.norm1, block<l>.norm2 and norm_f are vectors (C,); attn.gamma_swa / attn.gamma_rla are "
+                      "(H, D); attn.q_norm / attn.k_norm are vectors (D,)"},
+  };
+  std::vector<std::pair<std::string, std::string>> conv;
+  for (const auto& c : conventions) conv.emplace_back(c[0], c[1]);
+  if (m.qk_norm)
+    for (const auto& c : qk_conventions) {
+      auto it = std::find_if(conv.begin(), conv.end(), [&](const auto& e) { return e.first == c[0]; });
+      if (it != conv.end()) it->second = c[1];
+      else conv.insert(conv.end() - 2, {c[0], c[1]});  // before rla_chunk and norm_shapes
+    }
   o << "  \"conventions\": {\n";
-  const size_t n_conv = sizeof(conventions) / sizeof(conventions[0]);
-  for (size_t i = 0; i < n_conv; ++i)
-    o << "    " << js(conventions[i][0]) << ": " << js(conventions[i][1]) << (i + 1 < n_conv ? "," : "") << "\n";
+  for (size_t i = 0; i < conv.size(); ++i)
+    o << "    " << js(conv[i].first) << ": " << js(conv[i].second) << (i + 1 < conv.size() ? "," : "") << "\n";
   o << "  },\n";
   // Everything the checkpoint's config block holds (model and training flags), for provenance.
   o << "  \"checkpoint_config\": {\n";

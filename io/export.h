@@ -2,14 +2,15 @@
 //
 //   bin/infer --export DIR CHECKPOINT
 //       DIR/NAME.npy for every parameter (float32; NAME as in model/params.h, e.g. block0.attn.Wq),
-//       DIR/config.json: the model's shape, every layer's kind, the exact formulas and conventions,
+//       DIR/config.json: the model's shape, every layer's kind, the exact formulas and conventions
+//       (with qk-norm on, the layers' "qk_norm" flags and its formula, spec §2.9; nothing of it when off),
 //       and the list of parameter files with their shapes.
 //   bin/infer --logits CHECKPOINT (--prompt TEXT | --prompt-file FILE) [--out FILE.npy]
 //       the logits (T, V) of the full-sequence forward over the prompt's bytes: written as a float32
 //       .npy with --out, otherwise printed, one line per position: "t byte logit_0 ... logit_{V-1}".
 //
-// Norm scales, stored (1, C) in the checkpoint, are exported as vectors (C,); every other parameter
-// keeps its (rows, cols) shape, with linear maps stored (in, out): y = x @ W.
+// Norm scales, stored (1, C) in the checkpoint, are exported as vectors (C,), the qk-norm scales (1, D) as
+// (D,); every other parameter keeps its (rows, cols) shape, with linear maps stored (in, out): y = x @ W.
 #pragma once
 #include <string>
 #include <utility>

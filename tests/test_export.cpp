@@ -84,8 +84,17 @@ Mat<double> load_mat(const std::string& dir, const std::string& name) {
   return m;
 }
 
-// The forward rebuilt from the export alone (config.json's "model" and "conventions"), in double.
+// config.json's entry of layer l in "layers" (one line each), or "" when there is none.
+std::string layer_entry(const std::string& json, int l) {
+  const size_t at = json.find("{\"index\": " + std::to_string(l) + ",");
+  return at == std::string::npos ? std::string() : json.substr(at, json.find('\n', at) - at);
+}
+
+// The forward rebuilt from the export alone (config.json's "model", "layers" and "conventions"), in double.
+// Whether a layer's softmax attention is qk-normed is read from its "layers" entry, the scales from
+// block<l>.attn.q_norm / k_norm.npy, eps from norm_eps (the "qk_norm" convention, spec §2.9).
 Mat<double> rebuilt_logits(const std::string& dir, const model::ModelConfig& m, const std::vector<int>& tokens) {
+  const std::string json = slurp(dir + "/config.json");
   const double eps = m.norm_eps;
   auto rms = [&](const Mat<double>& x, const std::string& name) {
     const ref::RowVec<double> g = load_mat(dir, name);
@@ -107,6 +116,11 @@ Mat<double> rebuilt_logits(const std::string& dir, const model::ModelConfig& m, 
     ap.gamma_swa = ap.gamma_rla = Mat<double>::Ones(a.H, a.D);
     if (fs::exists(dir + "/" + p + "attn.gamma_swa.npy")) ap.gamma_swa = load_mat(dir, p + "attn.gamma_swa");
     if (fs::exists(dir + "/" + p + "attn.gamma_rla.npy")) ap.gamma_rla = load_mat(dir, p + "attn.gamma_rla");
+    a.qk_norm = layer_entry(json, l).find("\"qk_norm\": true") != std::string::npos;
+    if (a.qk_norm) {
+      a.qk_eps = m.norm_eps;
+      ap.q_norm = load_mat(dir, p + "attn.q_norm"), ap.k_norm = load_mat(dir, p + "attn.k_norm");
+    }
     const Mat<double> y = x + ref::attention_layer_forward(a, ap, rms(x, p + "norm1"));
     ref::SwiGLUParams<double> mp{load_mat(dir, p + "mlp.W1"), load_mat(dir, p + "mlp.W3"), load_mat(dir, p + "mlp.W2")};
     x = y + ref::swiglu_forward(rms(y, p + "norm2"), mp);
@@ -266,4 +280,65 @@ TEST_CASE("bin/infer --logits on a qk-norm checkpoint equals the training forwar
   CHECK(rattn_test::compare(net_off.forward(st.params, std::vector<int>(hello.begin(), hello.end())), want).rel_rms > 1e-3);
   // infer decodes it (generation runs the constant-memory decode of every layer)
   CHECK(run(exe + " --ckpt " + dir.file("qk.ckpt") + " --prompt hello --gen 8 --eval 0" + quiet) == 0);
+}
+
+TEST_CASE("the export of a qk-norm model states where and how q and k are normed, and rebuilds from it") {
+  // spec §2.9: qk-norm on every softmax attention (global layers, the SWA branch), never on RLA.
+  const std::string text = "the quick brown fox jumps";  // T = 25 > w + 1 and > chunk: RLA is active
+  const std::vector<int> tokens(text.begin(), text.end());
+  auto backend = model::make_backend<float>("cpu");
+  for (const char* kind : {"rattn", "swa", "linear"}) {
+    const std::string what = kind;
+    INFO(what);
+    TempDir dir;
+    model::TrainState<float> st = small_state(kind, 1);
+    model::save_checkpoint(dir.file("m.ckpt"), st);
+    io::export_model(dir.file("export"), dir.file("m.ckpt"));
+    const std::string json = slurp(dir.file("export/config.json"));
+
+    // The scales: (D,) vectors, on the local layers only when they have an SWA branch, always on the global one.
+    for (int l = 0; l < 3; ++l) {
+      const bool want = l == 2 || what != "linear";
+      const std::string p = "export/block" + std::to_string(l) + ".attn.";
+      for (const char* s : {"q_norm", "k_norm"}) {
+        const std::string file = p + s + ".npy";
+        INFO(file);
+        REQUIRE(fs::exists(dir.file(file)) == want);
+        if (want) CHECK(io::read_npy(dir.file(file)).shape == std::vector<long>{8});
+      }
+      CHECK((layer_entry(json, l).find("\"qk_norm\": true") != std::string::npos) == want);
+    }
+    CHECK(json.find("\"branch_eps\": 1e-08,\n    \"qk_norm\": true\n  },") != std::string::npos);
+    CHECK(json.find("\"name\": \"block2.attn.k_norm\", \"file\": \"block2.attn.k_norm.npy\", \"shape\": [8]") !=
+          std::string::npos);
+    CHECK(json.find("\"qk-norm\": \"1\"") != std::string::npos);  // checkpoint_config
+    // The formulas: the norm, its eps, its scales, its order, and that RLA reads q, k without it.
+    for (const char* needle :
+         {"\"global_layer\": \"c[t,h] = sum_{j<=t} softmax_j(QKN(q[t,h]; q_norm).QKN(k[j,g]; k_norm) / sqrt(D))",
+          "\"swa_branch\": \"o_swa[t,h] = sum_{j=max(0,t-w)}^{t} softmax_j(QKN(RoPE(q)[t,h]; q_norm).QKN(RoPE(k)[j,g]; "
+          "k_norm) / sqrt(D))",
+          "on the raw (un-RoPE'd, unscaled, not qk-normed) q, k",
+          "QKN(x; s) = x / sqrt(mean(x**2, over the D dims of one head) + norm_eps) * s",
+          "s = block<l>.attn.q_norm for q and block<l>.attn.k_norm for k, one (D,) vector per layer shared by all heads",
+          "never the RLA branch, never a linear layer",
+          "order: RoPE (local layers only), then QKN, then the 1/sqrt(D) scale of the scores",
+          "attn.q_norm / attn.k_norm are vectors (D,)"})
+      CHECK_MESSAGE(json.find(needle) != std::string::npos, "config.json lacks " << needle);
+
+    // Rebuilt from the files, reading each layer's "qk_norm" from config.json: the model's logits.
+    const model::Model<float> net(st.config.model, *backend);
+    const Mat<float> want = net.forward(st.params, tokens);
+    rattn_test::check_close("logits, qk-norm", rebuilt_logits(dir.file("export"), st.config.model, tokens), want, 1e-5);
+    // A config.json that did not say which layers are qk-normed would rebuild another model.
+    std::string stripped = json;
+    for (size_t at; (at = stripped.find(", \"qk_norm\": true")) != std::string::npos;) stripped.erase(at, 17);
+    std::ofstream(dir.file("export/config.json"), std::ios::binary | std::ios::trunc) << stripped;
+    CHECK(rattn_test::compare(rebuilt_logits(dir.file("export"), st.config.model, tokens), want).rel_rms > 1e-3);
+  }
+  // Without qk-norm nothing of it is written (the export is the one from before the option).
+  TempDir dir;
+  model::save_checkpoint(dir.file("m.ckpt"), small_state("rattn", 0));
+  io::export_model(dir.file("export"), dir.file("m.ckpt"));
+  CHECK(slurp(dir.file("export/config.json")).find("qk") == std::string::npos);
+  CHECK_FALSE(fs::exists(dir.file("export/block0.attn.q_norm.npy")));
 }
