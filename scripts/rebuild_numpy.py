@@ -79,12 +79,15 @@ def logits(cfg, W, tokens):
         q = (a @ W[p + "attn.Wq"]).reshape(T, H, D)
         k = (a @ W[p + "attn.Wk"]).reshape(T, G, D)
         v = (a @ W[p + "attn.Wv"]).reshape(T, G, D)
+        # conventions "qk_norm": layers flagged "qk_norm" norm q, k over D after RoPE, before 1/sqrt(D)
+        qkn = (lambda q_, k_: (rms(q_, W[p + "attn.q_norm"], eps), rms(k_, W[p + "attn.k_norm"], eps))) \
+            if L.get("qk_norm") else (lambda q_, k_: (q_, k_))
         if L["type"] == "global":
-            c = softmax_attention(q, k, v, -1)
+            c = softmax_attention(*qkn(q, k), v, -1)
         else:
             c = 0
-            if L["swa_branch"]:
-                o_swa = softmax_attention(rope(q, m["rope_theta"]), rope(k, m["rope_theta"]), v, L["swa_window"])
+            if L["swa_branch"]:  # RLA below reads the raw q, k
+                o_swa = softmax_attention(*qkn(rope(q, m["rope_theta"]), rope(k, m["rope_theta"])), v, L["swa_window"])
                 c = c + rms(o_swa, W[p + "attn.gamma_swa"], m["branch_eps"])
             if L["rla_branch"]:
                 o_rla = residual_linear_attention(q, k, v, L["rla_window"], L["feature_map"])
