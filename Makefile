@@ -236,7 +236,7 @@ $(BUILD)/gpu/tools/%.o: tools/%.cpp $(FLAGS_STAMP)
 	$(Q)$(CXX) $(CXXFLAGS) $(DEPFLAGS) -DRATTN_CUDA_RUNTIME -isystem $(CUDA_HOME)/include -c $< -o $@
 
 # librattn.a before libcuda_gpu.a: a member of librattn.a pulled in for a common symbol (io/export.o holds
-# the CudaBackend) must find its cu:: kernels in an archive the linker has not passed yet.
+# the CudaOpsBackend) must find its cu:: kernels in an archive the linker has not passed yet.
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
 $(GPU_TESTS): $(BIN)/tests/gpu/%: $(BUILD)/gpu/tests/cuda/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/librattn.a $(BUILD)/libcuda_gpu.a
 	@mkdir -p $(@D)

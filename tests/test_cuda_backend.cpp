@@ -74,7 +74,7 @@ TEST_CASE("make_backend(\"cuda\") is the CUDA backend") {
 
 TEST_CASE("one step: the CUDA backend's batch loss and gradients equal the CPU backend's, every local kind") {
   const CpuBackend<float> cpu;
-  const CudaBackend cuda;
+  const CudaOpsBackend cuda;
   for (const std::string kind : {"rattn", "swa", "linear"}) {
     CAPTURE(kind);
     const ModelConfig m = tiny(kind);
@@ -98,7 +98,7 @@ TEST_CASE("one step: the CUDA backend's batch loss and gradients equal the CPU b
 TEST_CASE("three AdamW steps: the CUDA path's losses and weights follow the CPU path's") {
   const ModelConfig m = tiny("rattn");
   const CpuBackend<float> cpu;
-  const CudaBackend cuda;
+  const CudaOpsBackend cuda;
   const Backend<float>* backends[2] = {&cpu, &cuda};
   std::vector<double> losses[2];
   ModelParams<float> params[2];
