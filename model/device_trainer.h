@@ -53,8 +53,11 @@
 namespace model {
 
 // "" when the device-resident step can run this model; otherwise why not (one line, for a UsageError).
+// The attention kernels (cuda/swa.cu, cuda/rla.cu, cuda/rattn_merge.cu) hold a head in registers and shared
+// memory sized for D <= 128; every other flag value within its range runs.
 inline std::string device_trainer_refusal(const ModelConfig& m) {
-  if (m.head_dim % 2 != 0) return "--head-dim must be even for the RoPE kernel, got " + std::to_string(m.head_dim);
+  if (m.head_dim > 128)
+    return "--head-dim " + std::to_string(m.head_dim) + ": the attention kernels support head dims up to 128";
   return "";
 }
 
