@@ -49,6 +49,7 @@
 #include "model/cli.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "ref/optim.h"
 
 namespace model {
 
@@ -240,14 +241,14 @@ class DeviceTrainer {
       run("rmsnorm_forward", [&] { cu::rmsnorm_forward(A.x.data(), P(bp.norm1), A.a.data(), A.rstd1.data(), n, C, eps); });
       // A.y[l] = A.x[l] + be_.attention_forward(attn_[l], bp.attn, A.a[l], ...);   y = x + Attn(a):
       //   q = a W_Q, k = a W_K, v = a W_V; c = core(q, k, v); y = x + c W_O  (ref::attention_layer_forward)
-      run("matmul", [&] { cu::linear_forward(A.a.data(), P(bp.attn.Wq), A.q.data(), n, C, nq); });
-      run("matmul", [&] { cu::linear_forward(A.a.data(), P(bp.attn.Wk), A.k.data(), n, C, nk); });
-      run("matmul", [&] { cu::linear_forward(A.a.data(), P(bp.attn.Wv), A.v.data(), n, C, nk); });
+      run("linear_forward", [&] { cu::linear_forward(A.a.data(), P(bp.attn.Wq), A.q.data(), n, C, nq); });
+      run("linear_forward", [&] { cu::linear_forward(A.a.data(), P(bp.attn.Wk), A.k.data(), n, C, nk); });
+      run("linear_forward", [&] { cu::linear_forward(A.a.data(), P(bp.attn.Wv), A.v.data(), n, C, nk); });
       run(core_name(attn_[l], "forward"), [&] {
         cu::attn_core_forward_dev(attn_[l], A.q.data(), A.k.data(), A.v.data(), P(bp.attn.gamma_swa),
                                   P(bp.attn.gamma_rla), A.c.data(), B_, T_, A.cache);
       });
-      run("matmul", [&] { cu::linear_forward(A.c.data(), P(bp.attn.Wo), tmp_.data(), n, nq, C); });
+      run("linear_forward", [&] { cu::linear_forward(A.c.data(), P(bp.attn.Wo), tmp_.data(), n, nq, C); });
       run("add", [&] { cu::add(A.x.data(), tmp_.data(), A.y.data(), N_ * C); });
       // A.b[l] = be_.rmsnorm_forward(A.y[l], bp.norm2, eps);   b = RMS(y)
       run("rmsnorm_forward", [&] { cu::rmsnorm_forward(A.y.data(), P(bp.norm2), A.b.data(), A.rstd2.data(), n, C, eps); });
@@ -262,7 +263,7 @@ class DeviceTrainer {
     // A.h = be_.rmsnorm_forward(A.x_final, p.norm_f, eps);  // h = RMS(x_L)
     run("rmsnorm_forward", [&] { cu::rmsnorm_forward(x_final_.data(), P(shape_.norm_f), h_.data(), rstd_f_.data(), n, C, eps); });
     // return be_.linear_forward(A.h, p.W_out);   logits = h W_out
-    run("matmul", [&] { cu::linear_forward(h_.data(), P(shape_.W_out), logits_.data(), n, C, V); });
+    run("linear_forward", [&] { cu::linear_forward(h_.data(), P(shape_.W_out), logits_.data(), n, C, V); });
   }
 
   // Model::backward over the N stacked rows (the comments are its lines); gradients accumulate (+=).
@@ -271,7 +272,7 @@ class DeviceTrainer {
               nk = cfg_.n_kv_heads * cfg_.head_dim, n = int(N_);
     // In the forward pass this was: logits = h W_out
     //   Mat<S> dh = be_.linear_backward(A.h, p.W_out, dlogits, g.W_out);   (dh in dtmp_)
-    run("matmul", [&] {
+    run("linear_backward", [&] {
       cu::linear_backward(h_.data(), P(shape_.W_out), dlogits_.data(), dtmp_.data(), G(shape_.W_out), n, C, V);
     });
     // In the forward pass this was: h = RMS(x_L; norm_f)
@@ -298,15 +299,15 @@ class DeviceTrainer {
       // In the forward pass this was: y = x + Attn(a), a = RMS(x): dx = dy + RMS^T(Attn^T(dy))
       //   Mat<S> da = be_.attention_backward(attn_[l], bp.attn, A.a[l], dy, gb.attn, &A.attn[l]);
       //   (ref::attention_layer_backward: y = c W_O, c = core(q, k, v), q = a W_Q, k = a W_K, v = a W_V)
-      run("matmul", [&] { cu::linear_backward(A.c.data(), P(bp.attn.Wo), dy_.data(), dc_.data(), G(bp.attn.Wo), n, nq, C); });
+      run("linear_backward", [&] { cu::linear_backward(A.c.data(), P(bp.attn.Wo), dy_.data(), dc_.data(), G(bp.attn.Wo), n, nq, C); });
       run(core_name(attn_[l], "backward"), [&] {
         cu::attn_core_backward_dev(attn_[l], A.q.data(), A.k.data(), A.v.data(), P(bp.attn.gamma_swa),
                                    P(bp.attn.gamma_rla), dc_.data(), dq_.data(), dk_.data(), dv_.data(),
                                    G(bp.attn.gamma_swa), G(bp.attn.gamma_rla), B_, T_, A.cache, &work_);
       });
-      run("matmul", [&] { cu::linear_backward(A.a.data(), P(bp.attn.Wq), dq_.data(), da_.data(), G(bp.attn.Wq), n, C, nq); });
-      run("matmul", [&] { cu::linear_backward(A.a.data(), P(bp.attn.Wk), dk_.data(), dxk_.data(), G(bp.attn.Wk), n, C, nk); });
-      run("matmul", [&] { cu::linear_backward(A.a.data(), P(bp.attn.Wv), dv_.data(), dxv_.data(), G(bp.attn.Wv), n, C, nk); });
+      run("linear_backward", [&] { cu::linear_backward(A.a.data(), P(bp.attn.Wq), dq_.data(), da_.data(), G(bp.attn.Wq), n, C, nq); });
+      run("linear_backward", [&] { cu::linear_backward(A.a.data(), P(bp.attn.Wk), dk_.data(), dxk_.data(), G(bp.attn.Wk), n, C, nk); });
+      run("linear_backward", [&] { cu::linear_backward(A.a.data(), P(bp.attn.Wv), dv_.data(), dxv_.data(), G(bp.attn.Wv), n, C, nk); });
       // a feeds q, k and v: da = dx_q + dx_k + dx_v, in this order (as ref::attention_layer_backward)
       run("add", [&] { cu::add(da_.data(), dxk_.data(), da_.data(), N_ * C); });
       run("add", [&] { cu::add(da_.data(), dxv_.data(), da_.data(), N_ * C); });
