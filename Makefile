@@ -125,7 +125,8 @@ ifeq ($(NVCC),)
 endif
 ifeq ($(SANITIZE),1)
   GPU_TESTS :=  # ASan's shadow memory and the CUDA driver do not mix: sanitize the CPU layer only
-  PROGRAMS := $(filter-out $(BIN)/bench_%,$(PROGRAMS))  # no test runs the benchmarks
+  # no test runs the benchmarks but bench_train --config tiny (tests/test_device_train.cpp)
+  PROGRAMS := $(filter-out $(filter-out $(BIN)/bench_train,$(filter $(BIN)/bench_%,$(PROGRAMS))),$(PROGRAMS))
 endif
 
 .PHONY: FORCE pareto pareto-quick all test test-portable portable-run deps train bench gpu-check gpu-build clean cuda-compile status tsan-test tsan-run test-sanitize fuzz

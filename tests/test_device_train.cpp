@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <sstream>
@@ -217,4 +218,40 @@ TEST_CASE("train_tiny --device cuda refuses what the kernels cannot run: one lin
   CHECK(r.status == 2);
   CHECK(r.err.find("head dims up to 128") != std::string::npos);
   CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+}
+
+TEST_CASE("bin/bench_train --config tiny: tokens/s, memory and a per-kernel share that adds up to the step") {
+  const rattn_test::Run r = rattn_test::run_program("bench_train", {"--config", "tiny", "--steps", "1"}, 300);
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.status == 0);
+  double ms = 0, tok = 0, mib = 0;
+  const size_t at = r.out.find("\nstep ");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::sscanf(r.out.c_str() + at, "\nstep %lf ms (median of 1) | %lf tokens/s", &ms, &tok) == 2);
+  CHECK(ms > 0);
+  CHECK(tok == doctest::Approx(2 * 32 / (ms / 1000)).epsilon(0.01));  // B x T = 2 x 32 tokens per step
+  const size_t mem = r.out.find("memory held: ");
+  REQUIRE(mem != std::string::npos);
+  CHECK(std::sscanf(r.out.c_str() + mem, "memory held: %lf MiB", &mib) == 1);
+  // at least the parameters, their gradients and two moments: 4 x 14448 floats
+  CHECK(mib * (1 << 20) >= 4.0 * 14448 * 4);
+  // The share lines: every kernel of the step appears once, and the shares add up to 100 %.
+  double total = 0;
+  int rows = 0;
+  for (const char* name : {"embedding_forward", "rmsnorm_forward", "linear_forward", "attn_core_rattn_forward",
+                           "attn_core_global_forward", "swiglu_forward", "add", "cross_entropy_forward",
+                           "sum_ordered", "cross_entropy_backward", "zero_grads", "linear_backward",
+                           "rmsnorm_backward", "swiglu_backward", "attn_core_rattn_backward",
+                           "attn_core_global_backward", "embedding_backward", "clip_grad_norm", "adamw"}) {
+    CAPTURE(name);
+    const size_t pos = r.out.find("  " + std::string(name) + " ");
+    REQUIRE(pos != std::string::npos);
+    double share = -1;
+    CHECK(std::sscanf(r.out.c_str() + pos + 2 + std::strlen(name), " %lf %%", &share) == 1);
+    CHECK(share >= 0);
+    total += share;
+    ++rows;
+  }
+  CHECK(rows == 19);
+  CHECK(total == doctest::Approx(100).epsilon(0.01));  // each printed to 0.1 %: 19 roundings of <= 0.05
 }
