@@ -14,7 +14,8 @@
 // gradient norm (cu::clip_grad_norm's per-block partials, 64 floats) come down. Parameters come down only
 // for a checkpoint or an evaluation (download()).
 //
-// The step mirrors Model::forward / Model::backward line for line; each launch carries the CPU line it is.
+// The step mirrors Model::forward / Model::backward line for line (the block of spec §1.1, the layer of §2.8,
+// the backwards of §4); each launch carries the CPU line it is.
 // Batched where the CPU runs one sequence per thread: every op takes the N stacked rows at once, the
 // attention core takes (B, T) (RoPE restarts per sequence, windows never cross sequences).
 //
@@ -171,7 +172,7 @@ class DeviceTrainer {
     targets_.upload(batch.targets);
     forward();
     const int V = cfg_.vocab;
-    // loss = (1/N) sum_b n_b loss_b = (1/N) sum over every scored row of its cross-entropy
+    // loss = (1/N) sum_b n_b loss_b = (1/N) sum over every scored row of its cross-entropy (spec §4.8)
     run("cross_entropy_forward", [&] { cu::cross_entropy_forward(logits_.data(), targets_.data(), losses_.data(), int(N_), V); });
     run("sum_ordered", [&] { cu::sum_ordered(losses_.data(), N_, loss_sum_.data()); });
     // dlogits of sequence b: (softmax - onehot) / n_b scaled by n_b / N, i.e. (softmax - onehot) / N
@@ -195,7 +196,7 @@ class DeviceTrainer {
     return norm;
   }
 
-  // One AdamW update of every tensor (decay as named_tensors says), step 1-based.
+  // One AdamW update of every tensor (decay as named_tensors says), step 1-based (spec §4.9).
   void adamw_step(long step, const ref::AdamW& a) {
     const cu::AdamW c{a.lr, a.beta1, a.beta2, a.eps, a.weight_decay};
     run("adamw", [&] {
@@ -227,7 +228,9 @@ class DeviceTrainer {
   float* P(const Mat<float>& t) { return at(params_, t); }
   float* G(const Mat<float>& t) { return at(grads_, t); }
 
-  // Model::forward over the N stacked rows (the comments are its lines).
+  // Model::forward over the N stacked rows (the comments are its lines; spec §1.1, §2.1-§2.5).
+  // tokens_: (N) -> logits_: (N, V); keeps x, a, y, b, rstd1, rstd2, q, k, v, c, the core cache, a1, a3, g
+  // per block and x_L, h, rstd_f.
   void forward() {
     const int C = cfg_.d_model, F = cfg_.ffn(), V = cfg_.vocab, nq = cfg_.n_heads * cfg_.head_dim,
               nk = cfg_.n_kv_heads * cfg_.head_dim, n = int(N_);
@@ -266,7 +269,8 @@ class DeviceTrainer {
     run("linear_forward", [&] { cu::linear_forward(h_.data(), P(shape_.W_out), logits_.data(), n, C, V); });
   }
 
-  // Model::backward over the N stacked rows (the comments are its lines); gradients accumulate (+=).
+  // Model::backward over the N stacked rows (the comments are its lines; spec §4.1-§4.7); gradients
+  // accumulate (+=). dlogits_: (N, V) and what forward() kept -> grads_ (every tensor of named_tensors).
   void backward() {
     const int C = cfg_.d_model, F = cfg_.ffn(), V = cfg_.vocab, nq = cfg_.n_heads * cfg_.head_dim,
               nk = cfg_.n_kv_heads * cfg_.head_dim, n = int(N_);
