@@ -228,7 +228,7 @@ class DeviceTrainer {
   float* P(const Mat<float>& t) { return at(params_, t); }
   float* G(const Mat<float>& t) { return at(grads_, t); }
 
-  // Model::forward over the N stacked rows (the comments are its lines; spec §1.1, §2.1-§2.5).
+  // Model::forward over the N stacked rows (the comments are its lines; spec §1.1, §2.1, §2.2, §2.3, §2.5).
   // tokens_: (N) -> logits_: (N, V); keeps x, a, y, b, rstd1, rstd2, q, k, v, c, the core cache, a1, a3, g
   // per block and x_L, h, rstd_f.
   void forward() {
@@ -269,7 +269,7 @@ class DeviceTrainer {
     run("linear_forward", [&] { cu::linear_forward(h_.data(), P(shape_.W_out), logits_.data(), n, C, V); });
   }
 
-  // Model::backward over the N stacked rows (the comments are its lines; spec §4.1-§4.7); gradients
+  // Model::backward over the N stacked rows (the comments are its lines; spec §4.1, §4.3, §4.5, §4.6, §4.7); gradients
   // accumulate (+=). dlogits_: (N, V) and what forward() kept -> grads_ (every tensor of named_tensors).
   void backward() {
     const int C = cfg_.d_model, F = cfg_.ffn(), V = cfg_.vocab, nq = cfg_.n_heads * cfg_.head_dim,
