@@ -269,8 +269,9 @@ class DeviceTrainer {
     run("linear_forward", [&] { cu::linear_forward(h_.data(), P(shape_.W_out), logits_.data(), n, C, V); });
   }
 
-  // Model::backward over the N stacked rows (the comments are its lines; spec §4.1, §4.3, §4.5, §4.6, §4.7); gradients
-  // accumulate (+=). dlogits_: (N, V) and what forward() kept -> grads_ (every tensor of named_tensors).
+  // Model::backward over the N stacked rows (the comments are its lines; spec §4.1, §4.3, §4.5, §4.6,
+  // §4.7); gradients accumulate (+=). dlogits_: (N, V) and what forward() kept -> grads_ (every tensor of
+  // named_tensors).
   void backward() {
     const int C = cfg_.d_model, F = cfg_.ffn(), V = cfg_.vocab, nq = cfg_.n_heads * cfg_.head_dim,
               nk = cfg_.n_kv_heads * cfg_.head_dim, n = int(N_);
