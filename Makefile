@@ -125,7 +125,8 @@ ifeq ($(NVCC),)
 endif
 ifeq ($(SANITIZE),1)
   GPU_TESTS :=  # ASan's shadow memory and the CUDA driver do not mix: sanitize the CPU layer only
-  PROGRAMS := $(filter-out $(BIN)/bench_%,$(PROGRAMS))  # no test runs the benchmarks
+  # no test runs the benchmarks but bench_train --config tiny (tests/test_device_train.cpp)
+  PROGRAMS := $(filter-out $(filter-out $(BIN)/bench_train,$(filter $(BIN)/bench_%,$(PROGRAMS))),$(PROGRAMS))
 endif
 
 .PHONY: FORCE pareto pareto-quick all test test-portable portable-run deps train bench gpu-check gpu-build clean cuda-compile status tsan-test tsan-run test-sanitize fuzz
@@ -236,7 +237,7 @@ $(BUILD)/gpu/tools/%.o: tools/%.cpp $(FLAGS_STAMP)
 	$(Q)$(CXX) $(CXXFLAGS) $(DEPFLAGS) -DRATTN_CUDA_RUNTIME -isystem $(CUDA_HOME)/include -c $< -o $@
 
 # librattn.a before libcuda_gpu.a: a member of librattn.a pulled in for a common symbol (io/export.o holds
-# the CudaBackend) must find its cu:: kernels in an archive the linker has not passed yet.
+# the CudaOpsBackend) must find its cu:: kernels in an archive the linker has not passed yet.
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
 $(GPU_TESTS): $(BIN)/tests/gpu/%: $(BUILD)/gpu/tests/cuda/%.o $(BUILD)/tests/doctest_main.o $(BUILD)/librattn.a $(BUILD)/libcuda_gpu.a
 	@mkdir -p $(@D)

@@ -16,6 +16,10 @@
 //   v2  one thread per (row, pair), looping over the heads: the trigonometry is hoisted out of the
 //       head loop (n_heads x fewer transcendental calls), and each pair moves as one 8-byte float2
 //       load/store (a vectorised access; needs 8-byte aligned x and y, which the launcher checks).
+//
+// Batched (rope_*_batch): B sequences stacked as B*T rows, one launch for all of them. Every sequence
+// restarts at position pos0, so row r of the stack is at position pos0 + r % T: the same kernels with a
+// period T (the single-sequence calls pass period = T over T rows, where r % T = r).
 #include "cuda/compat.h"
 
 #include <cstdint>
@@ -36,13 +40,16 @@ __device__ __forceinline__ void rope_cos_sin(int pos, int i, int D, double theta
 
 // ---- v1: one thread per (row, head, pair) --------------------------------------------------------
 // x, y: (T, n_heads*D); thread g -> row r = g / (n_heads*D/2), head h, pair i.
-__global__ void rope_v1(const float* x, float* y, int T, int n_heads, int D, double theta, int pos0, int sign) {
+// rows: B*T rows of the stacked sequences; the position of row r is pos0 + r % T.
+__global__ void rope_v1(const float* x, float* y, long rows, int T, int n_heads, int D, double theta, int pos0,
+                        int sign) {
   const int half = D / 2;
   const long g = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (g < (long)T * n_heads * half) {
-    const int i = int(g % half), h = int((g / half) % n_heads), r = int(g / ((long)half * n_heads));
+  if (g < rows * n_heads * half) {
+    const int i = int(g % half), h = int((g / half) % n_heads);
+    const long r = g / ((long)half * n_heads);
     float c, s;
-    rope_cos_sin(pos0 + r, i, D, theta, sign, c, s);
+    rope_cos_sin(pos0 + int(r % T), i, D, theta, sign, c, s);
     const long j = (long)r * n_heads * D + (long)h * D + 2 * i;
     const float x0 = x[j], x1 = x[j + 1];
     y[j] = x0 * c - x1 * s;
@@ -51,13 +58,15 @@ __global__ void rope_v1(const float* x, float* y, int T, int n_heads, int D, dou
 }
 
 // ---- v2: one thread per (row, pair), all heads ------------------------------------------------------
-__global__ void rope_v2(const float* x, float* y, int T, int n_heads, int D, double theta, int pos0, int sign) {
+__global__ void rope_v2(const float* x, float* y, long rows, int T, int n_heads, int D, double theta, int pos0,
+                        int sign) {
   const int half = D / 2;
   const long g = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (g < (long)T * half) {
-    const int i = int(g % half), r = int(g / half);
+  if (g < rows * half) {
+    const int i = int(g % half);
+    const long r = g / half;
     float c, s;
-    rope_cos_sin(pos0 + r, i, D, theta, sign, c, s);  // once, for every head
+    rope_cos_sin(pos0 + int(r % T), i, D, theta, sign, c, s);  // once, for every head
     const float2* xr = reinterpret_cast<const float2*>(x + (long)r * n_heads * D);
     float2* yr = reinterpret_cast<float2*>(y + (long)r * n_heads * D);
     for (int h = 0; h < n_heads; ++h) {
@@ -67,23 +76,25 @@ __global__ void rope_v2(const float* x, float* y, int T, int n_heads, int D, dou
   }
 }
 
-void rope_launch(const float* x, float* y, int T, int n_heads, int D, double theta, int pos0, int sign, int version,
-                 const char* op) {
-  if (D <= 0 || D % 2 != 0 || n_heads <= 0 || T < 0)
+// B sequences of T rows each (B = 1: one sequence).
+void rope_launch(const float* x, float* y, int B, int T, int n_heads, int D, double theta, int pos0, int sign,
+                 int version, const char* op) {
+  if (D <= 0 || D % 2 != 0 || n_heads <= 0 || T < 0 || B < 0)
     throw std::invalid_argument(std::string("cu::") + op + ": need n_heads > 0 and an even head dim D > 0, got D = " +
                                 std::to_string(D));
-  if (T == 0) return;
+  if (T == 0 || B == 0) return;
+  const long rows = (long)B * T;
   const int threads = 128;
   if (version == 1) {
-    const long work = (long)T * n_heads * (D / 2);
-    launch(rope_v1, dim3(unsigned((work + threads - 1) / threads)), dim3(threads), 0, x, y, T, n_heads, D, theta,
-           pos0, sign);
+    const long work = rows * n_heads * (D / 2);
+    launch(rope_v1, dim3(unsigned((work + threads - 1) / threads)), dim3(threads), 0, x, y, rows, T, n_heads, D,
+           theta, pos0, sign);
   } else if (version == 2) {
     if (reinterpret_cast<std::uintptr_t>(x) % 8 != 0 || reinterpret_cast<std::uintptr_t>(y) % 8 != 0)
       throw std::invalid_argument(std::string("cu::") + op + " v2: x and y must be 8-byte aligned (float2 access)");
-    const long work = (long)T * (D / 2);
-    launch(rope_v2, dim3(unsigned((work + threads - 1) / threads)), dim3(threads), 0, x, y, T, n_heads, D, theta,
-           pos0, sign);
+    const long work = rows * (D / 2);
+    launch(rope_v2, dim3(unsigned((work + threads - 1) / threads)), dim3(threads), 0, x, y, rows, T, n_heads, D,
+           theta, pos0, sign);
   } else {
     throw std::invalid_argument(std::string("cu::") + op + ": no version " + std::to_string(version) + " (have 1..2)");
   }
@@ -92,12 +103,20 @@ void rope_launch(const float* x, float* y, int T, int n_heads, int D, double the
 }  // namespace
 
 void rope_forward(const float* x, float* y, int T, int n_heads, int D, double theta, int pos0, int version) {
-  rope_launch(x, y, T, n_heads, D, theta, pos0, +1, version, "rope_forward");
+  rope_launch(x, y, 1, T, n_heads, D, theta, pos0, +1, version, "rope_forward");
 }
 
 // In the forward pass this was: y = R(angle) x (per pair), so now dx = R^T dy = R(-angle) dy.
 void rope_backward(const float* dy, float* dx, int T, int n_heads, int D, double theta, int pos0, int version) {
-  rope_launch(dy, dx, T, n_heads, D, theta, pos0, -1, version, "rope_backward");
+  rope_launch(dy, dx, 1, T, n_heads, D, theta, pos0, -1, version, "rope_backward");
+}
+
+void rope_forward_batch(const float* x, float* y, int B, int T, int n_heads, int D, double theta, int version) {
+  rope_launch(x, y, B, T, n_heads, D, theta, 0, +1, version, "rope_forward_batch");
+}
+
+void rope_backward_batch(const float* dy, float* dx, int B, int T, int n_heads, int D, double theta, int version) {
+  rope_launch(dy, dx, B, T, n_heads, D, theta, 0, -1, version, "rope_backward_batch");
 }
 
 }  // namespace cu

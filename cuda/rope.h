@@ -16,4 +16,10 @@ void rope_forward(const float* x, float* y, int T, int n_heads, int D, double th
 void rope_backward(const float* dy, float* dx, int T, int n_heads, int D, double theta, int pos0 = 0,
                    int version = 2);
 
+// B sequences at once, each from position 0: x: (B, T, n_heads*D) -> y: (B, T, n_heads*D), one launch
+// (row r of the B*T stacked rows is at position r % T). The same as B calls of rope_forward, one per sequence.
+void rope_forward_batch(const float* x, float* y, int B, int T, int n_heads, int D, double theta, int version = 2);
+// dy: (B, T, n_heads*D) -> dx = R^T dy: (B, T, n_heads*D)
+void rope_backward_batch(const float* dy, float* dx, int B, int T, int n_heads, int D, double theta, int version = 2);
+
 }  // namespace cu

@@ -3,8 +3,10 @@
 // model/model.h holds the model logic once (which op runs on which tensor, in which order, forward
 // and backward); it never does arithmetic on tensors itself. Every op goes through a Backend:
 //   CpuBackend (model/backend_cpu.h)  calls the reference ops in ref/ directly (float and double).
-//   CudaBackend (model/backend_cuda.h) the same calls with the hand-written cuda/ kernels (fp32, float
-//                                     only; --device cuda). make_backend in model/backend_cpu.h picks one.
+//   CudaOpsBackend (model/backend_cuda.h) the same calls with the hand-written cuda/ kernels (fp32, float
+//                                     only; --device cuda-ops): the kernel checker, one op at a time through
+//                                     host copies. make_backend in model/backend_cpu.h picks one. (Training
+//                                     on the device is model/device_trainer.h, not a Backend.)
 // Signatures follow ref/ (one sequence at a time, rows = tokens, parameter gradients accumulated
 // with +=, input gradients returned) so the CPU backend is a list of one-line forwards.
 //

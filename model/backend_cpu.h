@@ -85,11 +85,13 @@ class CpuBackend final : public Backend<S> {
 template <class S>
 std::unique_ptr<Backend<S>> make_backend(const std::string& device) {
   if (device == "cpu") return std::make_unique<CpuBackend<S>>();
-  if (device == "cuda") {  // model/backend_cuda.h: the fp32 kernels of cuda/, float only
-    if constexpr (std::is_same_v<S, float>) return std::make_unique<CudaBackend>();
-    else throw UsageError("--device cuda: the CUDA backend runs the fp32 kernels; it has no double model");
+  // model/backend_cuda.h: the fp32 kernels of cuda/ one op at a time, float only. "cuda" is the name bin/infer
+  // uses for it; bin/train_tiny's --device cuda trains with model/device_trainer.h instead (model/trainer.cpp).
+  if (device == "cuda-ops" || device == "cuda") {
+    if constexpr (std::is_same_v<S, float>) return std::make_unique<CudaOpsBackend>();
+    else throw UsageError("--device " + device + ": the CUDA kernels are fp32; there is no double model on them");
   }
-  throw UsageError("--device: expected one of cpu|cuda, got '" + device + "'");
+  throw UsageError("--device: expected one of cpu|cuda|cuda-ops, got '" + device + "'");
 }
 
 }  // namespace model

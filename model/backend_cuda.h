@@ -1,5 +1,6 @@
-// model/backend_cuda.h: the CUDA backend of the model (--device cuda): every op of model/backend.h
-// through the hand-written fp32 kernels of cuda/ (float only).
+// model/backend_cuda.h: the kernel checker (train_tiny --device cuda-ops, infer --device cuda): every op of
+// model/backend.h through the hand-written fp32 kernels of cuda/ (float only). Training on a GPU is
+// model/device_trainer.h (train_tiny --device cuda), which keeps everything on the device.
 //
 // The simple design, not the fast one: each call uploads its inputs to device buffers, runs the
 // kernels, downloads the results and frees the buffers. Nothing stays on the device between calls
@@ -73,10 +74,10 @@ inline cu::DeviceBuffer<int> upload_ints(const std::vector<int>& v) {
 
 }  // namespace cuda_detail
 
-class CudaBackend final : public Backend<float> {
+class CudaOpsBackend final : public Backend<float> {
  public:
-  CudaBackend() {
-    if (!cu::device_available()) throw std::runtime_error("--device cuda: no CUDA device is available");
+  CudaOpsBackend() {
+    if (!cu::device_available()) throw std::runtime_error("--device cuda-ops: no CUDA device is available");
   }
   std::string name() const override {
     return cu::on_cpu_layer() ? "cuda (fp32 kernels on the CPU execution layer)" : "cuda (fp32 kernels)";

@@ -81,7 +81,8 @@ void bind_run_flags(FlagSet& fs, RunConfig& r) {
   fs.add_string("ckpt", &r.ckpt, "checkpoint file written during training");
   fs.add_long("ckpt-interval", &r.ckpt_interval, 0, 1L << 40, "checkpoint every N steps; 0 = at the end only");
   fs.add_string("resume", &r.resume, "continue the run saved in FILE, bit-exactly");
-  fs.add_choice("device", &r.device, {"cpu", "cuda"}, "where the model runs");
+  fs.add_choice("device", &r.device, {"cpu", "cuda", "cuda-ops"},
+                "where the model trains (cuda: the device-resident step; cuda-ops: the kernel checker, op by op)");
   fs.add_int("threads", &r.threads, 0, 1024, "OpenMP threads; 0 = OpenMP default");
   fs.add_int("log-every", &r.log_every, 0, 1 << 30, "print a progress line every N steps; 0 = steps / 20");
   fs.add_choice("compare", &r.compare, {"none", "swa", "rattn", "linear"},

@@ -73,7 +73,7 @@ struct RunConfig {
   std::string ckpt = "runs/tiny.ckpt";
   long ckpt_interval = 250;     // checkpoint every this many steps (and at the end); 0 = end only
   std::string resume = "";      // --resume FILE: continue that run bit-exactly
-  std::string device = "cpu";   // cpu | cuda
+  std::string device = "cpu";   // cpu | cuda (device-resident step) | cuda-ops (kernel checker)
   int threads = 0;              // OpenMP threads; 0 = the OpenMP default
   int log_every = 0;            // a progress line every this many steps; 0 = about 20 lines a run
   std::string compare = "none";  // none | swa | rattn | linear: also train that local kind, same data

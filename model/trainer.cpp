@@ -18,6 +18,7 @@
 #include "model/backend_cpu.h"
 #include "model/branch_share.h"
 #include "model/data_parallel.h"
+#include "model/device_trainer.h"
 #include "model/generate.h"
 #include "model/model.h"
 
@@ -130,7 +131,10 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   if (!c.train.text_file.empty()) c.train.task = "text";
   validate(c);
   if (run.threads > 0) omp_set_num_threads(run.threads);
-  std::unique_ptr<Backend<float>> backend = make_backend<float>(run.device);
+  // --device cuda: the step runs device-resident (model/device_trainer.h); evaluation and generation run on
+  // the host (ref/) from the parameters it downloads. cpu and cuda-ops: the step runs through the backend.
+  const bool on_device = run.device == "cuda";
+  std::unique_ptr<Backend<float>> backend = make_backend<float>(on_device ? "cpu" : run.device);
   std::unique_ptr<data::Task> task = make_task(c);
   const Model<float> model(c.model, *backend);
 
@@ -174,9 +178,15 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   // Data parallelism (model/data_parallel.h): this rank's share of every batch; the whole batch on one process.
   DataParallel& dp = data_parallel();
   const BatchShare share = share_of(c.train.batch, dp.rank(), dp.size());
+  std::unique_ptr<DeviceTrainer> dev;
+  if (on_device) {
+    if (dp.size() > 1) throw UsageError("--device cuda: the device-resident step runs on one process, not under mpirun");
+    dev = std::make_unique<DeviceTrainer>(c.model, c.train.batch, c.train.seq_len);
+    dev->upload(st.params, st.m, st.v);
+  }
   const int threads = omp_get_max_threads();
   out << "train_tiny: " << (run.resume.empty() ? "new run" : "resuming " + run.resume + " at step " + std::to_string(st.step))
-      << ", device " << backend->name() << ", " << threads << " OpenMP thread" << (threads == 1 ? "" : "s")
+      << ", device " << (dev ? dev->name() : backend->name()) << ", " << threads << " OpenMP thread" << (threads == 1 ? "" : "s")
       << (dp.size() > 1 ? fmt(" per rank, %d ranks (MPI) of %d sequences each", dp.size(), share.count) : "") << "\n";
   out << describe(c) << text_note;
   if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()))
@@ -211,6 +221,7 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
 
   auto save = [&](long step) {
     if (run.ckpt.empty() || !dp.leader()) return;
+    if (dev) dev->download(st.params, st.m, st.v);
     const std::filesystem::path dir = std::filesystem::path(run.ckpt).parent_path();
     if (!dir.empty()) std::filesystem::create_directories(dir);
     st.step = step;
@@ -229,15 +240,23 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   const double wait_before = dp.wait_seconds(), reduce_before = dp.reduce_seconds();
   for (long step = st.step + 1; step <= c.train.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
+    if (hook && dev) dev->download(st.params, st.m, st.v);  // the hook sees (and may change) the parameters
     if (hook) hook(step, st.params);
+    if (hook && dev) dev->upload(st.params, st.m, st.v);
     task->sample(data_rng, c.train.batch, batch);
-    // This rank's node of the reduction tree, then the root: the whole batch's gradient and loss.
-    const ShareSums sums = share_loss_and_grad(model, st.params, batch, share, ws, &grad);
-    double loss_sum = sums.loss_sum;
-    dp.all_reduce_tree(grad_ptrs, loss_sum);
-    const double loss = loss_sum / double(sums.scored);
-    const double gnorm = double(backend->clip_grad_norm(
-        grad_ptrs, c.train.clip > 0 ? float(c.train.clip) : std::numeric_limits<float>::infinity()));
+    const float max_norm = c.train.clip > 0 ? float(c.train.clip) : std::numeric_limits<float>::infinity();
+    double loss = 0, gnorm = 0;
+    if (dev) {  // the whole batch on the device: loss, gradient, clip (model/device_trainer.h)
+      loss = dev->loss_and_grad(batch);
+      gnorm = double(dev->clip_grad_norm(max_norm));
+    } else {
+      // This rank's node of the reduction tree, then the root: the whole batch's gradient and loss.
+      const ShareSums sums = share_loss_and_grad(model, st.params, batch, share, ws, &grad);
+      double loss_sum = sums.loss_sum;
+      dp.all_reduce_tree(grad_ptrs, loss_sum);
+      loss = loss_sum / double(sums.scored);
+      gnorm = double(backend->clip_grad_norm(grad_ptrs, max_norm));
+    }
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
       std::string& m = res.stop_message;
       m = fmt("step %ld: the %s is %s; stopping before the update. ", step, std::isfinite(loss) ? "gradient norm" : "loss",
@@ -253,8 +272,10 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
       break;
     }
     adamw.lr = ref::lr_at(step, c.train.lr, min_lr, c.train.warmup, c.train.steps);
-    for (size_t i = 0; i < P.size(); ++i)
-      backend->adamw_step(*P[i].t, *G[i].t, *M[i].t, *V[i].t, step, adamw, P[i].decay);
+    if (dev) dev->adamw_step(step, adamw);
+    else
+      for (size_t i = 0; i < P.size(); ++i)
+        backend->adamw_step(*P[i].t, *G[i].t, *M[i].t, *V[i].t, step, adamw, P[i].decay);
     res.losses.push_back(loss);
     res.last_step = step;
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -264,8 +285,10 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
                  double(c.train.batch) * c.train.seq_len / (ms / 1000.0))
           << std::flush;
     const bool last = step == c.train.steps;
-    if (!last && run.eval_interval > 0 && step % run.eval_interval == 0 && dp.leader())
+    if (!last && run.eval_interval > 0 && step % run.eval_interval == 0 && dp.leader()) {
+      if (dev) dev->download(st.params, st.m, st.v);
       report_eval(out, model, st.params, *task, eval_batch, step, c, nullptr);
+    }
     if (last || (run.ckpt_interval > 0 && step % run.ckpt_interval == 0)) {
       save(step);
       last_saved = step;
@@ -275,6 +298,7 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
   if (res.status != 0 || !dp.leader()) return res;  // the other ranks neither evaluate nor print
+  if (dev) dev->download(st.params, st.m, st.v);
 
   out << fmt("trained %ld steps in %.1f s (%.1f ms/step)\n", res.last_step - res.first_step + 1, res.seconds,
              res.losses.empty() ? 0.0 : 1000 * res.seconds / double(res.losses.size()));

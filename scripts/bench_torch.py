@@ -17,6 +17,9 @@ The initialisation differs from ours (it does not change the time).
   python3 scripts/bench_torch.py --config LL-swa --threads 2 [--steps K]
       one line "step CONFIG threads N ms M cpu_ms X" (the format of bin/bench_cpu --step):
       M = median wall ms per step, X = median CPU ms per step summed over threads
+  python3 scripts/bench_torch.py --device cuda [--config gpu-default|gpu-large] [--steps K]
+      the models of tools/bench_train.cpp on the GPU (fp32, TF32 off): one line per config,
+      "gpu CONFIG ms M tokens_per_s N max_mem_mib X" (make gpu-check prints it next to bin/gpu/bench_train)
 
 Threads: torch.set_num_threads(N), and OMP_NUM_THREADS / OPENBLAS_NUM_THREADS set to N before torch is
 imported (Debian's torch calls OpenBLAS, whose own thread pool would otherwise use every core).
@@ -40,14 +43,28 @@ CONFIGS = {
     "LLLG-swa-T512": ("LLLG", 4, "swa", 512, 64, 32),
     "LLLG-rattn-T512": ("LLLG", 4, "rattn", 512, 64, 32),
 }
+# The models of tools/bench_train.cpp: (pattern, layers, kind, T, w, B, C, H, G, D)
+GPU_CONFIGS = {
+    "gpu-default": ("LLLG", 2, "rattn", 128, 16, 32, 64, 2, 2, 32),
+    "gpu-large": ("LLLG", 8, "rattn", 2048, 128, 8, 512, 8, 8, 64),
+}
 C, H, G, D, V = 64, 2, 2, 32, 256
 F = ((8 * C // 3 + 7) // 8) * 8  # 176, as ModelConfig::ffn()
+
+
+def set_shape(c, h, g, d):
+    """The width, heads and head dim build_model reads (the CPU configs keep the defaults above)."""
+    global C, H, G, D, F
+    C, H, G, D = c, h, g, d
+    F = ((8 * C // 3 + 7) // 8) * 8
 THETA = 5e5
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", choices=sorted(CONFIGS), help="one config (default: all)")
+    ap.add_argument("--config", choices=sorted(CONFIGS) + sorted(GPU_CONFIGS), help="one config (default: all)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: the gpu-* configs on the GPU (default: both of them)")
     ap.add_argument("--threads", type=int, default=0, help="with --config: threads (default 1)")
     ap.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up (median printed)")
     ap.add_argument("--quick", action="store_true", help="T=128 configs only, 2 timed steps")
@@ -73,7 +90,7 @@ def find_torch_or_exit():
     sys.exit(0)
 
 
-def build_model(torch, pattern, layers, kind, T, w):
+def build_model(torch, pattern, layers, kind, T, w, dev="cpu"):
     nn = torch.nn
 
     def rms(x, weight, eps):
@@ -83,7 +100,7 @@ def build_model(torch, pattern, layers, kind, T, w):
     pos = torch.arange(T, dtype=torch.float64)[:, None]
     inv = THETA ** (-2.0 * torch.arange(D // 2, dtype=torch.float64) / D)
     ang = pos * inv
-    cos, sin = torch.cos(ang).float(), torch.sin(ang).float()
+    cos, sin = torch.cos(ang).float().to(dev), torch.sin(ang).float().to(dev)
 
     def rope(x):  # x: (B, heads, T, D)
         x0, x1 = x[..., 0::2], x[..., 1::2]
@@ -91,7 +108,7 @@ def build_model(torch, pattern, layers, kind, T, w):
         y1 = x0 * sin + x1 * cos
         return torch.stack((y0, y1), dim=-1).flatten(-2)
 
-    t = torch.arange(T)
+    t = torch.arange(T, device=dev)
     causal = t[None, :] <= t[:, None]                       # j <= t
     window = causal & (t[None, :] >= t[:, None] - w)         # t-w <= j <= t
     rla_mask = (t[None, :] <= t[:, None] - w - 1).float()    # j <= t-w-1
@@ -178,6 +195,34 @@ def time_config(torch, name, threads, steps, compiled=False):
     return statistics.median(ms), statistics.median(cpu)
 
 
+def time_gpu(torch, name, steps):
+    """Median ms per training step of a gpu-* config on the GPU, and the peak memory PyTorch allocated."""
+    pattern, layers, kind, T, w, B, c, h, g, d = GPU_CONFIGS[name]
+    set_shape(c, h, g, d)
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 as the hand-written kernels
+    torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(1)
+    net = build_model(torch, pattern, layers, kind, T, w, "cuda").cuda()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    tokens = torch.randint(0, V, (B, T + 1), device="cuda")
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    torch.cuda.reset_peak_memory_stats()
+    ms = []
+    for s in range(steps + 1):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(net(x).reshape(-1, V), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        torch.cuda.synchronize()
+        if s >= 1:  # the first step is the warm-up
+            ms.append(1000 * (time.perf_counter() - t0))
+    m = statistics.median(ms)
+    return m, B * T / (m / 1000), torch.cuda.max_memory_allocated() / 2**20
+
+
 def main():
     args = parse_args()
     if args.config:  # thread variables must be set before torch is imported
@@ -189,6 +234,19 @@ def main():
     if args.check:
         print(f"torch {torch.__version__} ({sys.executable})")
         return
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("bench_torch: SKIPPED: this PyTorch sees no CUDA device")
+            return
+        if args.config and args.config not in GPU_CONFIGS:
+            sys.exit(f"bench_torch: --device cuda runs {'|'.join(GPU_CONFIGS)}, not {args.config}")
+        for name in [args.config] if args.config else list(GPU_CONFIGS):
+            ms, tok, mib = time_gpu(torch, name, max(1, args.steps))
+            print(f"gpu {name} ms {ms:.3f} tokens_per_s {tok:.0f} max_mem_mib {mib:.1f}")
+            sys.stdout.flush()
+        return
+    if args.config in GPU_CONFIGS:
+        sys.exit(f"bench_torch: {args.config} is a GPU config: add --device cuda")
     if args.config:
         n = max(1, args.threads or 1)
         ms, cpu = time_config(torch, args.config, n, max(1, args.steps), args.compile)

@@ -3,7 +3,9 @@
 # Writes a log to ${OUT:-out}/gpu-check.log (and prints it). GPU time is scarce: this script is tested on the CPU
 # first (it degrades to "no GPU" messages there) so one run on a GPU answers everything.
 #   1. nvidia-smi; 2. native build (sm_90 by default, CUDA_ARCH=sm_XX to change); 3. the CUDA tests on the device;
-#   4. compute-sanitizer memcheck / racecheck / synccheck on the test binaries (small shapes); 5. GPU benchmarks.
+#   4. compute-sanitizer memcheck / racecheck / synccheck on the test binaries (small shapes); 5. GPU benchmarks,
+#   among them bin/gpu/bench_train (the device-resident training step: tokens/s, per-kernel share, memory) and the
+#   same two models in PyTorch on the same GPU (scripts/bench_torch.py --device cuda; skipped without torch).
 set -u
 cd "$(dirname "$0")/.."
 out=${OUT:-out}
@@ -46,5 +48,7 @@ say "== GPU benchmarks"
 for b in bin/gpu/bench_*; do
   [ -x "$b" ] && { run "$b" || status=1; }
 done
+say "== the training step in PyTorch on this GPU (the models of bin/gpu/bench_train)"
+run python3 scripts/bench_torch.py --device cuda --steps 10 || say "bench_torch --device cuda failed (not counted: a comparison, not a check)"
 say "== gpu-check done, status $status"
 exit $status

@@ -1,11 +1,13 @@
-// The model on --device cuda (model/backend_cuda.h: every op through the fp32 kernels of cuda/, on the
+// The kernel checker, --device cuda-ops (model/backend_cuda.h: every op through the fp32 kernels of cuda/, on the
 // CPU execution layer in this build) against the same model on the CPU reference backend
 // (model/backend_cpu.h), float32 both: one model definition, two backends, the same numbers up to
 // float rounding.
 //   - one step's batch loss and every parameter gradient, for each local kind in an L G stack
 //   - three AdamW training steps with clipping: the same loss at every step and the same weights after
-//   - bin/train_tiny --device cuda: the same losses and the same checkpoint, bit for bit, in every fiber
-//     and block order of the CPU layer (no backward kernel sums in an order the schedule chooses)
+//   - bin/train_tiny --device cuda-ops, and --device cuda (the device-resident step, model/device_trainer.h;
+//     tests/test_device_train.cpp checks it against the CPU): the same losses and the same checkpoint, bit for
+//     bit, in every fiber and block order of the CPU layer (no backward kernel sums in an order the schedule
+//     chooses)
 // Tiny shapes: the kernels run emulated (one fiber per CUDA thread), so every op is slow here.
 #include <doctest/doctest.h>
 
@@ -67,14 +69,14 @@ bool params_close(const std::string& what, const ModelConfig& m, ModelParams<flo
 
 }  // namespace
 
-TEST_CASE("make_backend(\"cuda\") is the CUDA backend") {
-  const auto be = make_backend<float>("cuda");
+TEST_CASE("make_backend(\"cuda-ops\") is the kernel checker") {
+  const auto be = make_backend<float>("cuda-ops");
   CHECK(be->name().rfind("cuda", 0) == 0);
 }
 
 TEST_CASE("one step: the CUDA backend's batch loss and gradients equal the CPU backend's, every local kind") {
   const CpuBackend<float> cpu;
-  const CudaBackend cuda;
+  const CudaOpsBackend cuda;
   for (const std::string kind : {"rattn", "swa", "linear"}) {
     CAPTURE(kind);
     const ModelConfig m = tiny(kind);
@@ -135,7 +137,7 @@ TEST_CASE("one step with qk-norm (spec §2.9): the CUDA backend's loss and gradi
 TEST_CASE("three AdamW steps: the CUDA path's losses and weights follow the CPU path's") {
   const ModelConfig m = tiny("rattn");
   const CpuBackend<float> cpu;
-  const CudaBackend cuda;
+  const CudaOpsBackend cuda;
   const Backend<float>* backends[2] = {&cpu, &cuda};
   std::vector<double> losses[2];
   ModelParams<float> params[2];
@@ -183,7 +185,7 @@ std::map<long, std::string> step_losses(const std::string& out) {
 }
 }  // namespace
 
-TEST_CASE("train_tiny --device cuda: the same losses and weights, bit for bit, in every fiber and block order") {
+TEST_CASE("train_tiny --device cuda and cuda-ops: the same losses and weights, bit for bit, in every fiber and block order") {
   // Head dim 128 with sm2 at chunk 32: the RLA backward splits the values into 4 tiles, whose dq, dk
   // partials are summed; T = 136: the merge backward sums 3 blocks' dgamma partials per head. With float
   // atomics those sums would follow the block order and the runs would drift apart in the last bits.
@@ -196,33 +198,36 @@ TEST_CASE("train_tiny --device cuda: the same losses and weights, bit for bit, i
     const char* host_threads;  // EMU_HOST_THREADS: 2 runs two blocks at the same time
   };
   const OrderRun runs[] = {{"forward", "1"}, {"reverse", "1"}, {"random:6", "2"}};
-  std::map<long, std::string> first_losses;
-  std::string first_ckpt;
-  for (const OrderRun& run : runs) {
-    const std::string order = run.order, threads = run.host_threads;
-    CAPTURE(order);
-    CAPTURE(threads);
-    rattn_test::ScopedEnv env_order("EMU_ORDER", run.order), env_threads("EMU_HOST_THREADS", run.host_threads);
-    const std::string ckpt = dir / (order + "_" + threads + ".ckpt");
-    const rattn_test::Run r = rattn_test::run_program(
-        "train_tiny", {"--device", "cuda", "--d-model", "32", "--heads", "1", "--kv-heads", "1", "--head-dim", "128",
-                       "--layers", "1", "--pattern", "L", "--local", "rattn", "--feature-map", "sm2", "--window", "4",
-                       "--chunk", "32", "--seq-len", "136", "--batch", "2", "--steps", "3", "--eval-interval", "0",
-                       "--eval-seqs", "1", "--threads", "1", "--log-every", "1", "--ckpt", ckpt},
-        300);
-    INFO("stdout: " << r.out << "\nstderr: " << r.err);
-    REQUIRE(r.status == 0);
-    const std::map<long, std::string> losses = step_losses(r.out);
-    REQUIRE(losses.size() == 3);
-    const std::string bytes = rattn_test::slurp_file(ckpt);
-    REQUIRE(!bytes.empty());
-    if (first_ckpt.empty()) {
-      first_losses = losses;
-      first_ckpt = bytes;
-      continue;
+  for (const std::string device : {"cuda-ops", "cuda"}) {
+    CAPTURE(device);
+    std::map<long, std::string> first_losses;
+    std::string first_ckpt;
+    for (const OrderRun& run : runs) {
+      const std::string order = run.order, threads = run.host_threads;
+      CAPTURE(order);
+      CAPTURE(threads);
+      rattn_test::ScopedEnv env_order("EMU_ORDER", run.order), env_threads("EMU_HOST_THREADS", run.host_threads);
+      const std::string ckpt = dir / (device + order + "_" + threads + ".ckpt");
+      const rattn_test::Run r = rattn_test::run_program(
+          "train_tiny", {"--device", device, "--d-model", "32", "--heads", "1", "--kv-heads", "1", "--head-dim",
+                         "128", "--layers", "1", "--pattern", "L", "--local", "rattn", "--feature-map", "sm2", "--window", "4",
+                         "--chunk", "32", "--seq-len", "136", "--batch", "2", "--steps", "3", "--eval-interval", "0",
+                         "--eval-seqs", "1", "--threads", "1", "--log-every", "1", "--ckpt", ckpt},
+          300);
+      INFO("stdout: " << r.out << "\nstderr: " << r.err);
+      REQUIRE(r.status == 0);
+      const std::map<long, std::string> losses = step_losses(r.out);
+      REQUIRE(losses.size() == 3);
+      const std::string bytes = rattn_test::slurp_file(ckpt);
+      REQUIRE(!bytes.empty());
+      if (first_ckpt.empty()) {
+        first_losses = losses;
+        first_ckpt = bytes;
+        continue;
+      }
+      CHECK(losses == first_losses);
+      const bool same_checkpoint = bytes == first_ckpt;  // a bool: doctest would print the whole files
+      CHECK(same_checkpoint);
     }
-    CHECK(losses == first_losses);
-    const bool same_checkpoint = bytes == first_ckpt;  // a bool: doctest would print the whole files
-    CHECK(same_checkpoint);
   }
 }

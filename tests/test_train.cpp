@@ -116,9 +116,10 @@ TEST_CASE("command line: unknown flag, missing value, non-number, out of range: 
   CHECK(cli_main_guard("t", [] { return 0; }) == 0);
 }
 
-TEST_CASE("--device cuda gives the CUDA backend (float only); an unknown device is refused") {
-  CHECK(make_backend<float>("cuda")->name().rfind("cuda", 0) == 0);  // tests/test_cuda_backend.cpp checks it
-  CHECK_THROWS_WITH_AS(make_backend<double>("cuda"), doctest::Contains("fp32"), UsageError);
+TEST_CASE("--device cuda-ops (and infer's cuda) gives the kernel checker (float only); an unknown device is refused") {
+  CHECK(make_backend<float>("cuda-ops")->name().rfind("cuda", 0) == 0);  // tests/test_cuda_backend.cpp checks it
+  CHECK(make_backend<float>("cuda")->name().rfind("cuda", 0) == 0);
+  CHECK_THROWS_WITH_AS(make_backend<double>("cuda-ops"), doctest::Contains("fp32"), UsageError);
   CHECK_THROWS_AS(make_backend<float>("tpu"), UsageError);
   CHECK(make_backend<float>("cpu") != nullptr);
 }

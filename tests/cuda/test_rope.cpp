@@ -49,3 +49,36 @@ TEST_CASE("rope: odd head dim and unknown version throw") {
   CHECK_THROWS(cu::rope_forward(b.data(), b.data(), 2, 1, 3, 5e5, 0, 2));
   CHECK_THROWS(cu::rope_forward(b.data(), b.data(), 1, 1, 6, 5e5, 0, 3));
 }
+
+TEST_CASE("rope batched: each of B stacked sequences from position 0, against ref64 per sequence") {
+  REQUIRE_DEVICE();
+  std::mt19937_64 rng(37);
+  struct S { int B, T, n, D; };
+  for (S c : {S{3, 7, 2, 16}, S{2, 33, 3, 8}, S{1, 5, 1, 2}}) {
+    const int W = c.n * c.D, N = c.B * c.T;
+    MatF x = rattn_test::randn<MatF>(N, W, rng), dy = rattn_test::randn<MatF>(N, W, rng);
+    cu::DeviceBuffer<float> bx(x.size()), bdy(dy.size()), by(x.size()), bdx(x.size());
+    to_device(bx, x);
+    to_device(bdy, dy);
+    for (int version = 1; version <= cu::kRopeVersions; ++version) {
+      CAPTURE(version); CAPTURE(c.B); CAPTURE(c.T);
+      by.fill_nan();
+      bdx.fill_nan();
+      cu::rope_forward_batch(bx.data(), by.data(), c.B, c.T, c.n, c.D, 5e5, version);
+      cu::rope_backward_batch(bdy.data(), bdx.data(), c.B, c.T, c.n, c.D, 5e5, version);
+      const MatF y = from_device(by, N, W), dx = from_device(bdx, N, W);
+      for (int b = 0; b < c.B; ++b) {  // sequence b restarts at position 0
+        CAPTURE(b);
+        const MatF xb = x.middleRows(b * c.T, c.T), dyb = dy.middleRows(b * c.T, c.T);
+        const MatD y64 = ref::rope_forward(MatD(xb.cast<double>()), c.n, 5e5, 0);
+        const MatD dx64 = ref::rope_backward(MatD(dyb.cast<double>()), c.n, 5e5, 0);
+        check_vs_ref("y", y.middleRows(b * c.T, c.T), ref::rope_forward(xb, c.n, 5e5, 0), y64, kFloorFwd,
+                     rattn_test::family_rms(y64));
+        check_vs_ref("dx", dx.middleRows(b * c.T, c.T), ref::rope_backward(dyb, c.n, 5e5, 0), dx64, kFloorBwd,
+                     rattn_test::family_rms(dx64));
+      }
+      CHECK(by.guards_intact());
+      CHECK(bdx.guards_intact());
+    }
+  }
+}

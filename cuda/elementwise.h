@@ -1,0 +1,23 @@
+// cuda/elementwise.h: the small kernels the device-resident training step (model/device_trainer.h)
+// needs between the op kernels (kernels: cuda/elementwise.cu).
+//
+//   add          out = a + b                      the residual stream (y = x + Attn(a), x' = y + SwiGLU(b))
+//                                                 and gradients that meet (dx = dx_q + dx_k + dx_v)
+//   sum_ordered  *sum = sum_i x[i], in double     the batch loss from the per-row cross-entropies
+// Device pointers. Both are deterministic: add is per element, and sum_ordered adds in an order fixed
+// by n alone (never by which block or thread runs first), so the same inputs give the same bits on
+// every run, on a GPU and in every fiber order of the CPU execution layer.
+// version: add 1 one thread per element, 2 float4 with a grid-stride loop (the default).
+#pragma once
+
+namespace cu {
+
+inline constexpr int kAddVersions = 2;
+
+// a, b: (n) -> out: (n); out may be a or b (each element is read before it is written)
+void add(const float* a, const float* b, float* out, long n, int version = 2);
+
+// x: (n) -> *sum: one double on the device, the sum of x in double in a fixed order.
+void sum_ordered(const float* x, long n, double* sum);
+
+}  // namespace cu
