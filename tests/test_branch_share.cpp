@@ -5,7 +5,7 @@
 // branches, unscored rows and rows t <= w are not counted.
 #include <doctest/doctest.h>
 
-#include "batch_setup.h"
+#include "tests/batch_setup.h"
 #include "model/backend_cpu.h"
 #include "model/branch_share.h"
 
@@ -14,18 +14,7 @@ using namespace model;
 namespace {
 
 ModelConfig tiny(const std::string& kind, const std::string& pattern) {
-  ModelConfig m;
-  m.d_model = 12;
-  m.n_heads = 2;
-  m.n_kv_heads = 1;
-  m.head_dim = 6;
-  m.ffn_dim = 16;
-  m.n_layers = 3;
-  m.pattern = pattern;
-  m.window = 3;
-  m.local_kind = kind;
-  m.chunk = 5;
-  return m;
+  return rattn_test::tiny_model(kind, 3, pattern);
 }
 
 }  // namespace

@@ -101,7 +101,7 @@ TEST_CASE("one step with qk-norm (spec §2.9): the CUDA backend's loss and gradi
   // L G: the local layer's SWA branch and the global layer both normalise q and k; the scales are
   // moved away from 1 so that dq_norm, dk_norm and the scale's place (after RoPE) are exercised.
   const CpuBackend<float> cpu;
-  const CudaBackend cuda;
+  const CudaOpsBackend cuda;
   for (const std::string kind : {"rattn", "swa"}) {
     CAPTURE(kind);
     ModelConfig m = tiny(kind);

@@ -139,6 +139,25 @@ int run(const std::string& cmd) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+// `infer --logits CKPT --prompt 'hello world' --out l.npy` against the training forward of st (the
+// model of that checkpoint): the same float forward compiled into another binary (Eigen may block its
+// products differently, e.g. by thread count), so equal up to float rounding. Returns the forward.
+Mat<float> check_infer_logits(const std::string& exe, const std::string& ckpt, const model::TrainState<float>& st,
+                              const TempDir& dir, const char* what) {
+  const std::string quiet = " >" + dir.file("out.txt") + " 2>" + dir.file("err.txt");
+  CHECK(run(exe + " --logits " + ckpt + " --prompt 'hello world' --out " + dir.file("l.npy") + quiet) == 0);
+  NpyArray l = io::read_npy(dir.file("l.npy"));
+  REQUIRE(l.shape == std::vector<long>{11, 256});
+  auto backend = model::make_backend<float>("cpu");
+  const model::Model<float> net(st.config.model, *backend);
+  const std::string hello = "hello world";
+  const Mat<float> want = net.forward(st.params, std::vector<int>(hello.begin(), hello.end()));
+  Mat<double> got(11, 256);
+  std::copy(l.data.begin(), l.data.end(), got.data());
+  rattn_test::check_close(what, got, want, 1e-6);
+  return want;
+}
+
 }  // namespace
 
 TEST_CASE("export writes every parameter exactly, and a config.json that describes every layer") {
@@ -217,18 +236,7 @@ TEST_CASE("bin/infer --export and --logits end to end") {
   CHECK(fs::exists(dir.file("x/config.json")));
   CHECK(fs::exists(dir.file("x/block1.attn.gamma_rla.npy")));
 
-  CHECK(run(exe + " --logits " + dir.file("m.ckpt") + " --prompt 'hello world' --out " + dir.file("l.npy") + quiet) == 0);
-  NpyArray l = io::read_npy(dir.file("l.npy"));
-  REQUIRE(l.shape == std::vector<long>{11, 256});
-  auto backend = model::make_backend<float>("cpu");
-  const model::Model<float> net(st.config.model, *backend);
-  const std::string hello = "hello world";
-  const Mat<float> want = net.forward(st.params, std::vector<int>(hello.begin(), hello.end()));
-  Mat<double> got(11, 256);
-  std::copy(l.data.begin(), l.data.end(), got.data());
-  // The same float forward, but compiled into another binary (Eigen may block its products
-  // differently, e.g. by thread count): equal up to float rounding.
-  rattn_test::check_close("infer --logits", got, want, 1e-6);
+  check_infer_logits(exe, dir.file("m.ckpt"), st, dir, "infer --logits");
 
   // Printed form: a comment line, then one line per position.
   CHECK(run(exe + " --logits " + dir.file("m.ckpt") + " --prompt hi" + quiet) == 0);
@@ -264,16 +272,9 @@ TEST_CASE("bin/infer --logits on a qk-norm checkpoint equals the training forwar
   model::TrainState<float> st = small_state("rattn", 1);
   model::save_checkpoint(dir.file("qk.ckpt"), st);
   const std::string exe = "'" + infer.string() + "'", quiet = " >" + dir.file("out.txt") + " 2>" + dir.file("err.txt");
-  CHECK(run(exe + " --logits " + dir.file("qk.ckpt") + " --prompt 'hello world' --out " + dir.file("l.npy") + quiet) == 0);
-  NpyArray l = io::read_npy(dir.file("l.npy"));
-  REQUIRE(l.shape == std::vector<long>{11, 256});
+  const Mat<float> want = check_infer_logits(exe, dir.file("qk.ckpt"), st, dir, "infer --logits, qk-norm");
   auto backend = model::make_backend<float>("cpu");
-  const model::Model<float> net(st.config.model, *backend);
   const std::string hello = "hello world";
-  const Mat<float> want = net.forward(st.params, std::vector<int>(hello.begin(), hello.end()));
-  Mat<double> got(11, 256);
-  std::copy(l.data.begin(), l.data.end(), got.data());
-  rattn_test::check_close("infer --logits, qk-norm", got, want, 1e-6);
   // the same checkpoint without its qk-norm scales is another model: the logits differ
   model::TrainState<float> off = small_state("rattn", 0);
   const model::Model<float> net_off(off.config.model, *backend);

@@ -18,20 +18,7 @@ namespace {
 
 // A tiny local-global stack: L L G with GQA (2 query heads, 1 kv head), T past w+1, a chunk that
 // does not divide T.
-ModelConfig tiny(const std::string& kind) {
-  ModelConfig m;
-  m.d_model = 12;
-  m.n_heads = 2;
-  m.n_kv_heads = 1;
-  m.head_dim = 6;
-  m.ffn_dim = 16;
-  m.n_layers = 3;
-  m.pattern = "LLG";
-  m.window = 3;
-  m.local_kind = kind;
-  m.chunk = 5;
-  return m;
-}
+ModelConfig tiny(const std::string& kind) { return rattn_test::tiny_model(kind, 3, "LLG"); }
 
 }  // namespace
 

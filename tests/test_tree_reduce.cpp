@@ -27,20 +27,7 @@ using ref::Mat;
 
 namespace {
 
-ModelConfig tiny() {  // a local-global stack with every kind of tensor: L G, GQA, rattn
-  ModelConfig m;
-  m.d_model = 12;
-  m.n_heads = 2;
-  m.n_kv_heads = 1;
-  m.head_dim = 6;
-  m.ffn_dim = 16;
-  m.n_layers = 2;
-  m.pattern = "LG";
-  m.window = 3;
-  m.local_kind = "rattn";
-  m.chunk = 5;
-  return m;
-}
+ModelConfig tiny() { return rattn_test::tiny_model("rattn", 2, "LG"); }  // L G, GQA, rattn: every kind of tensor
 
 // The flat gradient (named_tensors order) and the loss of a batch, as a trainer sees them.
 struct Flat {
