@@ -38,7 +38,8 @@ ref::AttnParams<S> random_layer(int C, const ref::AttnConfig& cfg, std::mt19937_
   p.Wo = randn<Mat<double>>(HD, C, rng, 1.0 / std::sqrt(double(HD)));
   p.gamma_swa = Mat<double>::Ones(cfg.H, cfg.D) + randn<Mat<double>>(cfg.H, cfg.D, rng, 0.1);
   p.gamma_rla = Mat<double>::Ones(cfg.H, cfg.D) + randn<Mat<double>>(cfg.H, cfg.D, rng, 0.1);
-  return {p.Wq.cast<S>(), p.Wk.cast<S>(), p.Wv.cast<S>(), p.Wo.cast<S>(), p.gamma_swa.cast<S>(), p.gamma_rla.cast<S>()};
+  return {p.Wq.cast<S>(),        p.Wk.cast<S>(),        p.Wv.cast<S>(), p.Wo.cast<S>(),
+          p.gamma_swa.cast<S>(), p.gamma_rla.cast<S>(), Mat<S>(),       Mat<S>()};  // no qk-norm scales
 }
 
 template <class S>
