@@ -108,6 +108,17 @@ ifeq ($(MPI),1)
 endif
 MPI_DEFS := $(if $(MPI_LIBS),-DRATTN_MPI $(MPI_CFLAGS))
 
+# NCCL (the GPU build of train_tiny moves device gradients between GPUs with it: model/device_reduce.h):
+# nccl.h and libnccl.so under NCCL_HOME, by default the CUDA toolkit's (the pip wheel nvidia-nccl-cu13
+# has the same two files: NCCL_HOME=.../site-packages/nvidia/nccl). Not found: bin/gpu/train_tiny runs one
+# process per job and says so under mpirun.
+NCCL_HOME ?= $(CUDA_HOME)
+NCCL_LIBDIR := $(firstword $(foreach d,lib64 lib,$(if $(wildcard $(NCCL_HOME)/$(d)/libnccl.so*),$(NCCL_HOME)/$(d))))
+NCCL_FOUND := $(and $(NVCC),$(wildcard $(NCCL_HOME)/include/nccl.h),$(NCCL_LIBDIR))
+NCCL_DEFS := $(if $(NCCL_FOUND),-DRATTN_NCCL -isystem $(NCCL_HOME)/include)
+comma := ,
+NCCL_LIBS := $(if $(NCCL_FOUND),-L$(NCCL_LIBDIR) -lnccl -Wl$(comma)-rpath$(comma)$(NCCL_LIBDIR))
+
 # ---- sources ----------------------------------------------------------------------------------
 LIB_SRCS   := $(wildcard model/*.cpp data/*.cpp io/*.cpp)
 LIB_OBJS   := $(patsubst %.cpp,$(BUILD)/%.o,$(LIB_SRCS))
@@ -120,11 +131,13 @@ TESTS      := $(patsubst tests/%.cpp,$(BIN)/tests/%,$(TEST_SRCS))
 CUTEST_SRCS:= $(wildcard tests/cuda/test_*.cpp)
 EMU_TESTS  := $(patsubst tests/cuda/%.cpp,$(BIN)/tests/emu/%,$(CUTEST_SRCS))
 GPU_TESTS  := $(patsubst tests/cuda/%.cpp,$(BIN)/tests/gpu/%,$(CUTEST_SRCS))
+GPU_TRAIN  := $(if $(NVCC),$(BIN)/gpu/train_tiny)
 ifeq ($(NVCC),)
   GPU_TESTS :=
 endif
 ifeq ($(SANITIZE),1)
   GPU_TESTS :=  # ASan's shadow memory and the CUDA driver do not mix: sanitize the CPU layer only
+  GPU_TRAIN :=
   # no test runs the benchmarks but bench_train --config tiny (tests/test_device_train.cpp)
   PROGRAMS := $(filter-out $(filter-out $(BIN)/bench_train,$(filter $(BIN)/bench_%,$(PROGRAMS))),$(PROGRAMS))
 endif
@@ -143,6 +156,10 @@ else ifeq ($(MPI_LIBS),)
 	libopenmpi-dev, or scripts/deps.sh as root)"
 else
 	@echo "make: MPI found: bin/train_tiny also trains data parallel under mpirun (docs/scaling.md)"
+endif
+ifneq ($(NVCC),)
+	@if [ -n "$(NCCL_FOUND)" ]; then echo "make: NCCL found in $(NCCL_HOME): bin/gpu/train_tiny all-reduces device gradients across GPUs"; \
+	 else echo "make: NCCL not found in $(NCCL_HOME) (NCCL_HOME=...): bin/gpu/train_tiny --device cuda runs one GPU per job"; fi
 endif
 
 deps:
@@ -250,7 +267,25 @@ $(GPU_BENCH): $(BIN)/gpu/%: $(BUILD)/gpu/tools/%.o $(BUILD)/librattn.a $(BUILD)/
 	@mkdir -p $(@D)
 	$(say) LINK $@
 	$(Q)$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS)
-gpu-build: $(GPU_TESTS) $(GPU_BENCH)
+
+# bin/gpu/train_tiny: train_tiny on a real GPU (--device cuda runs the kernels of libcuda_gpu.a). The files
+# that drive the device (the program, the trainer with model/device_trainer.h, the NCCL reducer) are
+# compiled again against the CUDA runtime; given before librattn.a, they stand in for its CPU-layer copies.
+GPU_TRAIN_OBJS := $(BUILD)/gpu/host/train_tiny.o $(BUILD)/gpu/host/model/trainer.o $(BUILD)/gpu/host/model/device_reduce.o
+NCCL_STAMP := $(BUILD)/.nccl
+$(NCCL_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(NCCL_DEFS) | $(NCCL_LIBS)' | cmp -s - $@ || echo '$(NCCL_DEFS) | $(NCCL_LIBS)' > $@
+$(BUILD)/gpu/host/%.o: %.cpp $(FLAGS_STAMP) $(NCCL_STAMP)
+	@mkdir -p $(@D)
+	$(say) CXX-GPU "$<$(if $(NCCL_FOUND), (with NCCL))"
+	$(Q)$(CXX) $(CXXFLAGS) $(DEPFLAGS) -DRATTN_CUDA_RUNTIME -isystem $(CUDA_HOME)/include $(NCCL_DEFS) -c $< -o $@
+$(BIN)/gpu/train_tiny: $(GPU_TRAIN_OBJS) $(BUILD)/librattn.a $(BUILD)/libcuda_gpu.a
+	@mkdir -p $(@D)
+	$(say) LINK $@
+	$(Q)$(CXX) $^ -o $@ $(LDFLAGS) $(CUDA_LIBS) $(NCCL_LIBS) $(MPI_LIBS)
+
+gpu-build: $(GPU_TESTS) $(GPU_BENCH) $(GPU_TRAIN)
 
 # The Python package's suite is one more entry of the run (scripts/test_python.sh), counted in the closing line,
 # when NumPy, pytest and pybind11 are here (scripts/deps_python.sh --check); never in the sanitizer builds
@@ -259,7 +294,7 @@ test: deps
 	@py=$$([ -z "$(SANITIZE)$(TSAN)" ] && RATTN_PYTHON=$(PY_BASE) scripts/deps_python.sh --check && echo yes); \
 	 [ -n "$$py" ] || [ -n "$(SANITIZE)$(TSAN)" ] || echo "make: NumPy, pytest or pybind11 for $(PY_BASE) missing: \
 	skipping the Python package's tests (scripts/deps_python.sh installs them)"; \
-	 $(MAKE) --no-print-directory status $(TESTS) $(EMU_TESTS) $(GPU_TESTS) $(PROGRAMS) $${py:+$(PY_STAMP)} && \
+	 $(MAKE) --no-print-directory status $(TESTS) $(EMU_TESTS) $(GPU_TESTS) $(GPU_TRAIN) $(PROGRAMS) $${py:+$(PY_STAMP)} && \
 	 RATTN_BIN=$(CURDIR)/$(BIN) scripts/run_tests.sh $(TESTS) $(EMU_TESTS) $(GPU_TESTS) \
 	   $${py:+scripts/test_python.sh}
 
@@ -379,7 +414,7 @@ fuzz:
 	@scripts/fuzz.sh
 
 # Compile every .cu with nvcc for the target GPU (warnings are errors); CI has no GPU to run them.
-cuda-compile: $(GPU_OBJS)
+cuda-compile: $(GPU_OBJS) $(GPU_TRAIN)
 	@if [ -z "$(NVCC)" ]; then echo "cuda-compile: nvcc not found; nothing compiled"; fi
 
 train: deps

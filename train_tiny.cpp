@@ -10,6 +10,8 @@
 //   bin/train_tiny --help                every flag with its range and default
 //   mpirun -np 4 bin/train_tiny ...      data parallel over 4 processes, the same losses bit for bit as one
 //                                        (a --batch of 4 x a power of two; docs/scaling.md)
+//   mpirun -np 2 bin/gpu/train_tiny --device cuda ...    the same over 2 GPUs, gradients all-reduced with NCCL
+//                                        (bin/gpu/: the GPU build, make gpu-build; model/device_reduce.h)
 //
 // Exit status (the same in infer and rattn-op): 0 done; 2 bad input (one line on stderr names the flag
 // and the allowed values; also a missing, empty, too short or too large --text file or one that is not a
@@ -27,6 +29,7 @@
 #include "model/cli.h"
 #include "model/compare.h"
 #include "model/config.h"
+#include "model/device_reduce.h"
 #include "model/mpi_job.h"
 #include "model/trainer.h"
 
@@ -94,7 +97,10 @@ int run_train_tiny(int argc, char** argv) {
     std::cout << fs.usage() << kModeHelp
               << (model::built_with_mpi()
                       ? "  mpirun -np N train_tiny ...   data parallel over N processes (--batch: N x a power of two)\n"
-                      : "  (built without MPI: no mpirun; install OpenMPI with scripts/deps.sh and rebuild)\n");
+                      : "  (built without MPI: no mpirun; install OpenMPI with scripts/deps.sh and rebuild)\n")
+              << (model::built_with_nccl()
+                      ? "  --device cuda under mpirun     one GPU per rank, device gradients all-reduced with NCCL\n"
+                      : "  --device cuda under mpirun     device gradients all-reduced over MPI through host memory\n");
     return 0;
   }
   if (demo) {

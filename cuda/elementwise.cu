@@ -1,4 +1,4 @@
-// cuda/elementwise.cu: add and sum_ordered (see cuda/elementwise.h), fp32 data.
+// cuda/elementwise.cu: add, sum_ordered and tree_combine (see cuda/elementwise.h), fp32 data.
 //
 // add, the reference loop: for i in [0, n): out[i] = a[i] + b[i]   (ref/: Eigen's a + b)
 //   v1  one thread per element.
@@ -11,6 +11,12 @@
 // fixed tree. The order depends on n only, so the sum is the same bits on every run (a grid of blocks
 // adding into one value with atomicAdd would not be: the hardware orders the atomics). One block is
 // enough for what it sums (B*T losses once a step); it is not a general-purpose reduction.
+//
+// tree_combine: one thread per element, grid-stride. Each thread walks the whole tree for its element
+// (stride 1, 2, 4, ...: node i += node i + stride for i a multiple of 2 * stride), so every element's
+// additions are the tree's, in the tree's order, whichever thread or block runs it: no cross-thread
+// communication at all. The k nodes of one element are k strided loads; k is the number of ranks (a
+// handful), so the kernel is bound by memory: each node is read once and node 0 written once per level.
 #include "cuda/compat.h"
 
 #include <cstdint>
@@ -54,6 +60,14 @@ __global__ void sum_ordered_kernel(const float* x, long n, double* sum) {
   if (threadIdx.x == 0) *sum = part[0];
 }
 
+__global__ void tree_combine_kernel(float* nodes, int k, long stride, long n) {
+  const long step = (long)gridDim.x * blockDim.x;
+  for (long e = (long)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += step)
+    for (int s = 1; s < k; s *= 2)                 // level by level (model/tree_reduce.h: tree_levels)
+      for (int i = 0; i + s < k; i += 2 * s)       // node i = node i + node i+s: the lower node on the left
+        nodes[i * stride + e] = nodes[i * stride + e] + nodes[(i + s) * stride + e];
+}
+
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
@@ -75,6 +89,15 @@ void add(const float* a, const float* b, float* out, long n, int version) {
 void sum_ordered(const float* x, long n, double* sum) {
   if (n < 0) throw std::invalid_argument("cu::sum_ordered: n < 0");
   launch(sum_ordered_kernel, dim3(1), dim3(kSumThreads), 0, x, n, sum);
+}
+
+void tree_combine(float* nodes, int k, long stride, long n) {
+  if (k < 1 || n < 0 || stride < n) throw std::invalid_argument("cu::tree_combine: need k >= 1, 0 <= n <= stride");
+  if (k == 1 || n == 0) return;
+  const int threads = 256;
+  long blocks = (n + threads - 1) / threads;
+  blocks = blocks > 1024 ? 1024 : blocks;
+  launch(tree_combine_kernel, dim3(unsigned(blocks)), dim3(threads), 0, nodes, k, stride, n);
 }
 
 }  // namespace cu

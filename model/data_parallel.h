@@ -34,6 +34,19 @@ class DataParallel {
     (void)grads;
     (void)loss_sum;
   }
+  // The same for a flat array of n floats in host memory, in place (MpiJob moves it with the same two
+  // collectives). The device-resident step's transport on the CPU execution layer, whose device memory
+  // is host memory (model/device_reduce.h); n = 0 combines the loss sums alone.
+  virtual void all_reduce_flat(float* data, long n, double& loss_sum) {
+    (void)data;
+    (void)n;
+    (void)loss_sum;
+  }
+  // bytes from rank 0 to every rank (NCCL's bootstrap: the communicator's unique id).
+  virtual void broadcast(void* bytes, long n) {
+    (void)bytes;
+    (void)n;
+  }
   // The trainer's word that the checkpoint `path` of step `step` is complete (every rank calls it), for the
   // message a rank prints when the job is ended under it (model/mpi_job.cpp).
   virtual void checkpoint_written(const std::string& path, long step) {

@@ -49,6 +49,7 @@
 #include "data/tasks.h"
 #include "model/cli.h"
 #include "model/config.h"
+#include "model/model.h"  // BatchShare, ShareSums
 #include "model/params.h"
 #include "ref/optim.h"
 
@@ -157,19 +158,30 @@ class DeviceTrainer {
   // The batch (B sequences of T) -> mean cross-entropy over its scored positions; the gradient of that
   // mean is ASSIGNED to the device gradient buffer (as batch_loss_and_grad assigns *grad).
   double loss_and_grad(const data::Batch& batch) {
-    if (batch.B != B_ || batch.T != T_)
-      throw std::invalid_argument("DeviceTrainer: a batch of " + std::to_string(batch.B) + " x " +
-                                  std::to_string(batch.T) + " for a trainer of " + std::to_string(B_) + " x " +
-                                  std::to_string(T_));
+    const ShareSums s = share_loss_and_grad(batch, {0, batch.B});
+    return s.loss_sum / double(s.scored);
+  }
+
+  // One rank's share of a data-parallel step (model/device_reduce.h): the sequences [first, first + count)
+  // of the whole batch, count = this trainer's B. Returns the share's loss sum and the whole batch's
+  // scored positions N; the device gradient buffer holds the share's part of the gradient of the whole
+  // batch's mean loss (each row's dlogits scaled by 1/N), so the ranks' buffers add up to that gradient.
+  ShareSums share_loss_and_grad(const data::Batch& batch, BatchShare share) {
+    if (share.count != B_ || batch.T != T_ || share.first < 0 || share.first + share.count > batch.B)
+      throw std::invalid_argument("DeviceTrainer: sequences [" + std::to_string(share.first) + ", " +
+                                  std::to_string(share.first + share.count) + ") of a batch of " +
+                                  std::to_string(batch.B) + " x " + std::to_string(batch.T) + " for a trainer of " +
+                                  std::to_string(B_) + " x " + std::to_string(T_));
     long scored = 0;  // N of share_loss_and_grad: the scored positions of the whole batch
     for (int t : batch.targets) scored += t >= 0;
-    for (int t : batch.tokens)
-      if (t < 0 || t >= cfg_.vocab)  // the kernel would write NaN rows; ref::embedding_forward throws
+    const size_t from = size_t(share.first) * size_t(T_), to = from + size_t(N_);
+    for (size_t i = from; i < to; ++i)
+      if (const int t = batch.tokens[i]; t < 0 || t >= cfg_.vocab)  // the kernel would write NaN rows
         throw std::out_of_range("embedding: token " + std::to_string(t) + " outside [0, " +
                                 std::to_string(cfg_.vocab) + ")");
     if (scored == 0) throw std::invalid_argument("batch_loss_and_grad: the batch has no scored position");
-    tokens_.upload(batch.tokens);
-    targets_.upload(batch.targets);
+    tokens_.upload(batch.tokens.data() + from, size_t(N_));
+    targets_.upload(batch.targets.data() + from, size_t(N_));
     forward();
     const int V = cfg_.vocab;
     // loss = (1/N) sum_b n_b loss_b = (1/N) sum over every scored row of its cross-entropy (spec §4.8)
@@ -182,10 +194,15 @@ class DeviceTrainer {
     });
     run("zero_grads", [&] { zero(grads_); });  // the kernels below accumulate (+=) into the gradients
     backward();
-    double loss_sum = 0;
-    cu::check(cudaMemcpy(&loss_sum, loss_sum_.data(), sizeof(double), cudaMemcpyDeviceToHost), "DeviceTrainer: loss");
-    return loss_sum / double(scored);
+    ShareSums out;
+    cu::check(cudaMemcpy(&out.loss_sum, loss_sum_.data(), sizeof(double), cudaMemcpyDeviceToHost), "DeviceTrainer: loss");
+    out.scored = scored;
+    return out;
   }
+
+  // The flat device gradient (named_tensors order, zero padding between tensors): what the ranks all-reduce.
+  float* grads_device() { return grads_.data(); }
+  long grads_size() const { return long(n_flat_); }
 
   // Global gradient norm (cu::clip_grad_norm over the flat gradient buffer); scaled to max_norm when above.
   float clip_grad_norm(float max_norm) {

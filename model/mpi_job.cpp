@@ -83,6 +83,13 @@ class MpiJob final : public DataParallel {
   }
 
   void all_reduce_tree(const std::vector<Mat<float>*>& grads, double& loss_sum) override {
+    flat_.resize(size_t(total_size(grads)));
+    pack(grads, flat_.data());
+    all_reduce_flat(flat_.data(), long(flat_.size()), loss_sum);
+    unpack(flat_.data(), grads);
+  }
+
+  void all_reduce_flat(float* flat, long P, double& loss_sum) override {
     // Time spent waiting for the slowest rank to finish its share, apart from the all-reduce itself: a
     // barrier first (one message of latency) tells them apart in the timings (docs/scaling.md).
     const auto t_wait = std::chrono::steady_clock::now();
@@ -90,7 +97,7 @@ class MpiJob final : public DataParallel {
     const auto t0 = std::chrono::steady_clock::now();
     wait_seconds_ += std::chrono::duration<double>(t0 - t_wait).count();
     communicated_ = true;
-    const long P = total_size(grads), N = size_;
+    const long N = size_;
     if (P > long(INT_MAX)) throw std::runtime_error("all-reduce: more than 2^31 - 1 gradient elements (MPI counts)");
     auto start = [&](long j) { return int(P * j / N); };  // shard j: elements [start(j), start(j + 1))
     const int mine = start(rank_ + 1) - start(rank_);
@@ -101,23 +108,25 @@ class MpiJob final : public DataParallel {
       send_counts[size_t(j)] = start(j + 1) - start(j);
       recv_at[size_t(j)] = int(j) * mine;
     }
-    flat_.resize(size_t(P));
-    shards_.resize(size_t(N * mine));
-    pack(grads, flat_.data());
+    shards_.resize(size_t(N * mine) + 1);  // + 1: never an empty vector's null data() for MPI
     // 1. shard r of every rank's node, then their tree sum
-    MPI_Alltoallv(flat_.data(), send_counts.data(), send_at.data(), MPI_FLOAT, shards_.data(), recv_counts.data(),
+    MPI_Alltoallv(flat, send_counts.data(), send_at.data(), MPI_FLOAT, shards_.data(), recv_counts.data(),
                   recv_at.data(), MPI_FLOAT, MPI_COMM_WORLD);
     std::vector<float*> roots;
     for (long j = 0; j < N; ++j) roots.push_back(shards_.data() + j * mine);
     combine_roots(roots, mine);
     // 2. every combined shard to every rank
-    MPI_Allgatherv(shards_.data(), mine, MPI_FLOAT, flat_.data(), send_counts.data(), send_at.data(), MPI_FLOAT,
+    MPI_Allgatherv(shards_.data(), mine, MPI_FLOAT, flat, send_counts.data(), send_at.data(), MPI_FLOAT,
                    MPI_COMM_WORLD);
-    unpack(flat_.data(), grads);
     std::vector<double> losses(static_cast<size_t>(N));
     MPI_Allgather(&loss_sum, 1, MPI_DOUBLE, losses.data(), 1, MPI_DOUBLE, MPI_COMM_WORLD);
     loss_sum = tree_sum(losses);
     reduce_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  void broadcast(void* bytes, long n) override {
+    if (n > long(INT_MAX)) throw std::runtime_error("broadcast: more than 2^31 - 1 bytes");
+    MPI_Bcast(bytes, int(n), MPI_BYTE, 0, MPI_COMM_WORLD);
   }
 
  private:

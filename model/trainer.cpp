@@ -18,6 +18,7 @@
 #include "model/backend_cpu.h"
 #include "model/branch_share.h"
 #include "model/data_parallel.h"
+#include "model/device_reduce.h"
 #include "model/device_trainer.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -179,15 +180,19 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
   DataParallel& dp = data_parallel();
   const BatchShare share = share_of(c.train.batch, dp.rank(), dp.size());
   std::unique_ptr<DeviceTrainer> dev;
+  std::unique_ptr<DeviceReducer> dev_reduce;  // several ranks on the device: model/device_reduce.h
   if (on_device) {
-    if (dp.size() > 1) throw UsageError("--device cuda: the device-resident step runs on one process, not under mpirun");
-    dev = std::make_unique<DeviceTrainer>(c.model, c.train.batch, c.train.seq_len);
+    // before any device allocation (a DeviceTrainer's buffers): no GPU or no driver is one clear line
+    if (!cu::device_available()) throw std::runtime_error("--device cuda: no CUDA device is available here");
+    if (dp.size() > 1) dev_reduce = make_device_reducer(dp);  // first: it picks this rank's GPU
+    dev = std::make_unique<DeviceTrainer>(c.model, share.count, c.train.seq_len);
     dev->upload(st.params, st.m, st.v);
   }
   const int threads = omp_get_max_threads();
   out << "train_tiny: " << (run.resume.empty() ? "new run" : "resuming " + run.resume + " at step " + std::to_string(st.step))
       << ", device " << (dev ? dev->name() : backend->name()) << ", " << threads << " OpenMP thread" << (threads == 1 ? "" : "s")
-      << (dp.size() > 1 ? fmt(" per rank, %d ranks (MPI) of %d sequences each", dp.size(), share.count) : "") << "\n";
+      << (dp.size() > 1 ? fmt(" per rank, %d ranks (MPI) of %d sequences each", dp.size(), share.count) : "")
+      << (dev_reduce ? ", device gradients all-reduced by " + dev_reduce->name() : std::string()) << "\n";
   out << describe(c) << text_note;
   if (auto* rt = dynamic_cast<const data::RecallTask*>(task.get()))
     out << fmt("data: recall gaps 0..%d mixed so that %.1f%% of the queries are expected within w = %d%s%s%s%s\n",
@@ -246,8 +251,11 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
     task->sample(data_rng, c.train.batch, batch);
     const float max_norm = c.train.clip > 0 ? float(c.train.clip) : std::numeric_limits<float>::infinity();
     double loss = 0, gnorm = 0;
-    if (dev) {  // the whole batch on the device: loss, gradient, clip (model/device_trainer.h)
-      loss = dev->loss_and_grad(batch);
+    if (dev) {  // this rank's share on the device, then the whole batch's gradient; clip (model/device_trainer.h)
+      const ShareSums sums = dev->share_loss_and_grad(batch, share);
+      double loss_sum = sums.loss_sum;
+      if (dev_reduce) dev_reduce->all_reduce(dev->grads_device(), dev->grads_size(), loss_sum);
+      loss = loss_sum / double(sums.scored);
       gnorm = double(dev->clip_grad_norm(max_norm));
     } else {
       // This rank's node of the reduction tree, then the root: the whole batch's gradient and loss.

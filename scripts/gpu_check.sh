@@ -5,7 +5,8 @@
 #   1. nvidia-smi; 2. native build (sm_90 by default, CUDA_ARCH=sm_XX to change); 3. the CUDA tests on the device;
 #   4. compute-sanitizer memcheck / racecheck / synccheck on the test binaries (small shapes); 5. GPU benchmarks,
 #   among them bin/gpu/bench_train (the device-resident training step: tokens/s, per-kernel share, memory) and the
-#   same two models in PyTorch on the same GPU (scripts/bench_torch.py --device cuda; skipped without torch).
+#   same two models in PyTorch on the same GPU (scripts/bench_torch.py --device cuda; skipped without torch);
+#   6. bin/gpu/train_tiny --device cuda, and with 2 or more GPUs the NCCL data-parallel case of tests/test_mpi.cpp.
 set -u
 cd "$(dirname "$0")/.."
 out=${OUT:-out}
@@ -21,7 +22,7 @@ if command -v nvidia-smi >/dev/null; then run nvidia-smi || true; else say "nvid
 
 say "== build (native, nvcc)"
 jobs=$(nproc)
-run make --no-print-directory -j"$jobs" gpu-build || { say "BUILD FAILED"; exit 1; }
+run make --no-print-directory -j"$jobs" gpu-build bin/tests/test_mpi || { say "BUILD FAILED"; exit 1; }
 
 say "== CUDA tests on the device"
 tests=$(ls bin/tests/gpu/test_* 2>/dev/null)
@@ -42,6 +43,20 @@ else
       RATTN_SMALL=1 run timeout 300 "$cs" --tool "$tool" --error-exitcode 3 "$t" --no-version || { say "SANITIZER $tool FAILED on $t"; status=1; }
     done
   done
+fi
+
+say "== train_tiny on the GPU (bin/gpu/train_tiny --device cuda), and data parallel over GPUs with NCCL"
+if [ -x bin/gpu/train_tiny ]; then
+  run bin/gpu/train_tiny --single --device cuda --steps 200 --ckpt "$out/gpu-train.ckpt" || status=1
+  gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  if [ "$gpus" -ge 2 ]; then
+    # the mpirun --device cuda case of tests/test_mpi.cpp, on bin/gpu/train_tiny: 2 (and 4) ranks, one GPU each
+    RATTN_BIN=$PWD/bin/gpu RATTN_GPUS=$gpus run bin/tests/test_mpi -tc='mpirun --device cuda*' || status=1
+  else
+    say "NCCL data parallel: skipped, $gpus GPU on this machine (it needs 2 or more: one GPU per rank)"
+  fi
+else
+  say "bin/gpu/train_tiny was not built (nvcc missing?)"
 fi
 
 say "== GPU benchmarks"

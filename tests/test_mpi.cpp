@@ -5,7 +5,9 @@
 //   - a checkpoint written by 4 ranks resumes with 2, then with 1, and ends where one uninterrupted process ends;
 //   - a rank killed mid-run: mpirun exits non-zero naming it, the other ranks' one-line stop messages (those
 //     mpirun forwards) name the last complete checkpoint, and that checkpoint loads and resumes;
-//   - a --batch that does not split into power-of-two shares is refused with status 2 and one line.
+//   - a --batch that does not split into power-of-two shares is refused with status 2 and one line;
+//   - --device cuda across 2 and 4 ranks (the device-resident step, gradients all-reduced as the NCCL
+//     reducer does on GPUs; here on the CPU execution layer) follows the one-device run.
 // Skipped, with the reason, when bin/train_tiny was built without MPI (always so in the sanitizer builds) or
 // mpirun is not on the PATH.
 #include <doctest/doctest.h>
@@ -144,6 +146,85 @@ TEST_CASE("mpirun -np 1, 2, 4: the same progress lines and checkpoint, byte for 
     CHECK(progress(r.out) == progress(one.out));
     CHECK(rattn_test::slurp_file(ckpt) == one_ckpt);
   }
+}
+
+// The numbers of the progress lines: loss and gradient norm per step, as printed (%.4f, %.3f).
+std::vector<std::pair<double, double>> losses_and_norms(const std::string& out) {
+  std::vector<std::pair<double, double>> v;
+  std::istringstream in(progress(out));
+  std::string line;
+  while (std::getline(in, line)) {
+    long step = 0;
+    double loss = 0, lr = 0, norm = 0;
+    if (std::sscanf(line.c_str(), "step %ld | loss %lf | lr %lf | grad norm %lf", &step, &loss, &lr, &norm) == 4)
+      v.push_back({loss, norm});
+  }
+  return v;
+}
+
+TEST_CASE("mpirun --device cuda: 2 and 4 ranks follow one device, the same bits on every run, resume anywhere") {
+  // The device-resident step across ranks (model/device_reduce.h), here with the kernels on the CPU
+  // execution layer, whose device gradients the MPI job moves with the shards and tree that the NCCL
+  // reducer uses on GPUs. A DeviceTrainer sums a share's rows inside its kernels, so N ranks agree with one
+  // to fp32 rounding, not bit for bit: the printed losses (4 decimals) and gradient norms (3 decimals)
+  // agree to their last printed digit, while a share lost, counted twice or scaled by the wrong N moves
+  // the first step's loss or norm by far more.
+  if (const std::string why = why_not(); !why.empty()) RATTN_SKIP(why.c_str());
+  TempDir dir("mpi_device");
+  std::vector<std::string> args = tiny_run(dir / "one.ckpt", 4);
+  args.insert(args.end(), {"--device", "cuda"});
+  const Run one = rattn_test::run_program("train_tiny", args, 300);
+  INFO("one device:\n" << one.out << one.err);
+  REQUIRE(one.status == 0);
+  const auto want = losses_and_norms(one.out);
+  REQUIRE(want.size() == 4);
+  const std::string one_ckpt = rattn_test::slurp_file(dir / "one.ckpt");
+  // make gpu-check runs this case with RATTN_BIN=bin/gpu (NCCL, one GPU per rank) and RATTN_GPUS = the GPUs
+  // it has: rank counts above it are left out (NCCL refuses two ranks on one GPU).
+  const int gpus = std::getenv("RATTN_GPUS") ? std::atoi(std::getenv("RATTN_GPUS")) : 4;
+  for (const int ranks : {1, 2, 4}) {
+    if (ranks > gpus) continue;
+    CAPTURE(ranks);
+    const std::string tag = "dev" + std::to_string(ranks), ckpt = dir / (tag + ".ckpt");
+    args = tiny_run(ckpt, 4);
+    args.insert(args.end(), {"--device", "cuda"});
+    const Run r = run_mpi(ranks, args, dir, tag);
+    INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
+    REQUIRE(r.status == 0);
+    CHECK(count_of(r.out, "train_tiny: new run") == 1);
+    CHECK(count_of(r.out, "device gradients all-reduced by ") == (ranks > 1 ? 1 : 0));
+    const auto got = losses_and_norms(r.out);
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      CAPTURE(i);
+      CHECK(std::abs(got[i].first - want[i].first) <= 1.5e-4);
+      CHECK(std::abs(got[i].second - want[i].second) <= 1.5e-3);
+    }
+    if (ranks == 1) CHECK(rattn_test::slurp_file(ckpt) == one_ckpt);  // one rank: no reducer, the same step
+    if (ranks == 2) {  // the same rank count again: the same checkpoint, byte for byte
+      std::vector<std::string> again_args = tiny_run(dir / "again.ckpt", 4);
+      again_args.insert(again_args.end(), {"--device", "cuda"});
+      const Run again = run_mpi(2, again_args, dir, tag + "again");
+      REQUIRE(again.status == 0);
+      CHECK(rattn_test::slurp_file(ckpt) == rattn_test::slurp_file(dir / "again.ckpt"));
+      CHECK(progress(again.out) == progress(r.out));
+    }
+  }
+  // a checkpoint of several device ranks resumes on one device and on 2 ranks of the CPU reference
+  const std::vector<std::string> more = {"--resume", dir / (gpus >= 4 ? "dev4.ckpt" : "dev2.ckpt"), "--steps", "6", "--threads", "1",
+                                         "--log-every", "1", "--eval-seqs", "4"};
+  std::vector<std::string> on_device = more;
+  on_device.insert(on_device.end(), {"--device", "cuda", "--ckpt", dir / "resumed_dev.ckpt"});
+  const Run r1 = rattn_test::run_program("train_tiny", on_device, 300);
+  INFO(r1.err);
+  CHECK(r1.status == 0);
+  CHECK(losses_and_norms(r1.out).size() == 2);
+  std::vector<std::string> on_cpu = more;
+  on_cpu.insert(on_cpu.end(), {"--ckpt", dir / "resumed_cpu.ckpt"});
+  const Run r2 = run_mpi(2, on_cpu, dir, "resume_cpu");
+  INFO(r2.err);
+  CHECK(r2.status == 0);
+  CHECK(losses_and_norms(r2.out).size() == 2);
 }
 
 TEST_CASE("mpirun: a checkpoint of 4 ranks resumes with 2, then 1, and ends where one process ends") {
