@@ -35,8 +35,8 @@ class DataParallel {
     (void)loss_sum;
   }
   // The same for a flat array of n floats in host memory, in place (MpiJob moves it with the same two
-  // collectives). The device-resident step's transport on the CPU execution layer, whose device memory
-  // is host memory (model/device_reduce.h); n = 0 combines the loss sums alone.
+  // collectives): the device-resident step's gradient after it is copied down, when there is no NCCL
+  // (model/device_reduce.h); n = 0 combines the loss sums alone.
   virtual void all_reduce_flat(float* data, long n, double& loss_sum) {
     (void)data;
     (void)n;

@@ -101,7 +101,8 @@ class NcclReducer final : public DeviceReducer {
     cu::check(cudaMemcpyAsync(grads, gathered_.data(), size_t(n) * sizeof(float), cudaMemcpyDeviceToDevice, 0),
               "NCCL reducer: gather copy");
     cu::check(cudaStreamSynchronize(0), "NCCL reducer: synchronize");
-    dp_.all_reduce_flat(nullptr, 0, loss_sum);  // the loss sums, on the host, over MPI
+    float none = 0;  // no gradient elements: the loss sums alone, on the host, over MPI
+    dp_.all_reduce_flat(&none, 0, loss_sum);
   }
 
   std::string name() const override {
