@@ -88,6 +88,9 @@ class NcclReducer final : public DeviceReducer {
     if (shards_.size() < size_t(N * S)) {
       shards_ = cu::DeviceBuffer<float>(size_t(N * S));
       gathered_ = cu::DeviceBuffer<float>(size_t(N * S));
+      // The last shard's padding (node 0 beyond `mine` on the last rank) is sent by the all-gather and
+      // never written: zero it once, so that no step moves uninitialised memory.
+      cu::check(cudaMemset(shards_.data(), 0, size_t(N * S) * sizeof(float)), "NCCL reducer: zero shards");
     }
     const size_t mine = count(rank_);
     nccl_check(ncclGroupStart(), "ncclGroupStart");
