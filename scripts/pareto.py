@@ -34,7 +34,11 @@ Every arm of a window w trains on the same data: the recall task's gap mix is ti
 train_tiny --data-window w (about 40 % of the queries within w), whatever the model's own window.
 
 Runs are cached in --runs: a run whose command line and finished log are there is not retrained, and
-its evaluation is not repeated, so an interrupted sweep continues where it stopped.
+its evaluation is not repeated, so an interrupted sweep continues where it stopped. Seeds run apart (at
+other times, on other machines) are put into one table with --merge: it trains nothing, reads the
+runs.csv files it is given, refuses rows of another configuration, and writes runs.csv, table.md and
+the plots of them all to --out, e.g.
+    scripts/pareto.py --grid hard --merge results/pareto/hard-seed1/runs.csv,results/pareto/hard-seed2/runs.csv
 Only the Python standard library is used. Exit status: 0 done, 1 a run failed, 2 bad command line.
 """
 import argparse
@@ -721,6 +725,8 @@ def main():
     p.add_argument("--no-install", action="store_true", help="never install gnuplot")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the runs and the time estimate only")
+    p.add_argument("--merge", help="comma-separated runs.csv files of this grid's settings (other seeds): "
+                   "train nothing; write their rows' runs.csv, table and plots to --out")
     p.add_argument("--ms-per-step", type=float, default=0.0,
                    help="for the estimate: ms per training step at 2 threads, every arm (default: from the "
                         "finished runs of this grid, else the measured table MS_PER_STEP)")
@@ -740,6 +746,8 @@ def main():
     a.out = a.out or os.path.join("results", "pareto", a.grid)
     a.bin_train = os.path.join(a.bin, "train_tiny")
     a.bin_eval = os.path.join(a.bin, "pareto_eval")
+    if a.merge:
+        return merge(a, p)
     for b in (a.bin_train, a.bin_eval):
         if not os.access(b, os.X_OK) and not a.dry_run:
             p.error(f"{b} not found: build it first (make {b})")
@@ -804,6 +812,50 @@ def main():
     log(f"{len(rows)} of {len(runs)} runs in {csv_path}; table {os.path.join(a.out, 'table.md')}; "
         f"{len(made)} plots; {time.time() - t0:.0f} s")
     return 0 if len(done) == len(runs) else 1
+
+
+# The configuration fields that rows put in one table must share (seed, timing and metrics aside).
+MERGE_SAME = ["grid", "T", "steps", "batch", "d_model", "layers"]
+
+
+def merge(a, p):
+    """--merge: the rows of several runs.csv files (seeds run apart) in one runs.csv, table and plots."""
+    rows, seen, train_s = [], {}, 0.0
+    for path in a.merge.split(","):
+        try:
+            with open(path, newline="") as f:
+                got = list(csv.DictReader(f))
+        except OSError as e:
+            p.error(f"--merge: {path}: {e.strerror}")
+        for r in got:
+            for k in MERGE_SAME:
+                if rows and r.get(k) != rows[0].get(k):
+                    p.error(f"--merge: {path}: {k} = {r.get(k)}, not {rows[0].get(k)} as in the rows before it")
+            run = (r["task"], r["arm"], r["window"], r["seed"])
+            if run in seen:
+                p.error(f"--merge: {path}: task {run[0]} arm {run[1]} w {run[2]} seed {run[3]} is in {seen[run]} too")
+            seen[run] = path
+            rows.append(r)
+            train_s += fnum(r.get("train_s")) or 0
+    if not rows:
+        p.error("--merge: no rows")
+    os.makedirs(a.out, exist_ok=True)
+    fields = csv_fields(a)
+    with open(os.path.join(a.out, "runs.csv"), "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        wr.writeheader()
+        wr.writerows(rows)
+    seeds = sorted({int(r["seed"]) for r in rows})
+    a.timing_note = (f"Timing: the runs' training took {train_s:.0f} s in all (`train_s` in runs.csv); seeds "
+                     f"{', '.join(map(str, seeds))}, merged from {a.merge.replace(',', ', ')}.")
+    print("\n".join(write_table(a, rows, os.path.join(a.out, "table.md"))))
+    made = []
+    if not a.no_plots:
+        gnuplot = find_gnuplot(not a.no_install)
+        if gnuplot:
+            made = plots(a, rows, a.out, gnuplot)
+    log(f"merged {len(rows)} runs into {os.path.join(a.out, 'runs.csv')}; {len(made)} plots")
+    return 0
 
 
 # Measured ms per training step of each arm with 2 OpenMP threads on the shared 2-core development

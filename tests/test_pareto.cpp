@@ -5,7 +5,8 @@
 // the same data as the windowed arms; every evaluation must be on the held-out test split; the
 // decode-path evaluation must put queries in every reach bucket at every length, and the windowed
 // arms' decode memory must not grow with the length while full attention's does; a bad arm must be
-// refused with exit status 2 and nothing trained.
+// refused with exit status 2 and nothing trained; --merge must put runs.csv files of other seeds in one
+// table and refuse a run given twice or rows of another configuration.
 // It runs the programs next to this test binary (bin/train_tiny, bin/pareto_eval).
 #include <sys/wait.h>
 
@@ -221,6 +222,40 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
   CHECK(slurp(tmp.path / "log.txt").find("training (") == std::string::npos);
   CHECK(slurp(tmp.path / "log.txt").find("(3 cached)") != std::string::npos);
   CHECK(slurp(out / "runs.csv") == csv1);
+
+  // --merge: the rows of runs.csv files of other seeds in one table, nothing trained. A copy of the
+  // rows as seed 2 with acc_1x set to 1 (100 %, which 3 steps do not reach): the merged table counts 2
+  // seeds per arm and shows the range;
+  // the same run twice, or rows with another step count, are refused with status 2.
+  auto rows_as = [&](const std::string& field, const std::string& value) {
+    std::string text = rows[0] + "\n";
+    for (size_t r = 1; r < rows.size(); ++r) {
+      std::vector<std::string> cells = split_csv(rows[r]);
+      cells[size_t(col(field))] = value;
+      if (field == "seed") cells[size_t(col("acc_1x"))] = "1";
+      for (size_t i = 0; i < cells.size(); ++i) text += (i ? "," : "") + cells[i];
+      text += "\n";
+    }
+    return text;
+  };
+  const fs::path seed2 = tmp.path / "seed2.csv", steps9 = tmp.path / "steps9.csv", merged = tmp.path / "merged";
+  std::ofstream(seed2) << rows_as("seed", "2");
+  std::ofstream(steps9) << rows_as("steps", "9");
+  auto merge = [&](const std::string& files) {
+    return shell("cd " + q(root) + " && python3 scripts/pareto.py --grid test --no-plots --merge " + files +
+                 " --bin /nonexistent --out " + q(merged) + " > " + q(tmp.path / "merge.txt") + " 2>&1");
+  };
+  REQUIRE(merge((out / "runs.csv").string() + "," + seed2.string()) == 0);
+  INFO("pareto.py --merge output:\n" << slurp(tmp.path / "merge.txt"));
+  CHECK(lines_of(slurp(merged / "runs.csv")).size() == 7);
+  const std::string mtable = slurp(merged / "table.md");
+  for (const char* arm : {"| full | 8 | 2 |", "| lo-swa | 8 | 2 |", "| lo-rattn | 8 | 2 |"})
+    CHECK_MESSAGE(mtable.find(arm) != std::string::npos, "merged table.md lacks " << arm << ":\n" << mtable);
+  CHECK(mtable.find("..100.0) |") != std::string::npos);
+  CHECK(merge((out / "runs.csv").string() + "," + (out / "runs.csv").string()) == 2);
+  CHECK(slurp(tmp.path / "merge.txt").find("seed 1 is in") != std::string::npos);
+  CHECK(merge((out / "runs.csv").string() + "," + steps9.string()) == 2);
+  CHECK(slurp(tmp.path / "merge.txt").find("steps = 9") != std::string::npos);
 }
 
 TEST_CASE("pareto.py --data-window: every window of the ladder trains on the data of one window") {
