@@ -31,6 +31,15 @@ namespace rattn_test {
 
 extern int g_skipped;
 
+// The sanitizer builds (make test-sanitize, make tsan-test) run the same code 5-10x slower. A test whose
+// length adds repetitions of code paths it has already run, not new ones, runs shorter there; the plain
+// build runs it whole.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 // Relative RMS error between two equally shaped arrays; both are read as flat double arrays.
 struct CloseReport {
   double rel_rms = 0;      // rms(got - want) / max(rms(want), scale); see compare()

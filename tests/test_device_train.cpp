@@ -2,7 +2,8 @@
 // execution layer, against the CPU trainer (model/model.h through model/backend_cpu.h):
 //   - one step's loss and every parameter gradient against the model in double, each local kind: the
 //     device's fp32 error must be of the size of the CPU's own fp32 error;
-//   - 20 steps of model::train on both devices: the same losses to the tolerance argued below;
+//   - 20 steps of model::train on both devices (6 under the sanitizers): the same losses to the tolerance
+//     argued below;
 //   - the same losses and checkpoint bit for bit in every fiber and block order of the CPU layer;
 //   - a checkpoint written by the device run resumes on the CPU and on the device;
 //   - what it cannot run is refused with one line and status 2.
@@ -122,26 +123,30 @@ TEST_CASE("one step: the device's loss and gradients are as close to the double 
   }
 }
 
-TEST_CASE("20 training steps: the device-resident loop's losses follow the CPU trainer's") {
+TEST_CASE("training steps: the device-resident loop's losses follow the CPU trainer's") {
   // Tolerance: the two trainers compute the same step in fp32 with different summation orders (a batch-wide
   // SGEMM against per-sequence products summed in a tree, flash softmax, chunked RLA), so each gradient differs
   // by ~1e-6 relative (the test above), and AdamW divides by sqrt(v) ~ |g|: an update differs by about that
   // fraction of lr = 1e-2, ~1e-8 per weight per step. Measured over 20 steps: losses within 6e-8 relative on
   // every kind. The bar, 1e-5 relative, leaves two orders of magnitude for other compilers and instruction sets
   // and is 1000x below the loss's change per step (~1e-2): a wrong term in any gradient fails it.
+  // Under the sanitizers 6 steps: every step runs the same kernels, and 20 of them took 6 of the 8 minutes
+  // of this binary under ASan.
+  const long steps = rattn_test::kSanitized ? 6 : 20;
   rattn_test::TempDir dir("devtrain");
   for (const auto& [kind, qk] : kKinds) {
     CAPTURE(kind);
     CAPTURE(qk);
-    const Config c = tiny(kind, 20, qk);
+    const Config c = tiny(kind, steps, qk);
     const std::string name = kind + (qk ? "_qk" : "");
     const TrainOutcome cpu = train_on(c, "cpu", dir / (name + "_cpu.ckpt"));
     const TrainOutcome dev = train_on(c, "cuda", dir / (name + "_dev.ckpt"));
-    REQUIRE(dev.losses.size() == 20);
-    REQUIRE(cpu.losses.size() == 20);
+    REQUIRE(dev.losses.size() == size_t(steps));
+    REQUIRE(cpu.losses.size() == size_t(steps));
     double worst = 0;
-    for (size_t s = 0; s < 20; ++s) worst = std::max(worst, std::abs(dev.losses[s] - cpu.losses[s]) / cpu.losses[s]);
-    INFO("largest relative loss difference over 20 steps: " << worst);
+    for (size_t s = 0; s < size_t(steps); ++s)
+      worst = std::max(worst, std::abs(dev.losses[s] - cpu.losses[s]) / cpu.losses[s]);
+    INFO("largest relative loss difference over " << steps << " steps: " << worst);
     CHECK(worst <= 1e-5);
     CHECK(dev.losses.back() < dev.losses.front());  // it trains
     // the closing evaluation of the device run (on the host, from its downloaded weights) agrees too
@@ -183,36 +188,38 @@ TEST_CASE("the device-resident loop: the same losses and checkpoint, bit for bit
 }
 
 TEST_CASE("a checkpoint of the device run resumes on the CPU and on the device") {
+  // n steps at once against n/2 and n/2 more (under the sanitizers n = 8: the same paths, fewer times).
+  const long n = rattn_test::kSanitized ? 8 : 20, half = n / 2;
   rattn_test::TempDir dir("devresume");
-  Config c20 = tiny("rattn", 20);
-  c20.train.cosine = 0;  // a constant lr after warmup: 10 steps then 10 more is the schedule of 20 at once
-  Config c10 = c20;
-  c10.train.steps = 10;
-  const TrainOutcome whole = train_on(c20, "cuda", dir / "whole.ckpt");
-  REQUIRE(whole.losses.size() == 20);
-  const std::vector<double> last10(whole.losses.begin() + 10, whole.losses.end());
-  train_on(c10, "cuda", dir / "dev10.ckpt");
+  Config cn = tiny("rattn", n);
+  cn.train.cosine = 0;  // a constant lr after warmup: n/2 steps then n/2 more is the schedule of n at once
+  Config chalf = cn;
+  chalf.train.steps = half;
+  const TrainOutcome whole = train_on(cn, "cuda", dir / "whole.ckpt");
+  REQUIRE(whole.losses.size() == size_t(n));
+  const std::vector<double> last_half(whole.losses.begin() + half, whole.losses.end());
+  train_on(chalf, "cuda", dir / "dev_half.ckpt");
   // The device's checkpoint loads as any other (model/checkpoint.h), with the step and the AdamW moments.
-  TrainState<float> st = load_checkpoint<float>(dir / "dev10.ckpt");
-  CHECK(st.step == 10);
+  TrainState<float> st = load_checkpoint<float>(dir / "dev_half.ckpt");
+  CHECK(st.step == half);
   double msum = 0;
   for (NamedTensor<float>& nt : named_tensors(st.config.model, st.m)) msum += nt.t->cwiseAbs().sum();
   CHECK(msum > 0);
-  // Resumed on the device: bit for bit the steps 11..20 of the run that was never interrupted.
-  const TrainOutcome dev_resumed = train_on(c20, "cuda", dir / "dev20.ckpt", dir / "dev10.ckpt");
-  CHECK(dev_resumed.first_step == 11);
-  CHECK(same_bits(dev_resumed.losses, last10));
-  // Resumed on the CPU: the CPU trainer continues it, within the 20-step tolerance (above) of the device's.
-  const TrainOutcome cpu_resumed = train_on(c20, "cpu", dir / "cpu20.ckpt", dir / "dev10.ckpt");
-  REQUIRE(cpu_resumed.losses.size() == 10);
-  for (size_t s = 0; s < 10; ++s) {
+  // Resumed on the device: bit for bit the steps n/2+1..n of the run that was never interrupted.
+  const TrainOutcome dev_resumed = train_on(cn, "cuda", dir / "dev_resumed.ckpt", dir / "dev_half.ckpt");
+  CHECK(dev_resumed.first_step == half + 1);
+  CHECK(same_bits(dev_resumed.losses, last_half));
+  // Resumed on the CPU: the CPU trainer continues it, within the tolerance above of the device's.
+  const TrainOutcome cpu_resumed = train_on(cn, "cpu", dir / "cpu_resumed.ckpt", dir / "dev_half.ckpt");
+  REQUIRE(cpu_resumed.losses.size() == size_t(half));
+  for (size_t s = 0; s < size_t(half); ++s) {
     CAPTURE(s);
-    CHECK(std::abs(cpu_resumed.losses[s] - last10[s]) <= 1e-5 * last10[s]);
+    CHECK(std::abs(cpu_resumed.losses[s] - last_half[s]) <= 1e-5 * last_half[s]);
   }
   // And a CPU checkpoint resumes on the device.
-  Config c22 = c20;
-  c22.train.steps = 22;
-  const TrainOutcome back = train_on(c22, "cuda", dir / "back.ckpt", dir / "cpu20.ckpt");
+  Config cmore = cn;
+  cmore.train.steps = n + 2;
+  const TrainOutcome back = train_on(cmore, "cuda", dir / "back.ckpt", dir / "cpu_resumed.ckpt");
   CHECK(back.losses.size() == 2);
 }
 
