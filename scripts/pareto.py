@@ -788,12 +788,6 @@ def main():
         ok = list(ex.map(one, runs))
     done = [r for r, good in zip(runs, ok) if good]
     rows = [r.row() for r in done]
-    fields = csv_fields(a)
-    csv_path = os.path.join(a.out, "runs.csv")
-    with open(csv_path, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=fields)
-        wr.writeheader()
-        wr.writerows(rows)
     train_s = sum(fnum(r["train_s"]) or 0 for r in rows)
     a.timing_note = previous_timing(os.path.join(a.out, "table.md")) if not todo else None
     a.timing_note = a.timing_note or (
@@ -802,25 +796,31 @@ def main():
         f"{time.time() - t0:.0f} s wall including evaluation, with --jobs {a.jobs} --threads "
         f"{a.threads} on a machine with {os.cpu_count()} cores, load average (1 min) {load0} "
         f"at its start and {load_average()} at its end.")
-    table = write_table(a, rows, os.path.join(a.out, "table.md"))
-    print("\n".join(table))
-    made = []
-    if not a.no_plots:
-        gnuplot = find_gnuplot(not a.no_install)
-        if gnuplot:
-            made = plots(a, rows, a.out, gnuplot)
-    log(f"{len(rows)} of {len(runs)} runs in {csv_path}; table {os.path.join(a.out, 'table.md')}; "
-        f"{len(made)} plots; {time.time() - t0:.0f} s")
+    made = write_results(a, rows)
+    log(f"{len(rows)} of {len(runs)} runs in {os.path.join(a.out, 'runs.csv')}; table "
+        f"{os.path.join(a.out, 'table.md')}; {len(made)} plots; {time.time() - t0:.0f} s")
     return 0 if len(done) == len(runs) else 1
 
 
-# The configuration fields that rows put in one table must share (seed, timing and metrics aside).
-MERGE_SAME = ["grid", "T", "steps", "batch", "d_model", "layers"]
+def write_results(a, rows):
+    """runs.csv, table.md (printed too) and the plots of rows in --out; the plots drawn."""
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "runs.csv"), "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=csv_fields(a), extrasaction="ignore")
+        wr.writeheader()
+        wr.writerows(rows)
+    print("\n".join(write_table(a, rows, os.path.join(a.out, "table.md"))))
+    if a.no_plots:
+        return []
+    gnuplot = find_gnuplot(not a.no_install)
+    return plots(a, rows, a.out, gnuplot) if gnuplot else []
 
 
 def merge(a, p):
-    """--merge: the rows of several runs.csv files (seeds run apart) in one runs.csv, table and plots."""
+    """--merge: the rows of several runs.csv files (seeds run apart) in one runs.csv, table and plots. Every
+    row must be of the configuration --grid and the flags give, which the table's header describes."""
     rows, seen, train_s = [], {}, 0.0
+    want = {"grid": a.grid, "T": a.seq_len, "batch": a.batch, "d_model": a.d_model, "layers": a.layers}
     for path in a.merge.split(","):
         try:
             with open(path, newline="") as f:
@@ -828,9 +828,10 @@ def merge(a, p):
         except OSError as e:
             p.error(f"--merge: {path}: {e.strerror}")
         for r in got:
-            for k in MERGE_SAME:
-                if rows and r.get(k) != rows[0].get(k):
-                    p.error(f"--merge: {path}: {k} = {r.get(k)}, not {rows[0].get(k)} as in the rows before it")
+            want["steps"] = a.passkey_steps if r.get("task") == "passkey" else a.steps
+            for k, v in want.items():
+                if r.get(k) != str(v):
+                    p.error(f"--merge: {path}: {k} = {r.get(k)}, not {v} as --grid {a.grid} and the flags give")
             run = (r["task"], r["arm"], r["window"], r["seed"])
             if run in seen:
                 p.error(f"--merge: {path}: task {run[0]} arm {run[1]} w {run[2]} seed {run[3]} is in {seen[run]} too")
@@ -839,21 +840,10 @@ def merge(a, p):
             train_s += fnum(r.get("train_s")) or 0
     if not rows:
         p.error("--merge: no rows")
-    os.makedirs(a.out, exist_ok=True)
-    fields = csv_fields(a)
-    with open(os.path.join(a.out, "runs.csv"), "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        wr.writeheader()
-        wr.writerows(rows)
     seeds = sorted({int(r["seed"]) for r in rows})
     a.timing_note = (f"Timing: the runs' training took {train_s:.0f} s in all (`train_s` in runs.csv); seeds "
                      f"{', '.join(map(str, seeds))}, merged from {a.merge.replace(',', ', ')}.")
-    print("\n".join(write_table(a, rows, os.path.join(a.out, "table.md"))))
-    made = []
-    if not a.no_plots:
-        gnuplot = find_gnuplot(not a.no_install)
-        if gnuplot:
-            made = plots(a, rows, a.out, gnuplot)
+    made = write_results(a, rows)
     log(f"merged {len(rows)} runs into {os.path.join(a.out, 'runs.csv')}; {len(made)} plots")
     return 0
 
