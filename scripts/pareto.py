@@ -84,7 +84,7 @@ GRIDS = {
     "quick": dict(arms="full,lo-swa,lo-rattn", windows="16", seeds="1", seq_len=128, steps=1500, warmup=50,
                   lr=3e-3, tasks="recall", pairs=4, far_beyond_reach=1, eval_seqs=128, lengths="1,2,4", layers=2,
                   batch=32, jobs=1, threads=2, filler="constant", distractors=0, pairs_at="start",
-                  decode_lengths="", decode_seqs=64),
+                  decode_lengths="", decode_seqs=64, lg_pattern="LG", text_ladder=0, eval_interval=0),
     # The harder recall regime: random filler bytes (an alphabet disjoint from keys and values), 8 key-value
     # pairs, keys of the sequence recurring in the gap as distractors, the pairs anywhere in the sequence
     # (a model trained with them at position 0 only fails when they move: the decode-path evaluation moves
@@ -96,7 +96,7 @@ GRIDS = {
     "hard": dict(arms="full,lo-swa,lo-rattn,lo-linear", windows="16", seeds="1,2,3", seq_len=128, steps=8000,
                  warmup=100, lr=3e-3, tasks="recall", pairs=8, far_beyond_reach=0, eval_seqs=128, lengths="1,2,4",
                  layers=2, batch=32, jobs=2, threads=1, filler="random", distractors=8, pairs_at="anywhere",
-                 decode_lengths="1,4,16", decode_seqs=128),
+                 decode_lengths="1,4,16", decode_seqs=128, lg_pattern="LG", text_ladder=0, eval_interval=0),
     # The full sweep (`--dry-run` prints the estimate; measured time in docs/experiments.md): T = 128, the window
     # ladder T/16, T/8, T/4, every arm, 2 seeds, recall; passkey at w = T/8 (half the steps). w >= T - 1
     # is full attention by construction (the `full` arm). 3000 steps: at 1500 the local-global stack at
@@ -105,17 +105,29 @@ GRIDS = {
     "full": dict(arms="full,full-nope,lg-swa,lg-rattn,lg-linear,lo-swa,lo-rattn", windows="8,16,32",
                  seeds="1,2", seq_len=128, steps=3000, warmup=100, lr=3e-3, tasks="recall,passkey", pairs=8,
                  far_beyond_reach=0, filler="constant", distractors=0, pairs_at="start", decode_lengths="",
-                 decode_seqs=128,
+                 decode_seqs=128, lg_pattern="LG", text_ladder=0, eval_interval=0,
                  eval_seqs=128, lengths="1,2,4", layers=2, batch=32, jobs=2, threads=1),
+    # Text at a longer context, as the paper's models: byte-level LM on --text FILE (required), T = 512, the
+    # windows T/16 and T/8, the local-global pattern LLLG (4 layers: 3 local, 1 global), full attention as
+    # the reference; no recall. Batch 8 keeps 4096 tokens a step, as the recall grids. Validation every 250
+    # steps, so each RATTENTION run's log holds the size of its RLA branch along training (the branch table).
+    # Text has one held-out split (the file's last 10 %), never used to choose these settings. `full` does not
+    # depend on w here (no recall data): it runs once per seed, at the first window.
+    "text": dict(arms="full,lg-swa,lg-rattn", windows="32,64", seeds="1,2,3", seq_len=512, steps=2000, warmup=100,
+                 lr=3e-3, tasks="", pairs=8, far_beyond_reach=0, eval_seqs=32, lengths="1,2,4", layers=4, batch=8,
+                 jobs=2, threads=1, filler="constant", distractors=0, pairs_at="start", decode_lengths="",
+                 decode_seqs=128, lg_pattern="LLLG", text_ladder=1, eval_interval=250),
     # The test's grid (tests/test_pareto.cpp): seconds, checks the plumbing only.
     "test": dict(arms="full,lo-swa,lo-rattn", windows="8", seeds="1", seq_len=32, steps=3, warmup=1, lr=3e-3,
                  tasks="recall", pairs=2, far_beyond_reach=1, eval_seqs=4, lengths="1,2", layers=2, batch=4, jobs=1,
-                 threads=1, filler="constant", distractors=0, pairs_at="start", decode_lengths="1,4", decode_seqs=6),
+                 threads=1, filler="constant", distractors=0, pairs_at="start", decode_lengths="1,4", decode_seqs=6,
+                 lg_pattern="LG", text_ladder=0, eval_interval=0),
 }
 
 # Fields of runs.csv, in order. Metric fields are "<metric>_<m>x" for each length multiplier m.
 CONFIG_FIELDS = ["grid", "task", "arm", "stack", "local", "window", "model_window", "seed", "T", "steps", "batch",
-                 "d_model", "layers", "pattern", "train_s", "ms_per_step", "final_train_loss", "branch_rla_swa"]
+                 "d_model", "layers", "pattern", "train_s", "ms_per_step", "final_train_loss", "branch_rla_swa",
+                 "branch_growth"]
 METRICS = ["loss", "acc", "near_acc", "relay_acc", "beyond_acc", "beyondT_acc",
            "depth0_acc", "depth25_acc", "depth50_acc", "depth75_acc", "depth100_acc", "bpb", "n", "near_n", "relay_n",
            "beyond_n", "beyondT_n"]
@@ -174,7 +186,7 @@ class Run:
                 cmd += ["--distractors", str(a.distractors)]
             if a.pairs_at != "start":
                 cmd += ["--pairs-at", a.pairs_at]
-        cmd += ["--eval-interval", "0", "--eval-seqs", "32", "--ckpt-interval", str(a.ckpt_interval),
+        cmd += ["--eval-interval", str(a.eval_interval), "--eval-seqs", "32", "--ckpt-interval", str(a.ckpt_interval),
                 "--log-every", str(a.log_every), "--threads", str(a.threads), "--ckpt", self.ckpt]
         self.cmd = cmd
 
@@ -230,7 +242,7 @@ class Run:
         with open(self.log, "a" if resume else "w") as out:
             cmd = self.cmd + resume if not resume else \
                 [self.a.bin_train, "--resume", self.ckpt, "--steps", str(self.steps), "--threads", str(self.a.threads),
-                 "--eval-interval", "0", "--eval-seqs", "32", "--log-every", str(self.a.log_every),
+                 "--eval-interval", str(self.a.eval_interval), "--eval-seqs", "32", "--log-every", str(self.a.log_every),
                  "--ckpt-interval", str(self.a.ckpt_interval)]
             rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env())
         if rc != 0:
@@ -276,7 +288,14 @@ class Run:
                    d_model=self.a.d_model, layers=self.a.layers, pattern=self.pattern)
         with open(self.log) as f:
             lines = f.read().splitlines()
+        growth, evaluated = {}, None  # evaluated: the step of the last "val " line (None after a "test" line)
         for line in lines:
+            if line.startswith("val  step ") or line.startswith("test step "):
+                evaluated = int(line.split()[2]) if line.startswith("val") else None
+            # "     branch size RLA/SWA at scored positions: layer 0 0.412, layer 1 0.873" after each
+            # validation: the branch's size along training, "step:l0/l1/...;step:..."
+            if line.strip().startswith("branch size RLA/SWA") and evaluated is not None:
+                growth[evaluated] = "/".join(x.split()[-1] for x in line.split(":", 1)[1].split(","))
             if line.startswith("trained "):  # "trained 500 steps in 123.4 s (246.8 ms/step)"
                 parts = line.split()
                 row["train_s"] = parts[4]
@@ -287,6 +306,7 @@ class Run:
             # printed is the held-out test set's): one value per rattn layer, joined by "/"
             if line.strip().startswith("branch size RLA/SWA"):
                 row["branch_rla_swa"] = "/".join(x.split()[-1] for x in line.split(":", 1)[1].split(","))
+        row["branch_growth"] = ";".join(f"{k}:{v}" for k, v in sorted(growth.items()))
         with open(self.evalfile) as f:
             for line in f:
                 kv = dict(x.split("=", 1) for x in line.split() if "=" in x)
@@ -323,7 +343,7 @@ def child_env():
 
 def build_runs(a):
     runs = []
-    tasks = a.tasks.split(",")
+    tasks = [t for t in a.tasks.split(",") if t]
     if a.text:
         tasks.append("text")
     windows = [int(x) for x in a.windows.split(",")]
@@ -331,9 +351,11 @@ def build_runs(a):
     for task in tasks:
         # recall: the whole ladder; passkey and text: only at the reference window (w = T/8), to keep
         # the sweep's time in bounds (their length and depth figures are what they are for).
-        ws = windows if task == "recall" or len(windows) == 1 else [ref_w]
+        ws = windows if task == "recall" or len(windows) == 1 or (task == "text" and a.text_ladder) else [ref_w]
         for w in ws:
             for arm in a.arms.split(","):
+                if task == "text" and arm.startswith("full") and w != ws[0]:
+                    continue  # the text data does not depend on w, nor does full attention: once per seed
                 for seed in [int(s) for s in a.seeds.split(",")]:
                     runs.append(Run(a, a.grid, task, arm, w, seed))
     return runs
@@ -382,6 +404,8 @@ def write_table(a, rows, path):
     regime = ("random filler bytes" if a.filler == "random" else "a constant filler byte") + (
         f", up to {a.distractors} distractor keys in the gap" if a.distractors else ", no distractors") + (
         ", the pairs anywhere in the sequence" if a.pairs_at == "anywhere" else ", the pairs at position 0")
+    if not any(r["task"] != "text" for r in rows):
+        return write_text_table(a, rows, path, title)
     lines = [f"# Window-size sweep ({title})", "",
              f"Model: d_model {a.d_model}, {a.layers} layers, 2 heads of 32, T = {a.seq_len}, batch {a.batch}, "
              f"recall with {a.pairs} key-value pairs, {regime}"
@@ -454,25 +478,93 @@ def write_table(a, rows, path):
             cells += [pct(stats(rs, f"depth{d}_acc_{m}x")) for m in mults for d in depths]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    g = groups(rows, "text")
-    if g:
-        head = ["arm", "w", "seeds", "steps"] + [f"bits/byte {m}x" for m in mults]
-        lines += [f"## Held-out text ({os.path.basename(a.text or '')}, last 10 %)", "",
-                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for (arm, w), rs in sorted(g.items(), key=lambda kv: (arm_order(kv[0][0]), kv[0][1])):
-            cells = [arm, str(w), str(len(rs)), str(rs[0]["steps"])]
-            for m in mults:
-                s = stats(rs, f"bpb_{m}x")
-                cells.append(f"{s[0]:.3f}" if s else "-")
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+    lines += text_rows(a, rows, mults)
     lines += branch_table(rows)
+    lines += growth_table(rows)
     lines += targets(rows, a)
     if getattr(a, "timing_note", None):
         lines += [a.timing_note, ""]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return lines
+
+
+def text_rows(a, rows, mults):
+    """The held-out text table: bits per byte at each evaluation length, mean over seeds (min..max)."""
+    g = groups(rows, "text")
+    if not g:
+        return []
+    head = ["arm", "w", "seeds", "steps", "s/run"] + [f"bits/byte {m}x" for m in mults]
+    name = os.path.basename(a.text) if a.text else "the text file"
+    lines = [f"## Held-out text ({name}, last 10 %)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (arm, w), rs in sorted(g.items(), key=lambda kv: (arm_order(kv[0][0]), kv[0][1])):
+        t = stats(rs, "train_s")
+        cells = [arm, "-" if arm.startswith("full") and a.text_ladder else str(w), str(len(rs)), str(rs[0]["steps"]),
+                 f"{t[0]:.0f}" if t else "-"]
+        for m in mults:
+            s = stats(rs, f"bpb_{m}x")
+            cells.append((f"{s[0]:.3f}" + (f" ({s[1]:.3f}..{s[2]:.3f})" if s[2] > s[1] else "")) if s else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def write_text_table(a, rows, path, title):
+    """table.md of a sweep that trains byte-level LMs only (the text grid)."""
+    mults = a.lengths.split(",")
+    lines = [f"# Byte-level language models ({title})", "",
+             f"Model: d_model {a.d_model}, {a.layers} layers, 2 heads of 32, T = {a.seq_len}, batch {a.batch}, "
+             f"local-global pattern `{a.lg_pattern}`" + (", qk-norm on (train_tiny --qk-norm 1: q and k "
+             "RMS-normalised over the head dim after RoPE, on the SWA branch and the global layers, docs/spec.md "
+             "§2.9)" if a.qk_norm else ", no qk-norm") + ". Bits per byte on the file's last 10 % (the held-out "
+             "split, never used to choose settings) at 1x, 2x and 4x the training length, mean over seeds with "
+             "min..max when they differ. `full`: full causal attention with RoPE on every layer (no window; it "
+             "does not depend on w).", ""]
+    lines += text_rows(a, rows, mults)
+    lines += branch_table(rows)
+    lines += growth_table(rows)
+    if getattr(a, "timing_note", None):
+        lines += [a.timing_note, ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return lines
+
+
+def growth(row):
+    """{step: [RLA/SWA of each local layer]} from runs.csv's branch_growth ("250:0.99/1.00;500:...")."""
+    out = {}
+    for part in filter(None, (row.get("branch_growth") or "").split(";")):
+        step, vals = part.split(":")
+        out[int(step)] = [float(x) for x in vals.split("/")]
+    return out
+
+
+def growth_table(rows):
+    """The RLA branch's size along training (the validation evaluations of train_tiny --eval-interval):
+    per layer, mean over seeds."""
+    g = {}
+    for r in rows:
+        if growth(r):
+            g.setdefault((r["task"], r["arm"], int(r["window"])), []).append(growth(r))
+    if not any(len(gr) > 1 for runs in g.values() for gr in runs):
+        return []  # validated at the end only (--eval-interval 0): the branch table above says it all
+    steps = sorted({s for runs in g.values() for gr in runs for s in gr})
+    lines = ["## The RLA branch along training", "",
+             "RLA/SWA (as above) of each local layer, `layer 1 / layer 2 / ...`, on the validation split at each "
+             "validation while the model trains, mean over seeds. How fast and how far the layers turn their "
+             "RLA branch up or down.", "",
+             "| task | arm | w | seeds | " + " | ".join(f"step {s}" for s in steps) + " |",
+             "|" + "---|" * (4 + len(steps))]
+    for (task, arm, w), runs in sorted(g.items(), key=lambda kv: (kv[0][0], arm_order(kv[0][1]), kv[0][2])):
+        cells = [task, arm, str(w), str(len(runs))]
+        for s in steps:
+            vs = [gr[s] for gr in runs if s in gr]
+            if not vs:
+                cells.append("-")
+                continue
+            n = min(len(v) for v in vs)
+            cells.append(" / ".join(f"{sum(v[i] for v in vs) / len(vs):.2f}" for i in range(n)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def branch_table(rows):
@@ -683,7 +775,11 @@ def main():
     p.add_argument("--warmup", type=int)
     p.add_argument("--seq-len", type=int, help="training length T")
     p.add_argument("--layers", type=int)
-    p.add_argument("--lg-pattern", default="LG", help="pattern of the local-global arms (default LG)")
+    p.add_argument("--lg-pattern", help="pattern of the local-global arms (default: the grid's, text LLLG, the "
+                   "others LG)")
+    p.add_argument("--eval-interval", type=int, help="validate every N steps while training (default: the "
+                   "grid's, text 250, the others 0: at the end only); the logs then hold the RLA branch's size "
+                   "along training")
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--batch", type=int, help="sequences per step (default 32)")
     p.add_argument("--pairs", type=int, help="recall key-value pairs (default: the grid's, 4 quick, 8 full)")
@@ -748,6 +844,9 @@ def main():
     a.bin_eval = os.path.join(a.bin, "pareto_eval")
     if a.merge:
         return merge(a, p)
+    if not a.text and not [t for t in a.tasks.split(",") if t]:
+        p.error(f"--grid {a.grid} trains byte-level LMs only: give the text with --text FILE "
+                "(e.g. --text ../shared/data/tinyshakespeare.txt)")
     for b in (a.bin_train, a.bin_eval):
         if not os.access(b, os.X_OK) and not a.dry_run:
             p.error(f"{b} not found: build it first (make {b})")

@@ -53,6 +53,7 @@ std::vector<std::string> split_csv(const std::string& line) {  // runs.csv has n
   std::vector<std::string> out;
   std::istringstream is(line);
   for (std::string cell; std::getline(is, cell, ',');) out.push_back(cell);
+  if (!line.empty() && line.back() == ',') out.push_back("");  // getline drops an empty last cell
   return out;
 }
 
@@ -291,4 +292,67 @@ TEST_CASE("pareto.py refuses an unknown arm with exit status 2, before training 
   CHECK(rc == 2);
   CHECK(slurp(tmp.path / "log.txt").find("lg-nope") != std::string::npos);
   CHECK(!fs::exists(tmp.path / "runs"));
+}
+
+TEST_CASE("pareto.py text grid: every window of the ladder, full attention once, the RLA branch along training") {
+  if (shell("command -v python3 >/dev/null 2>&1") != 0) RATTN_SKIP("python3 not found");
+  const fs::path root = repo_root();
+  REQUIRE(!root.empty());
+  Tmp tmp;
+  const fs::path text = tmp.path / "text.txt", out = tmp.path / "out", runs = tmp.path / "runs";
+  {
+    std::ofstream f(text);
+    for (int i = 0; i < 400; ++i) f << "line " << i << ": the quick brown fox jumps over the lazy dog.\n";
+  }
+  auto sweep = [&](const std::string& extra) {
+    return shell("cd " + q(root) + " && OMP_WAIT_POLICY=passive python3 scripts/pareto.py --grid text" +
+                 " --seq-len 32 --windows 4,8 --seeds 1 --steps 4 --warmup 1 --eval-interval 2 --batch 2 --layers 2" +
+                 " --lg-pattern LG --lengths 1,2 --threads 1 --jobs 1 --no-plots --bin " + q(program_dir()) + " --runs " +
+                 q(runs) + " --out " + q(out) + extra + " > " + q(tmp.path / "log.txt") + " 2>&1");
+  };
+  // The text grid trains language models only: without --text it is refused, nothing trained.
+  CHECK(sweep("") == 2);
+  CHECK(slurp(tmp.path / "log.txt").find("--text FILE") != std::string::npos);
+  CHECK(!fs::exists(runs));
+
+  const int rc = sweep(" --text " + q(text));
+  INFO("pareto.py output:\n" << slurp(tmp.path / "log.txt"));
+  REQUIRE(rc == 0);
+  // full attention does not depend on w: one run per seed; the windowed arms at both windows
+  const std::vector<std::string> rows = lines_of(slurp(out / "runs.csv"));
+  REQUIRE(rows.size() == 6);
+  const std::vector<std::string> head = split_csv(rows[0]);
+  auto col = [&](const std::string& name) {
+    for (size_t i = 0; i < head.size(); ++i)
+      if (head[i] == name) return i;
+    FAIL("runs.csv lacks column " << name);
+    return size_t(0);
+  };
+  std::vector<std::string> names;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const std::vector<std::string> cells = split_csv(rows[r]);
+    REQUIRE(cells.size() == head.size());
+    const std::string arm = cells[col("arm")];
+    names.push_back(cells[col("task")] + "-" + arm + "-w" + cells[col("window")]);
+    CHECK(std::atof(cells[col("bpb_1x")].c_str()) > 0.0);
+    // the branch's size at each validation (steps 2 and 4), one value per local layer (LG: one)
+    const std::string g = cells[col("branch_growth")];
+    if (arm == "lg-rattn") {
+      CHECK_MESSAGE(g.rfind("2:", 0) == 0, g);
+      CHECK_MESSAGE(g.find(";4:") != std::string::npos, g);
+      CHECK(g.find('/') == std::string::npos);
+      CHECK(std::atof(g.substr(2).c_str()) > 0.0);
+    } else {
+      CHECK_MESSAGE(g.empty(), arm << ": " << g);
+    }
+  }
+  CHECK(names == std::vector<std::string>{"text-full-w4", "text-lg-swa-w4", "text-lg-rattn-w4", "text-lg-swa-w8",
+                                          "text-lg-rattn-w8"});
+  const std::string table = slurp(out / "table.md");
+  CHECK_MESSAGE(table.find("# Byte-level language models") != std::string::npos, table);
+  CHECK(table.find("| full | - | 1 | 4 |") != std::string::npos);
+  CHECK(table.find("| lg-rattn | 8 | 1 | 4 |") != std::string::npos);
+  CHECK(table.find("## The RLA branch along training") != std::string::npos);
+  CHECK(table.find("| step 2 | step 4 |") != std::string::npos);
+  CHECK(table.find("| text | lg-rattn | 4 | 1 |") != std::string::npos);
 }
