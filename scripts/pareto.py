@@ -4,6 +4,7 @@
     make pareto-quick                      # = scripts/pareto.py --grid quick   (local-only, w = 16)
     make pareto                            # = scripts/pareto.py --grid full
     scripts/pareto.py --grid full --text ../shared/data/tinyshakespeare.txt --jobs 2
+    scripts/pareto.py --grid text --text FILE        # byte-level LMs only: T = 512, w = 32, 64, LLLG, 3 seeds
     scripts/pareto.py --grid full --dry-run          # print the runs and the estimated time, run nothing
 
 Trains every (arm, window, seed[, task]) of the grid with bin/train_tiny, evaluates each checkpoint
