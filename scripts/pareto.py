@@ -644,6 +644,8 @@ STYLE = {"full": "lc rgb 'black' dt 2 pt 7", "full-nope": "lc rgb '#7f7f7f' dt 2
          "lg-linear": "lc rgb '#2ca02c' pt 9", "lo-swa": "lc rgb '#ff7f0e' dt 3 pt 4",
          "lo-rattn": "lc rgb '#17becf' dt 3 pt 6", "lo-linear": "lc rgb '#9467bd' dt 3 pt 8"}
 
+LAYER_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+
 
 def plots(a, rows, out_dir, gnuplot):
     data_dir = os.path.join(a.runs, "plot-data")
@@ -654,18 +656,18 @@ def plots(a, rows, out_dir, gnuplot):
     windows = sorted({w for _, w in g})
     mults = a.lengths.split(",")
 
-    def series(name, pts):
+    def series(name, pts, scale=100.0):  # x, mean, min, max; accuracies as %, others (scale 1) as they are
         p = os.path.join(data_dir, name + ".dat")
         with open(p, "w") as f:
             for x, s in pts:
                 if s is not None:
-                    f.write(f"{x} {100 * s[0]:.3f} {100 * s[1]:.3f} {100 * s[2]:.3f}\n")
+                    f.write(f"{x} {scale * s[0]:.4f} {scale * s[1]:.4f} {scale * s[2]:.4f}\n")
         return p
 
-    def draw(png, title, xlabel, ylabel, plots_, logx=False, xtics=None):
+    def draw(png, title, xlabel, ylabel, plots_, logx=False, xtics=None, yrange="0:*"):
         script = [f"set terminal pngcairo size 900,560 font ',11'" if has_cairo(gnuplot) else
                   "set terminal png size 900,560", f"set output '{png}'", f"set title \"{title}\"",
-                  f"set xlabel \"{xlabel}\"", f"set ylabel \"{ylabel}\"", "set yrange [0:*]", "set grid",
+                  f"set xlabel \"{xlabel}\"", f"set ylabel \"{ylabel}\"", f"set yrange [{yrange}]", "set grid",
                   "set key outside right", "set offsets graph 0.05, graph 0.05, 0, 0"]
         if logx:
             script.append("set logscale x 2")
@@ -727,6 +729,41 @@ def plots(a, rows, out_dir, gnuplot):
                 draw(os.path.join(out_dir, fname + ".png"), f"Constant-memory decode, queries at the end: w = "
                      f"{w_ref}, trained at T = {a.seq_len}", "evaluation length (tokens)", label, pl, logx=True,
                      xtics=[(f"{int(m) * a.seq_len} ({m}x)", int(m) * a.seq_len) for m in dm])
+    gt = groups(rows, "text")
+    if gt:
+        text_ws = sorted({w for _, w in gt})
+        # bits/byte at the training length vs window, like the paper's Figure 4 (full attention, which
+        # has no window, drawn across the ladder); the y axis fitted to the data, where the arms differ
+        pl = []
+        for arm in sorted({arm for arm, _ in gt}, key=arm_order):
+            if arm.startswith("full") and a.text_ladder:
+                s1 = stats([r for (a_, _), rs in gt.items() if a_ == arm for r in rs], "bpb_1x")
+                pts = [(w, s1) for w in text_ws]
+            else:
+                pts = [(w, stats(gt.get((arm, w), []), "bpb_1x")) for w in text_ws]
+            p = series(f"text_bpb_vs_window-{arm}", pts, scale=1.0)
+            pl.append(f"'{p}' using 1:2:3:4 with yerrorlines {STYLE.get(arm, '')} lw 2 title '{arm}'")
+        draw(os.path.join(out_dir, "text_bpb_vs_window.png"), f"Held-out text at T = {a.seq_len}: bits per byte vs "
+             "window (mean and range over seeds)", "window w (keys to the left)", "bits per byte (lower is better)",
+             pl, logx=len(text_ws) > 1, xtics=[(str(w), w) for w in text_ws], yrange="*:*")
+        pl = []
+        for (task, arm, w) in sorted({(r["task"], r["arm"], int(r["window"])) for r in rows if len(growth(r)) > 1},
+                                     key=lambda k: (k[0], arm_order(k[1]), k[2])):
+            runs = [growth(r) for r in rows if (r["task"], r["arm"], int(r["window"])) == (task, arm, w)]
+            steps = sorted({st for gr in runs for st in gr})
+            layers = min(len(v) for gr in runs for v in gr.values())
+            for i in range(layers):
+                pts = []
+                for st in steps:
+                    vs = [gr[st][i] for gr in runs if st in gr]
+                    pts.append((st, (sum(vs) / len(vs), min(vs), max(vs))))
+                p = series(f"branch_growth-{task}-{arm}-w{w}-layer{i + 1}", pts, scale=1.0)
+                colour = LAYER_COLOURS[i % len(LAYER_COLOURS)]  # a colour per layer, the second window dashed
+                pl.append(f"'{p}' using 1:2:3:4 with yerrorlines lc rgb '{colour}' pt {4 + 2 * i} lw 2"
+                          f"{'' if w == text_ws[0] else ' dt 2'} title '{arm} w={w} layer {i + 1}'")
+        if pl:
+            draw(os.path.join(out_dir, "branch_growth.png"), "RATTENTION: size of the RLA branch over the SWA branch "
+                 "along training (validation)", "training step", "RLA / SWA (1 = where training starts)", pl)
     gp = groups(rows, "passkey")
     if gp:
         depths = [0, 25, 50, 75, 100]
