@@ -295,8 +295,11 @@ class Run:
                 evaluated = int(line.split()[2]) if line.startswith("val") else None
             # "     branch size RLA/SWA at scored positions: layer 0 0.412, layer 1 0.873" after each
             # validation: the branch's size along training, "step:l0/l1/...;step:..."
-            if line.strip().startswith("branch size RLA/SWA") and evaluated is not None:
-                growth[evaluated] = "/".join(x.split()[-1] for x in line.split(":", 1)[1].split(","))
+            sizes = None
+            if line.strip().startswith("branch size RLA/SWA"):
+                sizes = "/".join(x.split()[-1] for x in line.split(":", 1)[1].split(","))
+                if evaluated is not None:
+                    growth[evaluated] = sizes
             if line.startswith("trained "):  # "trained 500 steps in 123.4 s (246.8 ms/step)"
                 parts = line.split()
                 row["train_s"] = parts[4]
@@ -305,8 +308,8 @@ class Run:
                 row["final_train_loss"] = line.split("| loss ")[1].split()[0]
             # "     branch size RLA/SWA at scored positions: layer 0 0.412, layer 1 0.873" (the last one
             # printed is the held-out test set's): one value per rattn layer, joined by "/"
-            if line.strip().startswith("branch size RLA/SWA"):
-                row["branch_rla_swa"] = "/".join(x.split()[-1] for x in line.split(":", 1)[1].split(","))
+            if sizes:
+                row["branch_rla_swa"] = sizes
         row["branch_growth"] = ";".join(f"{k}:{v}" for k, v in sorted(growth.items()))
         with open(self.evalfile) as f:
             for line in f:
@@ -544,8 +547,8 @@ def growth_table(rows):
     per layer, mean over seeds."""
     g = {}
     for r in rows:
-        if growth(r):
-            g.setdefault((r["task"], r["arm"], int(r["window"])), []).append(growth(r))
+        if gr := growth(r):
+            g.setdefault((r["task"], r["arm"], int(r["window"])), []).append(gr)
     if not any(len(gr) > 1 for runs in g.values() for gr in runs):
         return []  # validated at the end only (--eval-interval 0): the branch table above says it all
     steps = sorted({s for runs in g.values() for gr in runs for s in gr})

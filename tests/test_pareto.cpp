@@ -57,6 +57,13 @@ std::vector<std::string> split_csv(const std::string& line) {  // runs.csv has n
   return out;
 }
 
+// The index of column `name` in runs.csv's header, -1 when it has none.
+long column_of(const std::vector<std::string>& head, const std::string& name) {
+  for (size_t i = 0; i < head.size(); ++i)
+    if (head[i] == name) return long(i);
+  return -1;
+}
+
 // Run a shell command; its exit status (128 + signal when killed).
 int shell(const std::string& cmd) {
   const int rc = std::system(cmd.c_str());
@@ -103,11 +110,7 @@ TEST_CASE("pareto.py test grid: runs.csv, table.md and the plots are produced") 
   const std::vector<std::string> rows = lines_of(slurp(out / "runs.csv"));
   REQUIRE(rows.size() == 4);
   const std::vector<std::string> head = split_csv(rows[0]);
-  auto col = [&](const std::string& name) {
-    for (size_t i = 0; i < head.size(); ++i)
-      if (head[i] == name) return long(i);
-    return -1L;
-  };
+  auto col = [&](const std::string& name) { return column_of(head, name); };
   for (const char* name : {"arm", "window", "model_window", "seed", "acc_1x", "near_acc_1x", "relay_acc_1x",
                            "beyond_acc_1x", "acc_2x", "beyondT_acc_2x", "train_s", "dec_acc_1x", "dec_mem_bytes_4x"})
     CHECK_MESSAGE(col(name) >= 0, "runs.csv lacks column " << name);
@@ -323,10 +326,9 @@ TEST_CASE("pareto.py text grid: every window of the ladder, full attention once,
   REQUIRE(rows.size() == 6);
   const std::vector<std::string> head = split_csv(rows[0]);
   auto col = [&](const std::string& name) {
-    for (size_t i = 0; i < head.size(); ++i)
-      if (head[i] == name) return i;
-    FAIL("runs.csv lacks column " << name);
-    return size_t(0);
+    const long c = column_of(head, name);
+    REQUIRE_MESSAGE(c >= 0, "runs.csv lacks column " << name);
+    return size_t(c);
   };
   std::vector<std::string> names;
   for (size_t r = 1; r < rows.size(); ++r) {
