@@ -98,6 +98,16 @@ GRIDS = {
                  warmup=100, lr=3e-3, tasks="recall", pairs=8, far_beyond_reach=0, eval_seqs=128, lengths="1,2,4",
                  layers=2, batch=32, jobs=2, threads=1, filler="random", distractors=8, pairs_at="anywhere",
                  decode_lengths="1,4,16", decode_seqs=128, lg_pattern="LG", text_ladder=0, eval_interval=0),
+    # The hard regime in local-global stacks (pattern LG: one SWA or RATTENTION layer under one global layer):
+    # 16 pairs, twice the hard grid's, everything else as the hard grid. With the global layer the stack
+    # reaches every distance, so the buckets say where the key is, not what the stack can see. Validation every
+    # 500 steps keeps the RLA branch's size along training: in a 3000-step pilot (seed 1, validation set)
+    # LG-SWA reached 100 % while LG-RATTENTION stayed at 9 %, its RLA branch 8 times the size of its SWA branch.
+    "lg-hard": dict(arms="full,lg-swa,lg-rattn", windows="16", seeds="1,2,3", seq_len=128, steps=8000,
+                    warmup=100, lr=3e-3, tasks="recall", pairs=16, far_beyond_reach=0, eval_seqs=128,
+                    lengths="1,2,4", layers=2, batch=32, jobs=2, threads=1, filler="random", distractors=8,
+                    pairs_at="anywhere", decode_lengths="1,4,16", decode_seqs=128, lg_pattern="LG", text_ladder=0,
+                    eval_interval=500),
     # The full sweep (`--dry-run` prints the estimate; measured time in docs/experiments.md): T = 128, the window
     # ladder T/16, T/8, T/4, every arm, 2 seeds, recall; passkey at w = T/8 (half the steps). w >= T - 1
     # is full attention by construction (the `full` arm). 3000 steps: at 1500 the local-global stack at
@@ -749,24 +759,26 @@ def plots(a, rows, out_dir, gnuplot):
         draw(os.path.join(out_dir, "text_bpb_vs_window.png"), f"Held-out text at T = {a.seq_len}: bits per byte vs "
              "window (mean and range over seeds)", "window w (keys to the left)", "bits per byte (lower is better)",
              pl, logx=len(text_ws) > 1, xtics=[(str(w), w) for w in text_ws], yrange="*:*")
-        pl = []
-        for (task, arm, w) in sorted({(r["task"], r["arm"], int(r["window"])) for r in rows if len(growth(r)) > 1},
-                                     key=lambda k: (k[0], arm_order(k[1]), k[2])):
-            runs = [growth(r) for r in rows if (r["task"], r["arm"], int(r["window"])) == (task, arm, w)]
-            steps = sorted({st for gr in runs for st in gr})
-            layers = min(len(v) for gr in runs for v in gr.values())
-            for i in range(layers):
-                pts = []
-                for st in steps:
-                    vs = [gr[st][i] for gr in runs if st in gr]
-                    pts.append((st, (sum(vs) / len(vs), min(vs), max(vs))))
-                p = series(f"branch_growth-{task}-{arm}-w{w}-layer{i + 1}", pts, scale=1.0)
-                colour = LAYER_COLOURS[i % len(LAYER_COLOURS)]  # a colour per layer, the second window dashed
-                pl.append(f"'{p}' using 1:2:3:4 with yerrorlines lc rgb '{colour}' pt {4 + 2 * i} lw 2"
-                          f"{'' if w == text_ws[0] else ' dt 2'} title '{arm} w={w} layer {i + 1}'")
-        if pl:
-            draw(os.path.join(out_dir, "branch_growth.png"), "RATTENTION: size of the RLA branch over the SWA branch "
-                 "along training (validation)", "training step", "RLA / SWA (1 = where training starts)", pl)
+    # The RLA branch along training (runs validated more than once: --eval-interval), text or recall
+    grown = sorted({(r["task"], r["arm"], int(r["window"])) for r in rows if len(growth(r)) > 1},
+                   key=lambda k: (k[0], arm_order(k[1]), k[2]))
+    pl = []
+    for (task, arm, w) in grown:
+        runs = [growth(r) for r in rows if (r["task"], r["arm"], int(r["window"])) == (task, arm, w)]
+        steps = sorted({st for gr in runs for st in gr})
+        layers = min(len(v) for gr in runs for v in gr.values())
+        for i in range(layers):
+            pts = []
+            for st in steps:
+                vs = [gr[st][i] for gr in runs if st in gr]
+                pts.append((st, (sum(vs) / len(vs), min(vs), max(vs))))
+            p = series(f"branch_growth-{task}-{arm}-w{w}-layer{i + 1}", pts, scale=1.0)
+            colour = LAYER_COLOURS[i % len(LAYER_COLOURS)]  # a colour per layer, the second window dashed
+            pl.append(f"'{p}' using 1:2:3:4 with yerrorlines lc rgb '{colour}' pt {4 + 2 * i} lw 2"
+                      f"{'' if w == grown[0][2] else ' dt 2'} title '{arm} w={w} layer {i + 1}'")
+    if pl:
+        draw(os.path.join(out_dir, "branch_growth.png"), "RATTENTION: size of the RLA branch over the SWA branch "
+             "along training (validation)", "training step", "RLA / SWA (1 = where training starts)", pl)
     gp = groups(rows, "passkey")
     if gp:
         depths = [0, 25, 50, 75, 100]
@@ -819,11 +831,12 @@ def main():
     p.add_argument("--lg-pattern", help="pattern of the local-global arms (default: the grid's, text LLLG, the "
                    "others LG)")
     p.add_argument("--eval-interval", type=int, help="validate every N steps while training (default: the "
-                   "grid's, text 250, the others 0: at the end only); the logs then hold the RLA branch's size "
-                   "along training")
+                   "grid's, text 250, lg-hard 500, the others 0: at the end only); the logs then hold the RLA "
+                   "branch's size along training")
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--batch", type=int, help="sequences per step (default 32)")
-    p.add_argument("--pairs", type=int, help="recall key-value pairs (default: the grid's, 4 quick, 8 full)")
+    p.add_argument("--pairs", type=int, help="recall key-value pairs (default: the grid's, 4 quick, 8 hard and full, "
+                   "16 lg-hard)")
     p.add_argument("--data-window", type=int, default=0,
                    help="train and score every window on the recall data of this one window (its gap mix and "
                         "distance buckets), so that along the ladder only the model's window changes "
@@ -834,13 +847,13 @@ def main():
                         "beyond the stack's (default: the grid's, quick 1, full 0)")
     p.add_argument("--filler", choices=["constant", "random"],
                    help="recall filler: a constant byte, or random bytes disjoint from keys and values (default: "
-                        "the grid's, hard random, the others constant)")
+                        "the grid's, hard and lg-hard random, the others constant)")
     p.add_argument("--distractors", type=int,
                    help="recall: keys of the sequence that recur in the gap, not followed by a value (default: the "
-                        "grid's, hard 8, the others 0)")
+                        "grid's, hard and lg-hard 8, the others 0)")
     p.add_argument("--pairs-at", choices=["start", "anywhere"],
                    help="recall: the pairs at position 0, or anywhere after a random filler lead (default: the "
-                        "grid's, hard anywhere, the others start)")
+                        "grid's, hard and lg-hard anywhere, the others start)")
     p.add_argument("--decode-lengths", help="recall: also evaluate through the constant-memory decode at these "
                    "multiples of T, queries at the end of each length, e.g. 1,4,16 ('' = off; default: the grid's)")
     p.add_argument("--decode-seqs", type=int, help="sequences per decode length (default: the grid's)")

@@ -6,7 +6,8 @@
 // decode-path evaluation must put queries in every reach bucket at every length, and the windowed
 // arms' decode memory must not grow with the length while full attention's does; a bad arm must be
 // refused with exit status 2 and nothing trained; --merge must put runs.csv files of other seeds in one
-// table and refuse a run given twice or rows of another configuration.
+// table and refuse a run given twice or rows of another configuration; a recall grid validated along
+// training (--eval-interval) must keep the RLA branch size of each validation and plot it.
 // It runs the programs next to this test binary (bin/train_tiny, bin/pareto_eval).
 #include <sys/wait.h>
 
@@ -357,4 +358,42 @@ TEST_CASE("pareto.py text grid: every window of the ladder, full attention once,
   CHECK(table.find("## The RLA branch along training") != std::string::npos);
   CHECK(table.find("| step 2 | step 4 |") != std::string::npos);
   CHECK(table.find("| text | lg-rattn | 4 | 1 |") != std::string::npos);
+}
+
+TEST_CASE("pareto.py recall grid with --eval-interval: the RLA branch along training, its table and its plot") {
+  if (shell("command -v python3 >/dev/null 2>&1") != 0) RATTN_SKIP("python3 not found");
+  const fs::path root = repo_root();
+  REQUIRE(!root.empty());
+  Tmp tmp;
+  const fs::path out = tmp.path / "out";
+  const int rc = shell("cd " + q(root) + " && OMP_WAIT_POLICY=passive python3 scripts/pareto.py --grid test" +
+                       " --arms lg-swa,lg-rattn --steps 4 --eval-interval 2 --decode-lengths '' --threads 1 --bin " +
+                       q(program_dir()) + " --runs " + q(tmp.path / "runs") + " --out " + q(out) + " > " +
+                       q(tmp.path / "log.txt") + " 2>&1");
+  INFO("pareto.py output:\n" << slurp(tmp.path / "log.txt"));
+  REQUIRE(rc == 0);
+  const std::vector<std::string> rows = lines_of(slurp(out / "runs.csv"));
+  REQUIRE(rows.size() == 3);
+  const std::vector<std::string> head = split_csv(rows[0]);
+  const long arm = column_of(head, "arm"), growth = column_of(head, "branch_growth");
+  REQUIRE(arm >= 0);
+  REQUIRE(growth >= 0);
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const std::vector<std::string> cells = split_csv(rows[r]);
+    REQUIRE(cells.size() == head.size());
+    const std::string& g = cells[size_t(growth)];
+    if (cells[size_t(arm)] == "lg-rattn") {
+      CHECK_MESSAGE(g.rfind("2:", 0) == 0, g);
+      CHECK_MESSAGE(g.find(";4:") != std::string::npos, g);
+    } else {
+      CHECK_MESSAGE(g.empty(), cells[size_t(arm)] << ": " << g);
+    }
+  }
+  CHECK(slurp(out / "table.md").find("| recall | lg-rattn | 8 | 1 |") != std::string::npos);
+  if (shell("command -v gnuplot >/dev/null 2>&1") == 0) {
+    const std::string bytes = slurp(out / "branch_growth.png");
+    CHECK_MESSAGE(bytes.rfind("\x89PNG", 0) == 0, "branch_growth.png missing or not a PNG (" << bytes.size() << ")");
+  } else {
+    MESSAGE("gnuplot not installed: the branch plot was not checked");
+  }
 }
