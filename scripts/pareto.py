@@ -552,31 +552,44 @@ def growth(row):
     return out
 
 
-def growth_table(rows):
-    """The RLA branch's size along training (the validation evaluations of train_tiny --eval-interval):
-    per layer, mean over seeds."""
+def growth_stats(rows):
+    """The RLA branch's size along training over the seeds of each configuration, for the table and the plot:
+    {(task, arm, w): {step: [(mean, min, max) of each local layer]}}, in table order."""
     g = {}
     for r in rows:
         if gr := growth(r):
             g.setdefault((r["task"], r["arm"], int(r["window"])), []).append(gr)
-    if not any(len(gr) > 1 for runs in g.values() for gr in runs):
+    out = {}
+    for key in sorted(g, key=lambda k: (k[0], arm_order(k[1]), k[2])):
+        runs, out[key] = g[key], {}
+        for st in sorted({st for gr in runs for st in gr}):
+            vs = [gr[st] for gr in runs if st in gr]
+            out[key][st] = [(sum(v[i] for v in vs) / len(vs), min(v[i] for v in vs), max(v[i] for v in vs))
+                            for i in range(min(len(v) for v in vs))]
+    return out
+
+
+def growth_table(rows):
+    """The RLA branch's size along training (the validation evaluations of train_tiny --eval-interval):
+    per layer, mean over seeds."""
+    g = growth_stats(rows)
+    if not any(len(by_step) > 1 for by_step in g.values()):
         return []  # validated at the end only (--eval-interval 0): the branch table above says it all
-    steps = sorted({s for runs in g.values() for gr in runs for s in gr})
+    seeds = {}
+    for r in rows:
+        if growth(r):
+            key = (r["task"], r["arm"], int(r["window"]))
+            seeds[key] = seeds.get(key, 0) + 1
+    steps = sorted({st for by_step in g.values() for st in by_step})
     lines = ["## The RLA branch along training", "",
              "RLA/SWA (as above) of each local layer, `layer 1 / layer 2 / ...`, on the validation split at each "
              "validation while the model trains, mean over seeds. How fast and how far the layers turn their "
              "RLA branch up or down.", "",
              "| task | arm | w | seeds | " + " | ".join(f"step {s}" for s in steps) + " |",
              "|" + "---|" * (4 + len(steps))]
-    for (task, arm, w), runs in sorted(g.items(), key=lambda kv: (kv[0][0], arm_order(kv[0][1]), kv[0][2])):
-        cells = [task, arm, str(w), str(len(runs))]
-        for s in steps:
-            vs = [gr[s] for gr in runs if s in gr]
-            if not vs:
-                cells.append("-")
-                continue
-            n = min(len(v) for v in vs)
-            cells.append(" / ".join(f"{sum(v[i] for v in vs) / len(vs):.2f}" for i in range(n)))
+    for (task, arm, w), by_step in g.items():
+        cells = [task, arm, str(w), str(seeds[(task, arm, w)])]
+        cells += [" / ".join(f"{m:.2f}" for m, _, _ in by_step[st]) if st in by_step else "-" for st in steps]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -760,22 +773,16 @@ def plots(a, rows, out_dir, gnuplot):
              "window (mean and range over seeds)", "window w (keys to the left)", "bits per byte (lower is better)",
              pl, logx=len(text_ws) > 1, xtics=[(str(w), w) for w in text_ws], yrange="*:*")
     # The RLA branch along training (runs validated more than once: --eval-interval), text or recall
-    grown = sorted({(r["task"], r["arm"], int(r["window"])) for r in rows if len(growth(r)) > 1},
-                   key=lambda k: (k[0], arm_order(k[1]), k[2]))
+    grown = {key: by_step for key, by_step in growth_stats(rows).items() if len(by_step) > 1}
+    first_w = min((w for _, _, w in grown), default=0)
     pl = []
-    for (task, arm, w) in grown:
-        runs = [growth(r) for r in rows if (r["task"], r["arm"], int(r["window"])) == (task, arm, w)]
-        steps = sorted({st for gr in runs for st in gr})
-        layers = min(len(v) for gr in runs for v in gr.values())
-        for i in range(layers):
-            pts = []
-            for st in steps:
-                vs = [gr[st][i] for gr in runs if st in gr]
-                pts.append((st, (sum(vs) / len(vs), min(vs), max(vs))))
-            p = series(f"branch_growth-{task}-{arm}-w{w}-layer{i + 1}", pts, scale=1.0)
-            colour = LAYER_COLOURS[i % len(LAYER_COLOURS)]  # a colour per layer, the second window dashed
+    for (task, arm, w), by_step in grown.items():
+        for i in range(min(len(v) for v in by_step.values())):
+            p = series(f"branch_growth-{task}-{arm}-w{w}-layer{i + 1}", [(st, v[i]) for st, v in by_step.items()],
+                       scale=1.0)
+            colour = LAYER_COLOURS[i % len(LAYER_COLOURS)]  # a colour per layer, other windows than the first dashed
             pl.append(f"'{p}' using 1:2:3:4 with yerrorlines lc rgb '{colour}' pt {4 + 2 * i} lw 2"
-                      f"{'' if w == grown[0][2] else ' dt 2'} title '{arm} w={w} layer {i + 1}'")
+                      f"{'' if w == first_w else ' dt 2'} title '{arm} w={w} layer {i + 1}'")
     if pl:
         draw(os.path.join(out_dir, "branch_growth.png"), "RATTENTION: size of the RLA branch over the SWA branch "
              "along training (validation)", "training step", "RLA / SWA (1 = where training starts)", pl)

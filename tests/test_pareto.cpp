@@ -389,7 +389,13 @@ TEST_CASE("pareto.py recall grid with --eval-interval: the RLA branch along trai
       CHECK_MESSAGE(g.empty(), cells[size_t(arm)] << ": " << g);
     }
   }
-  CHECK(slurp(out / "table.md").find("| recall | lg-rattn | 8 | 1 |") != std::string::npos);
+  // the growth table: a column per validation, a row for the rattn arm (the final-size table has one too)
+  const std::string table = slurp(out / "table.md");
+  const size_t section = table.find("## The RLA branch along training");
+  REQUIRE_MESSAGE(section != std::string::npos, table);
+  CHECK(table.find("| step 2 | step 4 |", section) != std::string::npos);
+  CHECK(table.find("| recall | lg-rattn | 8 | 1 |", section) != std::string::npos);
+  CHECK(table.find("| recall | lg-swa |", section) == std::string::npos);
   if (shell("command -v gnuplot >/dev/null 2>&1") == 0) {
     const std::string bytes = slurp(out / "branch_growth.png");
     CHECK_MESSAGE(bytes.rfind("\x89PNG", 0) == 0, "branch_growth.png missing or not a PNG (" << bytes.size() << ")");
