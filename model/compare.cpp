@@ -67,6 +67,10 @@ int train_compare(const Config& c, const RunConfig& run, std::ostream& out, std:
                      run.compare);
   Config cb = c;
   cb.model.local_kind = run.compare;
+  if (cb.model.local_kind != "rattn") {  // --rla-gain-init, --rla-hold: the RLA branch of rattn layers only
+    cb.train.rla_gain_init = 1.0;
+    cb.train.rla_hold = 0;
+  }
   RunConfig ra = run, rb = run;
   ra.final_table = rb.final_table = false;
   if (!run.ckpt.empty()) rb.ckpt = sibling_checkpoint(run.ckpt, run.compare);

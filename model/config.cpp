@@ -73,6 +73,12 @@ void bind_train_flags(FlagSet& fs, TrainConfig& t) {
   fs.add_long("steps", &t.steps, 1, 1L << 40, "training steps");
   fs.add_long("seed", &t.seed, 0, (1L << 62), "seed of the initial weights and of the data");
   fs.add_real("init-scale", &t.init_scale, 0.0, 100.0, "multiplies every initial weight's std");
+  fs.add_real("rla-gain-init", &t.rla_gain_init, 0.0, 100.0,
+              "rattn layers: the initial scale gamma_rla of the RLA branch's norm (1: as every norm scale; 0: the "
+              "branch starts off and grows as training updates gamma_rla)");
+  fs.add_long("rla-hold", &t.rla_hold, 0, 1L << 40,
+              "rattn layers: gamma_rla is not updated in the first N steps (its gradient is zeroed before the "
+              "clip); with --rla-gain-init 0 the layers train as SWA until then");
 }
 
 void bind_run_flags(FlagSet& fs, RunConfig& r) {
@@ -101,6 +107,8 @@ void validate(const Config& c) {
   need(m.head_dim % 2 == 0, "--head-dim: expected an even number (RoPE rotates pairs), got " +
                                 std::to_string(m.head_dim));
   need(!m.pattern.empty(), "--pattern: expected a string of L and G");
+  need((t.rla_gain_init == 1.0 && t.rla_hold == 0) || m.local_kind == "rattn",
+       "--rla-gain-init, --rla-hold: act on the RLA branch of rattn layers; --local is " + m.local_kind);
   if (t.task == "recall")
     need(t.seq_len >= 4 * t.pairs,
          "--seq-len: the recall task needs at least 4 * --pairs = " + std::to_string(4 * t.pairs) +
@@ -174,7 +182,10 @@ std::string config_to_text(const Config& c_in) {
   FlagSet fs = config_flags(c);
   std::string out;
   for (const std::string& n : fs.names()) {
-    if (n == "qk-norm" && c.model.qk_norm == 0) continue;  // off: absent, as in checkpoints from before it
+    // at their defaults: absent, as in checkpoints from before these flags
+    if (n == "qk-norm" && c.model.qk_norm == 0) continue;
+    if (n == "rla-gain-init" && c.train.rla_gain_init == 1.0) continue;
+    if (n == "rla-hold" && c.train.rla_hold == 0) continue;
     out += n + "=" + escape(fs.get(n)) + "\n";
   }
   return out;
@@ -243,6 +254,9 @@ std::string describe(const Config& c) {
      << (t.cosine ? "cosine to " + format_real(t.lr) + " x " + format_real(t.lr_min_ratio) : std::string("constant"))
      << ", betas (" << t.beta1 << ", " << t.beta2 << "), weight decay " << t.weight_decay
      << ", clip " << t.clip << ", steps " << t.steps << ", seed " << t.seed << "\n";
+  if (t.rla_gain_init != 1.0 || t.rla_hold > 0)
+    os << "RLA branch scale gamma_rla: starts at " << t.rla_gain_init
+       << (t.rla_hold > 0 ? ", not updated in steps 1.." + std::to_string(t.rla_hold) : std::string()) << "\n";
   return os.str();
 }
 

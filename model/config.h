@@ -64,6 +64,8 @@ struct TrainConfig {
   long steps = 1500;
   long seed = 1;
   double init_scale = 1.0;      // multiplies every initial weight's standard deviation
+  double rla_gain_init = 1.0;   // rattn layers: the initial RLA branch-norm scale gamma_rla (1: as every norm scale)
+  long rla_hold = 0;            // rattn layers: gamma_rla is not updated in steps 1..rla_hold (its gradient is zeroed)
 };
 
 // The run's plumbing: never part of the model or of the data, so --resume may change them.

@@ -204,6 +204,15 @@ class DeviceTrainer {
   float* grads_device() { return grads_.data(); }
   long grads_size() const { return long(n_flat_); }
 
+  // Zero the gradient of every tensor whose name ends with suffix (a tensor held out of an update).
+  void zero_grads_ending(const std::string& suffix) {
+    run("zero_grads", [&] {
+      for (NamedTensor<float>& nt : named_tensors(cfg_, shape_))
+        if (nt.name.ends_with(suffix))
+          cu::check(cudaMemset(G(*nt.t), 0, size_t(nt.t->size()) * sizeof(float)), "DeviceTrainer: cudaMemset");
+    });
+  }
+
   // Global gradient norm (cu::clip_grad_norm over the flat gradient buffer); scaled to max_norm when above.
   float clip_grad_norm(float max_norm) {
     float* g = grads_.data();

@@ -157,9 +157,14 @@ class Gaussian {
 // Initial weights (seeded): norm scales 1; E ~ N(0, 1); a projection with fan-in K ~ N(0, 1/K),
 // and the two that write into the residual stream (Wo, W2) further divided by sqrt(2 * n_layers)
 // (GPT-2's residual scaling); W_out ~ N(0, 1/C). init_scale multiplies every standard deviation.
+// rla_gain: the RLA branch-norm scales gamma_rla of rattn layers start there (linear layers, whose
+// only branch that is, keep 1).
 template <class S>
-ModelParams<S> init_params(const ModelConfig& m, uint64_t seed, double init_scale = 1.0) {
+ModelParams<S> init_params(const ModelConfig& m, uint64_t seed, double init_scale = 1.0, double rla_gain = 1.0) {
   ModelParams<S> p = params_filled<S>(m, S(1));
+  if (m.local_kind == "rattn")
+    for (int l = 0; l < m.n_layers; ++l)
+      if (!m.is_global(l)) p.blocks[size_t(l)].attn.gamma_rla.setConstant(S(rla_gain));
   Gaussian gauss(seed);
   const double resid = 1.0 / std::sqrt(2.0 * m.n_layers);
   for (NamedTensor<S>& nt : named_tensors(m, p)) {

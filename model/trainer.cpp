@@ -66,6 +66,10 @@ Config resolve_resume(const Config& from_ckpt, const Config& from_cli, const std
 
 namespace {
 
+// --rla-hold: the tensors not updated in the first steps (validate() allows the flag for rattn layers only,
+// so every gamma_rla the model lists belongs to the RLA branch of a rattn layer).
+constexpr const char* kHeldRla = "attn.gamma_rla";
+
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
   char buf[512];
@@ -167,7 +171,7 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
     if (!is) throw CheckpointError("checkpoint '" + run.resume + "': bad data generator state");
   } else {
     st.config = c;
-    st.params = init_params<float>(c.model, uint64_t(c.train.seed), c.train.init_scale);
+    st.params = init_params<float>(c.model, uint64_t(c.train.seed), c.train.init_scale, c.train.rla_gain_init);
     st.m = params_filled<float>(c.model, 0.0f);
     st.v = params_filled<float>(c.model, 0.0f);
     st.step = 0;
@@ -256,6 +260,7 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
       double loss_sum = sums.loss_sum;
       if (dev_reduce) dev_reduce->all_reduce(dev->grads_device(), dev->grads_size(), loss_sum);
       loss = loss_sum / double(sums.scored);
+      if (step <= c.train.rla_hold) dev->zero_grads_ending(kHeldRla);
       gnorm = double(dev->clip_grad_norm(max_norm));
     } else {
       // This rank's node of the reduction tree, then the root: the whole batch's gradient and loss.
@@ -263,6 +268,9 @@ TrainOutcome train(const Config& c_in, const RunConfig& run, std::ostream& out, 
       double loss_sum = sums.loss_sum;
       dp.all_reduce_tree(grad_ptrs, loss_sum);
       loss = loss_sum / double(sums.scored);
+      if (step <= c.train.rla_hold)
+        for (NamedTensor<float>& g : G)
+          if (g.name.ends_with(kHeldRla)) g.t->setZero();
       gnorm = double(backend->clip_grad_norm(grad_ptrs, max_norm));
     }
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {

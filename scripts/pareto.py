@@ -26,6 +26,11 @@ Arms (--arms), all with the same width, heads and depth:
     lo-swa      local-only diagnostic (every layer local): SWA
     lo-rattn    local-only diagnostic: RATTENTION
     lo-linear   local-only: linear attention local layers (no window)
+    lg-rattn-gain0  lg-rattn with the RLA branch's norm scale gamma_rla starting at 0 (train_tiny
+                --rla-gain-init 0): the branch grows only as training finds it useful
+    lg-rattn-hold   lg-rattn with gamma_rla at 0 and not updated for the first 2000 steps (--rla-hold 2000):
+                until then the model is lg-swa, step for step; then the branch may grow
+    lo-rattn-gain0  lo-rattn with gamma_rla starting at 0 (does the small start cost what the branch is for?)
 
 Recall accuracy is split by reach (model/eval.h), for a stack of L = --layers local layers of window w:
 within one layer's reach (d <= w+1), within the stack's relay reach (w+1 < d <= L*w), beyond it
@@ -57,15 +62,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ARMS = {  # name: (pattern source, local kind); "full" is local-only with a window covering every length
-    "full": ("L", "swa"),
-    "full-nope": ("G", "swa"),
-    "lg-swa": ("lg", "swa"),
-    "lg-rattn": ("lg", "rattn"),
-    "lg-linear": ("lg", "linear"),
-    "lo-swa": ("L", "swa"),
-    "lo-rattn": ("L", "rattn"),
-    "lo-linear": ("L", "linear"),
+# name: (pattern source, local kind, further train_tiny flags); "full" is local-only with a window covering every
+# length. The rattn variants test why the RLA branch can block what lg-swa learns: they differ from their
+# arm in the branch's scale only (its initial value, and whether it may change in the first steps).
+ARMS = {
+    "full": ("L", "swa", []),
+    "full-nope": ("G", "swa", []),
+    "lg-swa": ("lg", "swa", []),
+    "lg-rattn": ("lg", "rattn", []),
+    "lg-linear": ("lg", "linear", []),
+    "lo-swa": ("L", "swa", []),
+    "lo-rattn": ("L", "rattn", []),
+    "lo-linear": ("L", "linear", []),
+    "lg-rattn-gain0": ("lg", "rattn", ["--rla-gain-init", "0"]),
+    "lg-rattn-hold": ("lg", "rattn", ["--rla-gain-init", "0", "--rla-hold", "2000"]),
+    "lo-rattn-gain0": ("L", "rattn", ["--rla-gain-init", "0"]),
 }
 
 # Grids. Every field can be overridden on the command line (--steps, --windows, ...).
@@ -163,7 +174,7 @@ class Run:
 
     def __init__(self, a, grid, task, arm, window, seed):
         self.grid, self.task, self.arm, self.window, self.seed = grid, task, arm, window, seed
-        src, kind = ARMS[arm]
+        src, kind, arm_flags = ARMS[arm]
         self.pattern = a.lg_pattern if src == "lg" else src
         self.stack = "full" if arm.startswith("full") else {"L": "local-only"}.get(src, "local-global")
         self.local = "-" if src == "G" else kind
@@ -183,6 +194,7 @@ class Run:
                "--warmup", str(min(a.warmup, self.steps)), "--seed", str(seed)]
         if a.qk_norm:  # only when on: a sweep without it keeps the commands (and runs) it had
             cmd += ["--qk-norm", "1"]
+        cmd += arm_flags
         if task == "text":
             cmd += ["--text", a.text]
         else:
@@ -668,7 +680,9 @@ def find_gnuplot(install):
 STYLE = {"full": "lc rgb 'black' dt 2 pt 7", "full-nope": "lc rgb '#7f7f7f' dt 2 pt 3",
          "lg-swa": "lc rgb '#d62728' pt 5", "lg-rattn": "lc rgb '#1f77b4' pt 7",
          "lg-linear": "lc rgb '#2ca02c' pt 9", "lo-swa": "lc rgb '#ff7f0e' dt 3 pt 4",
-         "lo-rattn": "lc rgb '#17becf' dt 3 pt 6", "lo-linear": "lc rgb '#9467bd' dt 3 pt 8"}
+         "lo-rattn": "lc rgb '#17becf' dt 3 pt 6", "lo-linear": "lc rgb '#9467bd' dt 3 pt 8",
+         "lg-rattn-gain0": "lc rgb '#1f77b4' dt 4 pt 6", "lg-rattn-hold": "lc rgb '#1f77b4' dt 2 pt 4",
+         "lo-rattn-gain0": "lc rgb '#17becf' dt 4 pt 6"}
 
 LAYER_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 
@@ -1060,7 +1074,7 @@ def run_ms(a, r):
         vals = a._logged[r.arm]
         return sum(vals) / len(vals)
     T = min(MS_PER_STEP, key=lambda t: abs(t - a.seq_len))
-    return MS_PER_STEP[T][r.arm] * (a.seq_len / T) * (a.layers / 2.0) * (a.batch / 32.0)
+    return MS_PER_STEP[T][r.arm.replace("-gain0", "").replace("-hold", "")] * (a.seq_len / T) * (a.layers / 2.0) * (a.batch / 32.0)
 
 
 def estimate_seconds(a, runs, todo):

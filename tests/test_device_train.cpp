@@ -154,6 +154,24 @@ TEST_CASE("training steps: the device-resident loop's losses follow the CPU trai
   }
 }
 
+TEST_CASE("--rla-gain-init 0 --rla-hold on the device: gamma_rla held, then released, as on the CPU") {
+  // The hold zeroes gamma_rla's slice of the flat device gradient before the clip (DeviceTrainer::
+  // zero_grads_ending); the tolerance is the test above's.
+  rattn_test::TempDir dir("devhold");
+  Config c = tiny("rattn", 8);
+  c.train.rla_gain_init = 0;
+  c.train.rla_hold = 4;
+  const TrainOutcome cpu = train_on(c, "cpu", dir / "hold_cpu.ckpt");
+  const TrainOutcome dev = train_on(c, "cuda", dir / "hold_dev.ckpt");
+  REQUIRE(dev.losses.size() == 8);
+  for (size_t s = 0; s < 8; ++s) CHECK(std::abs(dev.losses[s] - cpu.losses[s]) <= 1e-5 * cpu.losses[s]);
+  Config held = c;
+  held.train.steps = 4;
+  train_on(held, "cuda", dir / "hold4_dev.ckpt");
+  CHECK(load_checkpoint<float>(dir / "hold4_dev.ckpt").params.blocks[0].attn.gamma_rla.cwiseAbs().maxCoeff() == 0);
+  CHECK(load_checkpoint<float>(dir / "hold_dev.ckpt").params.blocks[0].attn.gamma_rla.cwiseAbs().maxCoeff() > 0);
+}
+
 TEST_CASE("the device-resident loop: the same losses and checkpoint, bit for bit, in every fiber and block order") {
   struct OrderRun {
     const char* order;         // EMU_ORDER

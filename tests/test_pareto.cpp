@@ -7,7 +7,8 @@
 // arms' decode memory must not grow with the length while full attention's does; a bad arm must be
 // refused with exit status 2 and nothing trained; --merge must put runs.csv files of other seeds in one
 // table and refuse a run given twice or rows of another configuration; a recall grid validated along
-// training (--eval-interval) must keep the RLA branch size of each validation and plot it.
+// training (--eval-interval) must keep the RLA branch size of each validation and plot it, and an arm
+// with the branch held at zero (lg-rattn-hold) must pass its flags and show no branch.
 // It runs the programs next to this test binary (bin/train_tiny, bin/pareto_eval).
 #include <sys/wait.h>
 
@@ -367,13 +368,13 @@ TEST_CASE("pareto.py recall grid with --eval-interval: the RLA branch along trai
   Tmp tmp;
   const fs::path out = tmp.path / "out";
   const int rc = shell("cd " + q(root) + " && OMP_WAIT_POLICY=passive python3 scripts/pareto.py --grid test" +
-                       " --arms lg-swa,lg-rattn --steps 4 --eval-interval 2 --decode-lengths '' --threads 1 --bin " +
+                       " --arms lg-swa,lg-rattn,lg-rattn-hold --steps 4 --eval-interval 2 --decode-lengths '' --threads 1 --bin " +
                        q(program_dir()) + " --runs " + q(tmp.path / "runs") + " --out " + q(out) + " > " +
                        q(tmp.path / "log.txt") + " 2>&1");
   INFO("pareto.py output:\n" << slurp(tmp.path / "log.txt"));
   REQUIRE(rc == 0);
   const std::vector<std::string> rows = lines_of(slurp(out / "runs.csv"));
-  REQUIRE(rows.size() == 3);
+  REQUIRE(rows.size() == 4);
   const std::vector<std::string> head = split_csv(rows[0]);
   const long arm = column_of(head, "arm"), growth = column_of(head, "branch_growth");
   REQUIRE(arm >= 0);
@@ -385,6 +386,9 @@ TEST_CASE("pareto.py recall grid with --eval-interval: the RLA branch along trai
     if (cells[size_t(arm)] == "lg-rattn") {
       CHECK_MESSAGE(g.rfind("2:", 0) == 0, g);
       CHECK_MESSAGE(g.find(";4:") != std::string::npos, g);
+      CHECK_MESSAGE(g.find(":0.000;") == std::string::npos, g);
+    } else if (cells[size_t(arm)] == "lg-rattn-hold") {  // gamma_rla held at 0 through these 4 steps: no branch
+      CHECK_MESSAGE(g == "2:0.000;4:0.000", g);
     } else {
       CHECK_MESSAGE(g.empty(), cells[size_t(arm)] << ": " << g);
     }
@@ -396,6 +400,10 @@ TEST_CASE("pareto.py recall grid with --eval-interval: the RLA branch along trai
   CHECK(table.find("| step 2 | step 4 |", section) != std::string::npos);
   CHECK(table.find("| recall | lg-rattn | 8 | 1 |", section) != std::string::npos);
   CHECK(table.find("| recall | lg-swa |", section) == std::string::npos);
+  // the variant arm passes its flags to train_tiny
+  const std::string hold_cmd = slurp(tmp.path / "runs" / "recall-lg-rattn-hold-w8-s1.cmd");
+  CHECK_MESSAGE(hold_cmd.find(" --local rattn ") != std::string::npos, hold_cmd);
+  CHECK_MESSAGE(hold_cmd.find(" --rla-gain-init 0 --rla-hold 2000 ") != std::string::npos, hold_cmd);
   if (shell("command -v gnuplot >/dev/null 2>&1") == 0) {
     const std::string bytes = slurp(out / "branch_growth.png");
     CHECK_MESSAGE(bytes.rfind("\x89PNG", 0) == 0, "branch_growth.png missing or not a PNG (" << bytes.size() << ")");

@@ -178,3 +178,54 @@ TEST_CASE("qk-norm: --qk-norm 0 is the run without the flag, byte for byte; --qk
   CHECK_THROWS_AS(flags.set("qk-norm", "yes"), UsageError);
   for (const char* n : {"qk_absent.ckpt", "qk_zero.ckpt", "qk_on.ckpt"}) fs::remove(tmp_path(n));
 }
+
+TEST_CASE("RLA branch scale: --rla-gain-init 0 --rla-hold N trains as SWA for N steps, then the branch grows") {
+  // The two flags test why a RATTENTION layer may not learn what an SWA layer learns (docs/experiments.md):
+  // with gamma_rla at 0 and held, the layer's output is its SWA branch alone.
+  std::ostringstream log;
+  Config swa = tiny_run(8);  // the same schedule (the cosine spans --steps)
+  swa.model.local_kind = "swa";
+  Config held = tiny_run(8);  // rattn (the default local kind)
+  REQUIRE(held.model.local_kind == "rattn");
+  held.train.rla_gain_init = 0;
+  held.train.rla_hold = 4;
+  const TrainOutcome s = train(swa, quiet_run(tmp_path("hold_swa.ckpt")), log);
+  Config held4 = held;
+  held4.train.steps = 4;
+  const TrainOutcome h4 = train(held4, quiet_run(tmp_path("hold4.ckpt")), log);
+  const TrainOutcome h8 = train(held, quiet_run(tmp_path("hold8.ckpt")), log);
+  REQUIRE(s.losses.size() == 8);
+  REQUIRE(h8.losses.size() == 8);
+  // the same initial weights (norm scales draw no random numbers), the same data: the SWA model's losses,
+  // bit for bit (the RLA term adds exact zeros, forward and backward); after the hold, other losses
+  for (size_t i = 0; i < 4; ++i) CHECK(h8.losses[i] == s.losses[i]);
+  CHECK(h8.losses[5] != s.losses[5]);
+  const Mat<float> g4 = load_checkpoint<float>(tmp_path("hold4.ckpt")).params.blocks[0].attn.gamma_rla;
+  const Mat<float> g8 = load_checkpoint<float>(tmp_path("hold8.ckpt")).params.blocks[0].attn.gamma_rla;
+  CHECK(g4.cwiseAbs().maxCoeff() == 0.0f);  // held: not one update
+  CHECK(g8.cwiseAbs().maxCoeff() > 0.0f);   // released at step 5
+  // the branch's size is printed as it grows (branch_share.h), and the settings are in the run's header
+  CHECK(log.str().find("gamma_rla: starts at 0, not updated in steps 1..4") != std::string::npos);
+
+  // without the hold, gamma_rla moves from step 1; at the defaults the run is the run without the flags
+  Config free = held4;
+  free.train.rla_hold = 0;
+  train(free, quiet_run(tmp_path("hold_free.ckpt")), log);
+  CHECK(load_checkpoint<float>(tmp_path("hold_free.ckpt")).params.blocks[0].attn.gamma_rla.cwiseAbs().maxCoeff() > 0);
+  Config defaults = tiny_run(4);
+  defaults.train.rla_gain_init = 1.0;
+  defaults.train.rla_hold = 0;
+  train(defaults, quiet_run(tmp_path("hold_defaults.ckpt")), log);
+  train(tiny_run(4), quiet_run(tmp_path("hold_none.ckpt")), log);
+  CHECK(file_bytes(tmp_path("hold_defaults.ckpt")) == file_bytes(tmp_path("hold_none.ckpt")));
+  CHECK(config_to_text(defaults).find("rla-") == std::string::npos);
+  CHECK(config_from_text(config_to_text(held)).train.rla_hold == 4);
+
+  // on a kind without both branches the flags would mean nothing: refused
+  swa.train.rla_hold = 4;
+  CHECK_THROWS_WITH_AS(train(swa, quiet_run(tmp_path("hold_bad.ckpt")), log), doctest::Contains("--rla-hold"),
+                       UsageError);
+  for (const char* n : {"hold_swa.ckpt", "hold4.ckpt", "hold8.ckpt", "hold_free.ckpt", "hold_defaults.ckpt",
+                        "hold_none.ckpt", "hold_bad.ckpt"})
+    fs::remove(tmp_path(n));
+}
