@@ -114,7 +114,9 @@ GRIDS = {
     # reaches every distance, so the buckets say where the key is, not what the stack can see. Validation every
     # 500 steps keeps the RLA branch's size along training: in a 3000-step pilot (seed 1, validation set)
     # LG-SWA reached 100 % while LG-RATTENTION stayed at 9 %, its RLA branch 8 times the size of its SWA branch.
-    "lg-hard": dict(arms="full,lg-swa,lg-rattn", windows="16", seeds="1,2,3", seq_len=128, steps=8000,
+    # lg-rattn-gain0 and lg-rattn-hold differ from lg-rattn in the branch's initial scale only (and the hold):
+    # they test whether the branch's size is what keeps RATTENTION from learning the binding.
+    "lg-hard": dict(arms="full,lg-swa,lg-rattn,lg-rattn-gain0,lg-rattn-hold", windows="16", seeds="1,2,3", seq_len=128, steps=8000,
                     warmup=100, lr=3e-3, tasks="recall", pairs=16, far_beyond_reach=0, eval_seqs=128,
                     lengths="1,2,4", layers=2, batch=32, jobs=2, threads=1, filler="random", distractors=8,
                     pairs_at="anywhere", decode_lengths="1,4,16", decode_seqs=128, lg_pattern="LG", text_ladder=0,
@@ -789,12 +791,16 @@ def plots(a, rows, out_dir, gnuplot):
     # The RLA branch along training (runs validated more than once: --eval-interval), text or recall
     grown = {key: by_step for key, by_step in growth_stats(rows).items() if len(by_step) > 1}
     first_w = min((w for _, _, w in grown), default=0)
+    grown_arms = sorted({arm for _, arm, _ in grown}, key=arm_order)
     pl = []
     for (task, arm, w), by_step in grown.items():
         for i in range(min(len(v) for v in by_step.values())):
             p = series(f"branch_growth-{task}-{arm}-w{w}-layer{i + 1}", [(st, v[i]) for st, v in by_step.items()],
                        scale=1.0)
-            colour = LAYER_COLOURS[i % len(LAYER_COLOURS)]  # a colour per layer, other windows than the first dashed
+            # a colour per layer (per arm when there are several arms; the layers then by point type), other
+            # windows than the first dashed
+            which = grown_arms.index(arm) if len(grown_arms) > 1 else i
+            colour = LAYER_COLOURS[which % len(LAYER_COLOURS)]
             pl.append(f"'{p}' using 1:2:3:4 with yerrorlines lc rgb '{colour}' pt {4 + 2 * i} lw 2"
                       f"{'' if w == first_w else ' dt 2'} title '{arm} w={w} layer {i + 1}'")
     if pl:
