@@ -116,9 +116,9 @@ GRIDS = {
     # LG-SWA reached 100 % while LG-RATTENTION stayed at 9 %, its RLA branch 8 times the size of its SWA branch.
     # lg-rattn-gain0 and lg-rattn-hold differ from lg-rattn in the branch's initial scale only (and the hold):
     # they test whether the branch's size is what keeps RATTENTION from learning the binding.
-    "lg-hard": dict(arms="full,lg-swa,lg-rattn,lg-rattn-gain0,lg-rattn-hold", windows="16", seeds="1,2,3", seq_len=128, steps=8000,
-                    warmup=100, lr=3e-3, tasks="recall", pairs=16, far_beyond_reach=0, eval_seqs=128,
-                    lengths="1,2,4", layers=2, batch=32, jobs=2, threads=1, filler="random", distractors=8,
+    "lg-hard": dict(arms="full,lg-swa,lg-rattn,lg-rattn-gain0,lg-rattn-hold", windows="16", seeds="1,2,3",
+                    seq_len=128, steps=8000, warmup=100, lr=3e-3, tasks="recall", pairs=16, far_beyond_reach=0,
+                    eval_seqs=128, lengths="1,2,4", layers=2, batch=32, jobs=2, threads=1, filler="random", distractors=8,
                     pairs_at="anywhere", decode_lengths="1,4,16", decode_seqs=128, lg_pattern="LG", text_ladder=0,
                     eval_interval=500),
     # The full sweep (`--dry-run` prints the estimate; measured time in docs/experiments.md): T = 128, the window
@@ -1080,7 +1080,9 @@ def run_ms(a, r):
         vals = a._logged[r.arm]
         return sum(vals) / len(vals)
     T = min(MS_PER_STEP, key=lambda t: abs(t - a.seq_len))
-    return MS_PER_STEP[T][r.arm.replace("-gain0", "").replace("-hold", "")] * (a.seq_len / T) * (a.layers / 2.0) * (a.batch / 32.0)
+    # a variant of an arm (lg-rattn-gain0: the same model, another start) costs what its arm costs
+    arm = r.arm if r.arm in MS_PER_STEP[T] else r.arm.rsplit("-", 1)[0]
+    return MS_PER_STEP[T][arm] * (a.seq_len / T) * (a.layers / 2.0) * (a.batch / 32.0)
 
 
 def estimate_seconds(a, runs, todo):

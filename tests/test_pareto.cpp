@@ -368,7 +368,8 @@ TEST_CASE("pareto.py recall grid with --eval-interval: the RLA branch along trai
   Tmp tmp;
   const fs::path out = tmp.path / "out";
   const int rc = shell("cd " + q(root) + " && OMP_WAIT_POLICY=passive python3 scripts/pareto.py --grid test" +
-                       " --arms lg-swa,lg-rattn,lg-rattn-hold --steps 4 --eval-interval 2 --decode-lengths '' --threads 1 --bin " +
+                       " --arms lg-swa,lg-rattn,lg-rattn-hold --steps 4 --eval-interval 2 --decode-lengths ''" +
+                       " --threads 1 --bin " +
                        q(program_dir()) + " --runs " + q(tmp.path / "runs") + " --out " + q(out) + " > " +
                        q(tmp.path / "log.txt") + " 2>&1");
   INFO("pareto.py output:\n" << slurp(tmp.path / "log.txt"));
