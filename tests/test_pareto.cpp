@@ -8,7 +8,8 @@
 // refused with exit status 2 and nothing trained; --merge must put runs.csv files of other seeds in one
 // table and refuse a run given twice or rows of another configuration; a recall grid validated along
 // training (--eval-interval) must keep the RLA branch size of each validation and plot it, and an arm
-// with the branch held at zero (lg-rattn-hold) must pass its flags and show no branch.
+// with the branch held at zero (lg-rattn-hold) must pass its flags and show no branch; pareto_eval
+// --rla-off must switch the RLA branches off and nothing else, and refuse a checkpoint without them.
 // It runs the programs next to this test binary (bin/train_tiny, bin/pareto_eval).
 #include <sys/wait.h>
 
@@ -411,4 +412,48 @@ TEST_CASE("pareto.py recall grid with --eval-interval: the RLA branch along trai
   } else {
     MESSAGE("gnuplot not installed: the branch plot was not checked");
   }
+}
+
+TEST_CASE("pareto_eval --rla-off: the RLA branches off, nothing else changed; RATTENTION checkpoints only") {
+  Tmp tmp;
+  const fs::path bin = program_dir();
+  // Three tiny local-global checkpoints of 4 steps: RATTENTION with gamma_rla as trained (from 1),
+  // RATTENTION whose gamma_rla is held at 0 through every step (--rla-hold 4: its branch adds nothing),
+  // and SWA.
+  auto train = [&](const std::string& name, const std::string& local, const std::string& extra) {
+    return shell(q(bin / "train_tiny") + " --layers 2 --pattern LG --local " + local +
+                 " --window 8 --d-model 32 --seq-len 32 --batch 4 --steps 4 --warmup 1 --seed 3 --task recall"
+                 " --pairs 2 --threads 1 --log-every 100 --ckpt " + q(tmp.path / (name + ".ckpt")) + extra + " > " +
+                 q(tmp.path / (name + ".train.txt")) + " 2>&1");
+  };
+  REQUIRE(train("rattn", "rattn", "") == 0);
+  REQUIRE(train("held", "rattn", " --rla-gain-init 0 --rla-hold 4") == 0);
+  REQUIRE(train("swa", "swa", "") == 0);
+  // The fields of pareto_eval's lines but the rla_off flag, and its exit status.
+  auto eval = [&](const std::string& name, const std::string& mode, int off, std::string* out) {
+    const fs::path txt = tmp.path / (name + "." + mode + std::to_string(off) + ".txt");
+    const int rc = shell(q(bin / "pareto_eval") + " --ckpt " + q(tmp.path / (name + ".ckpt")) + " --mode " + mode +
+                         " --lengths 1,2 --eval-seqs 8 --threads 1 --rla-off " + std::to_string(off) + " > " + q(txt) +
+                         " 2>&1");
+    *out = slurp(txt);
+    const std::string flag = " rla_off=1";
+    for (size_t at; (at = out->find(flag)) != std::string::npos;) out->erase(at, flag.size());
+    return rc;
+  };
+  for (const char* mode : {"forward", "decode"}) {
+    INFO("mode " << mode);
+    std::string on, off;
+    REQUIRE(eval("held", mode, 0, &on) == 0);
+    REQUIRE(eval("held", mode, 1, &off) == 0);
+    CHECK(on.find("loss=") != std::string::npos);
+    CHECK(lines_of(on).size() == 2);
+    CHECK(off == on);  // gamma_rla was 0 already: the switch touches nothing else
+    REQUIRE(eval("rattn", mode, 0, &on) == 0);
+    REQUIRE(eval("rattn", mode, 1, &off) == 0);
+    CHECK(lines_of(off).size() == 2);
+    CHECK(off != on);  // a branch at its trained scale changes the logits, so the losses
+  }
+  std::string msg;
+  CHECK(eval("swa", "forward", 1, &msg) == 2);
+  CHECK(msg.find("--rla-off: RATTENTION checkpoints only") != std::string::npos);
 }

@@ -5,6 +5,7 @@
 //   bin/pareto_eval --ckpt runs/x.ckpt                     task of the checkpoint at 1x, 2x, 4x its T
 //   bin/pareto_eval --ckpt runs/x.ckpt --lengths 1,2 --eval-seqs 64 --threads 2
 //   bin/pareto_eval --ckpt runs/x.ckpt --mode decode --lengths 1,4,16   recall through the decode path
+//   bin/pareto_eval --ckpt runs/x.ckpt --rla-off 1          the same model with its RLA branches off
 //
 // Every number comes from the held-out test set (--split test, the default: a generator seed of its
 // own, never used to choose settings); --split validation scores the validation set instead.
@@ -25,6 +26,9 @@
 //   distances placed in turn in each reach bucket and, at m > 1, beyond T, so every bucket holds
 //   queries at every length and every query sits at the far end of the length. mem_bytes: what the
 //   decode caches hold after the last token (a window's ring and state, or every key and value).
+// --rla-off 1 (RATTENTION checkpoints only) scores the model with the RLA branch of every local layer
+// switched off (gamma_rla = 0, docs/spec.md §2.5: the layer's output is then its SWA term alone), the
+// rest of the weights as trained: what the branch contributes to each bucket.
 // A model trained with no window (window >= T - 1: the full-attention arm) keeps having none: its
 // window becomes m*T - 1 at length m*T.
 // Output, one line per length multiplier m (fields absent when they do not apply):
@@ -151,7 +155,7 @@ std::vector<int> parse_lengths(const std::string& s) {
 int main(int argc, char** argv) {
   return model::cli_main_guard("pareto_eval", [&]() -> int {
     std::string ckpt, lengths = "", split_name = "test", mode = "forward";
-    int eval_seqs = 64, threads = 0, reach_layers = 0;
+    int eval_seqs = 64, threads = 0, reach_layers = 0, rla_off = 0;
     model::FlagSet fs("pareto_eval");
     fs.add_string("ckpt", &ckpt, "checkpoint written by train_tiny (required)");
     fs.add_string("lengths", &lengths,
@@ -164,6 +168,7 @@ int main(int argc, char** argv) {
     fs.add_choice("mode", &mode, {"forward", "decode"},
                   "the full forward, or (recall) the constant-memory decode with the queries ending each length");
     fs.add_int("threads", &threads, 0, 1024, "OpenMP threads; 0 = OpenMP default");
+    fs.add_int("rla-off", &rla_off, 0, 1, "1: score with every RATTENTION layer's RLA branch off (gamma_rla = 0)");
     fs.parse(argc, argv);
     if (fs.help_requested()) {
       std::cout << fs.usage();
@@ -175,8 +180,15 @@ int main(int argc, char** argv) {
     if (threads > 0) omp_set_num_threads(threads);
     const model::Split split = split_name == "test" ? model::Split::test : model::Split::validation;
 
-    const model::TrainState<float> st = model::load_checkpoint<float>(ckpt);
+    model::TrainState<float> st = model::load_checkpoint<float>(ckpt);
     const model::Config& c0 = st.config;
+    if (rla_off) {
+      if (c0.model.local_kind != "rattn")
+        throw model::UsageError("--rla-off: RATTENTION checkpoints only (this one's local layers are " +
+                                c0.model.local_kind + ")");
+      for (int l = 0; l < c0.model.n_layers; ++l)
+        if (!c0.model.is_global(l)) st.params.blocks[size_t(l)].attn.gamma_rla.setZero();
+    }
     if (decode && c0.train.task != "recall")
       throw model::UsageError("--mode decode: recall checkpoints only (this one is " + c0.train.task + ")");
     auto backend = model::make_backend<float>("cpu");
@@ -195,6 +207,7 @@ int main(int argc, char** argv) {
       const uint64_t seed = model::eval_seed(c0, split, m);
       std::printf("mult=%d T=%ld task=%s mode=%s split=%s step=%ld", m, long(c.train.seq_len), c.train.task.c_str(),
                   decode ? "decode" : "forward", split_name.c_str(), st.step);
+      if (rla_off) std::printf(" rla_off=1");
       if (decode) {
         c.train.far_beyond = 0;  // the placed set picks its own gaps
         const std::unique_ptr<data::Task> task = model::make_task(c);
