@@ -443,12 +443,15 @@ bench: deps all
 	@scripts/bench.sh
 
 # The paper's quality-vs-window sweep at tiny scale (scripts/pareto.py, results/pareto/, docs/experiments.md).
-# pareto-quick: local-only diagnostic at w = 16 (full / swa / rattn); pareto: the whole grid
-# (PARETO_ARGS, e.g. "--jobs 2 --text ../shared/data/tinyshakespeare.txt").
+# pareto-quick: local-only diagnostic at w = 16 (full / swa / rattn; easy data, minutes).
+# pareto: the harder recall regime (random filler, distractor keys, pairs anywhere; 3 seeds, decode to 16x;
+# hours), in both stacks: local-only with 8 pairs (grid hard), local-global with 16 pairs (grid lg-hard).
+# The window ladder on the easy data: scripts/pareto.py --grid full. PARETO_ARGS goes to every grid.
 pareto-quick: deps $(BIN)/train_tiny $(BIN)/pareto_eval
 	scripts/pareto.py --grid quick --bin $(BIN) $(PARETO_ARGS)
 pareto: deps $(BIN)/train_tiny $(BIN)/pareto_eval
-	scripts/pareto.py --grid full --bin $(BIN) $(PARETO_ARGS)
+	scripts/pareto.py --grid hard --bin $(BIN) $(PARETO_ARGS)
+	scripts/pareto.py --grid lg-hard --bin $(BIN) $(PARETO_ARGS)
 
 gpu-check:
 	@scripts/gpu_check.sh

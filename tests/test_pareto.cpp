@@ -9,7 +9,8 @@
 // table and refuse a run given twice or rows of another configuration; a recall grid validated along
 // training (--eval-interval) must keep the RLA branch size of each validation and plot it, and an arm
 // with the branch held at zero (lg-rattn-hold) must pass its flags and show no branch; pareto_eval
-// --rla-off must switch the RLA branches off and nothing else, and refuse a checkpoint without them.
+// --rla-off must switch the RLA branches off and nothing else, and refuse a checkpoint without them;
+// `make pareto` must run the harder recall regime in both stacks.
 // It runs the programs next to this test binary (bin/train_tiny, bin/pareto_eval).
 #include <sys/wait.h>
 
@@ -456,4 +457,56 @@ TEST_CASE("pareto_eval --rla-off: the RLA branches off, nothing else changed; RA
   std::string msg;
   CHECK(eval("swa", "forward", 1, &msg) == 2);
   CHECK(msg.find("--rla-off: RATTENTION checkpoints only") != std::string::npos);
+}
+
+// `make pareto` is the sweep the README points to: it must run the harder recall regime (random filler,
+// distractor keys, the pairs anywhere, 3 seeds) in both stacks, local-only with 8 pairs and local-global
+// with 16, with linear attention as an arm of each. --dry-run prints each run's train_tiny command
+// without training, so this checks the commands the sweep would run.
+TEST_CASE("make pareto runs the harder recall regime in both stacks, 3 seeds each") {
+  if (shell("command -v python3 >/dev/null 2>&1") != 0) RATTN_SKIP("python3 not found");
+  if (shell("command -v make >/dev/null 2>&1") != 0) RATTN_SKIP("make not found");
+  const fs::path root = repo_root();
+  REQUIRE(!root.empty());
+  Tmp tmp;
+  // -n: print the recipe, run nothing (the variables of an enclosing make are not passed down).
+  REQUIRE(shell("cd " + q(root) + " && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -n pareto > " +
+                q(tmp.path / "make.txt") + " 2>&1") == 0);
+  const std::string recipe = slurp(tmp.path / "make.txt");
+  CHECK(recipe.find("scripts/pareto.py --grid hard ") != std::string::npos);
+  CHECK(recipe.find("scripts/pareto.py --grid lg-hard ") != std::string::npos);
+  CHECK(recipe.find("--grid full") == std::string::npos);
+  CHECK(recipe.find("--grid quick") == std::string::npos);
+
+  struct Grid {
+    const char* name;
+    const char* pairs;
+    std::vector<std::string> arms;
+  };
+  for (const Grid& g : {Grid{"hard", "8", {"full", "lo-swa", "lo-rattn", "lo-linear"}},
+                        Grid{"lg-hard", "16", {"full", "lg-swa", "lg-rattn", "lg-linear"}}}) {
+    const std::string grid = g.name;
+    CAPTURE(grid);
+    const fs::path log = tmp.path / (std::string(g.name) + ".txt");
+    REQUIRE(shell("cd " + q(root) + " && python3 scripts/pareto.py --grid " + g.name + " --dry-run --bin " +
+                  q(program_dir()) + " --runs " + q(tmp.path / g.name) + " > " + q(log) + " 2>&1") == 0);
+    int runs = 0;
+    for (const std::string& line : lines_of(slurp(log))) {
+      if (line.rfind("to run", 0) != 0) continue;
+      ++runs;
+      CAPTURE(line);
+      CHECK(line.find("--filler random") != std::string::npos);
+      CHECK(line.find("--distractors 8") != std::string::npos);
+      CHECK(line.find("--pairs-at anywhere") != std::string::npos);
+      CHECK(line.find(std::string("--pairs ") + g.pairs + " ") != std::string::npos);
+    }
+    CHECK(runs >= 3 * static_cast<int>(g.arms.size()));
+    const std::string all = slurp(log);
+    for (const std::string& arm : g.arms)
+      for (int seed = 1; seed <= 3; ++seed) {
+        const std::string run = "recall-" + arm + "-w16-s" + std::to_string(seed) + ".ckpt";
+        CHECK_MESSAGE(all.find(run) != std::string::npos, grid << ": no run " << run);
+      }
+    CHECK(!fs::exists(tmp.path / g.name / "recall-full-w16-s1.ckpt"));  // a dry run trains nothing
+  }
 }
