@@ -122,10 +122,9 @@ GRIDS = {
     # local layer linear attention alone) was added after the others had run; no setting changed with it.
     "lg-hard": dict(arms="full,lg-swa,lg-rattn,lg-linear,lg-rattn-gain0,lg-rattn-hold", windows="16",
                     seeds="1,2,3", seq_len=128, steps=8000, warmup=100, lr=3e-3, tasks="recall", pairs=16,
-                    far_beyond_reach=0,
-                    eval_seqs=128, lengths="1,2,4", layers=2, batch=32, jobs=2, threads=1, filler="random", distractors=8,
-                    pairs_at="anywhere", decode_lengths="1,4,16", decode_seqs=128, lg_pattern="LG", text_ladder=0,
-                    eval_interval=500),
+                    far_beyond_reach=0, eval_seqs=128, lengths="1,2,4", layers=2, batch=32, jobs=2, threads=1,
+                    filler="random", distractors=8, pairs_at="anywhere", decode_lengths="1,4,16", decode_seqs=128,
+                    lg_pattern="LG", text_ladder=0, eval_interval=500),
     # The full sweep (`--dry-run` prints the estimate; measured time in docs/experiments.md): T = 128, the window
     # ladder T/16, T/8, T/4, every arm, 2 seeds, recall; passkey at w = T/8 (half the steps). w >= T - 1
     # is full attention by construction (the `full` arm). 3000 steps: at 1500 the local-global stack at
