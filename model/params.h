@@ -154,6 +154,16 @@ class Gaussian {
   bool have_spare_ = false;
 };
 
+// Sets the RLA branch-norm scale gamma_rla of every rattn layer to `gain` (docs/spec.md §2.5): 0 switches
+// the branch off, so the layer's output is its SWA term alone. Linear layers, whose only branch that is,
+// and global layers are left as they are.
+template <class S>
+void set_rla_gain(const ModelConfig& m, ModelParams<S>& p, double gain) {
+  if (m.local_kind != "rattn") return;
+  for (int l = 0; l < m.n_layers; ++l)
+    if (!m.is_global(l)) p.blocks[size_t(l)].attn.gamma_rla.setConstant(S(gain));
+}
+
 // Initial weights (seeded): norm scales 1; E ~ N(0, 1); a projection with fan-in K ~ N(0, 1/K),
 // and the two that write into the residual stream (Wo, W2) further divided by sqrt(2 * n_layers)
 // (GPT-2's residual scaling); W_out ~ N(0, 1/C). init_scale multiplies every standard deviation.
@@ -162,9 +172,7 @@ class Gaussian {
 template <class S>
 ModelParams<S> init_params(const ModelConfig& m, uint64_t seed, double init_scale = 1.0, double rla_gain = 1.0) {
   ModelParams<S> p = params_filled<S>(m, S(1));
-  if (m.local_kind == "rattn")
-    for (int l = 0; l < m.n_layers; ++l)
-      if (!m.is_global(l)) p.blocks[size_t(l)].attn.gamma_rla.setConstant(S(rla_gain));
+  set_rla_gain(m, p, rla_gain);
   Gaussian gauss(seed);
   const double resid = 1.0 / std::sqrt(2.0 * m.n_layers);
   for (NamedTensor<S>& nt : named_tensors(m, p)) {

@@ -179,6 +179,34 @@ TEST_CASE("qk-norm: --qk-norm 0 is the run without the flag, byte for byte; --qk
   for (const char* n : {"qk_absent.ckpt", "qk_zero.ckpt", "qk_on.ckpt"}) fs::remove(tmp_path(n));
 }
 
+TEST_CASE("set_rla_gain: the RLA branch-norm scale of RATTENTION local layers and nothing else; init_params starts there") {
+  // --rla-gain-init and pareto_eval --rla-off both go through set_rla_gain: on a linear stack gamma_rla is
+  // the only branch's scale and stays 1; global layers have no RLA branch.
+  for (const char* kind : {"rattn", "linear", "swa"}) {
+    CAPTURE(kind);
+    ModelConfig m = tiny_run(1).model;
+    m.local_kind = kind;
+    m.n_layers = 3;  // L G L
+    ModelParams<double> one = init_params<double>(m, 7, 1.0, 1.0), half = init_params<double>(m, 7, 1.0, 0.5);
+    ModelParams<double> set = one;
+    set_rla_gain(m, set, 0.5);
+    const auto a = named_tensors(m, one), b = named_tensors(m, half), c = named_tensors(m, set);
+    REQUIRE(a.size() == b.size());
+    int changed = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      CAPTURE(a[i].name);
+      if (std::string(kind) == "rattn" && a[i].name.ends_with("attn.gamma_rla")) {
+        CHECK((b[i].t->array() == 0.5).all());
+        ++changed;
+      } else {
+        CHECK(*b[i].t == *a[i].t);
+      }
+      CHECK(*c[i].t == *b[i].t);
+    }
+    CHECK(changed == (std::string(kind) == "rattn" ? 2 : 0));
+  }
+}
+
 TEST_CASE("RLA branch scale: --rla-gain-init 0 --rla-hold N trains as SWA for N steps, then the branch grows") {
   // The two flags test why a RATTENTION layer may not learn what an SWA layer learns (docs/experiments.md):
   // with gamma_rla at 0 and held, the layer's output is its SWA branch alone.

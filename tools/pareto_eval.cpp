@@ -186,8 +186,7 @@ int main(int argc, char** argv) {
       if (c0.model.local_kind != "rattn")
         throw model::UsageError("--rla-off: RATTENTION checkpoints only (this one's local layers are " +
                                 c0.model.local_kind + ")");
-      for (int l = 0; l < c0.model.n_layers; ++l)
-        if (!c0.model.is_global(l)) st.params.blocks[size_t(l)].attn.gamma_rla.setZero();
+      model::set_rla_gain(c0.model, st.params, 0.0);
     }
     if (decode && c0.train.task != "recall")
       throw model::UsageError("--mode decode: recall checkpoints only (this one is " + c0.train.task + ")");
