@@ -14,6 +14,7 @@
 // It runs the programs next to this test binary (bin/train_tiny, bin/pareto_eval).
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -457,6 +458,61 @@ TEST_CASE("pareto_eval --rla-off: the RLA branches off, nothing else changed; RA
   std::string msg;
   CHECK(eval("swa", "forward", 1, &msg) == 2);
   CHECK(msg.find("--rla-off: RATTENTION checkpoints only") != std::string::npos);
+}
+
+// --mode probe scores the decode set with the forward (the same function), so its accuracy fields must
+// equal the decode's, and adds the global layer's weight on each answer; a local-only stack is refused.
+TEST_CASE("pareto_eval --mode probe: the decode set through the forward, with the global layer's weights") {
+  Tmp tmp;
+  const fs::path bin = program_dir();
+  auto train = [&](const std::string& name, const std::string& pattern) {
+    return shell(q(bin / "train_tiny") + " --layers 2 --pattern " + pattern +
+                 " --local rattn --window 8 --d-model 32 --seq-len 32 --batch 4 --steps 4 --warmup 1 --seed 3"
+                 " --task recall --pairs 2 --threads 1 --log-every 100 --ckpt " + q(tmp.path / (name + ".ckpt")) +
+                 " > " + q(tmp.path / (name + ".train.txt")) + " 2>&1");
+  };
+  REQUIRE(train("lg", "LG") == 0);
+  REQUIRE(train("lo", "L") == 0);
+  auto eval = [&](const std::string& name, const std::string& mode, std::string* out) {
+    const fs::path txt = tmp.path / (name + "." + mode + ".txt");
+    const int rc = shell(q(bin / "pareto_eval") + " --ckpt " + q(tmp.path / (name + ".ckpt")) + " --mode " + mode +
+                         " --lengths 1,4 --eval-seqs 8 --threads 1 > " + q(txt) + " 2>&1");
+    *out = slurp(txt);
+    return rc;
+  };
+  // the value of field `key=` in line
+  auto field = [](const std::string& line, const std::string& key) {
+    const size_t at = line.find(" " + key + "=");
+    if (at == std::string::npos) return std::string();
+    const size_t from = at + key.size() + 2;
+    return line.substr(from, line.find(' ', from) - from);
+  };
+  std::string probe, decode;
+  REQUIRE(eval("lg", "probe", &probe) == 0);
+  REQUIRE(eval("lg", "decode", &decode) == 0);
+  const std::vector<std::string> pl = lines_of(probe), dl = lines_of(decode);
+  REQUIRE(pl.size() == 2);
+  REQUIRE(dl.size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    CAPTURE(pl[i]);
+    // the same set: the same counts in every bucket; the same accuracy up to a query whose top two
+    // logits the forward and the decode round differently
+    for (const char* key : {"T", "seqs", "n", "near_n", "relay_n", "beyond_n", "beyondT_n"})
+      CHECK(field(pl[i], key) == field(dl[i], key));
+    const double n = std::stod(field(pl[i], "n"));
+    CHECK(std::abs(std::stod(field(pl[i], "acc")) - std::stod(field(dl[i], "acc"))) <= 1.0 / n + 1e-9);
+    CHECK(field(pl[i], "mode") == "probe");
+    CHECK(field(pl[i], "probe_layer") == "1");
+    CHECK(field(pl[i], "probe_n") == field(pl[i], "n"));  // every scored query of the set is probed
+    const double mass = std::stod(field(pl[i], "probe_mass"));
+    CHECK(mass > 0.0);
+    CHECK(mass < 1.0);
+    CHECK(!field(pl[i], "probe_logodds_med").empty());
+    CHECK(field(pl[i], "mem_bytes").empty());
+  }
+  std::string msg;
+  CHECK(eval("lo", "probe", &msg) == 2);
+  CHECK(msg.find("--mode probe: stacks with a global layer only") != std::string::npos);
 }
 
 // `make pareto` is the sweep the README points to: it must run the harder recall regime (random filler,

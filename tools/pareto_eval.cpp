@@ -26,6 +26,11 @@
 //   distances placed in turn in each reach bucket and, at m > 1, beyond T, so every bucket holds
 //   queries at every length and every query sits at the far end of the length. mem_bytes: what the
 //   decode caches hold after the last token (a window's ring and state, or every key and value).
+// --mode probe (recall, stacks with a global layer): the decode set above, scored with the full forward
+//   (the same function as the decode), and the first global layer's attention on each query's answer
+//   (model/global_probe.h): probe_mass (mean weight on the value's position, the best head),
+//   probe_top (fraction of queries whose value position has that head's largest logit),
+//   probe_logodds_med and probe_contrast_med (medians, nats).
 // --rla-off 1 (RATTENTION checkpoints only) scores the model with the RLA branch of every local layer
 // switched off (gamma_rla = 0, docs/spec.md §2.5: the layer's output is then its SWA term alone), the
 // rest of the weights as trained: what the branch contributes to each bucket.
@@ -54,6 +59,7 @@
 #include "model/checkpoint.h"
 #include "model/cli.h"
 #include "model/eval.h"
+#include "model/global_probe.h"
 #include "model/model.h"
 #include "model/trainer.h"
 
@@ -165,8 +171,9 @@ int main(int argc, char** argv) {
                   "the held-out test set (the reported numbers) or the validation set (choices)");
     fs.add_int("reach-layers", &reach_layers, 0, 1 << 10,
                "L of the reach buckets (relay reach L * w); 0 = the model's local layers");
-    fs.add_choice("mode", &mode, {"forward", "decode"},
-                  "the full forward, or (recall) the constant-memory decode with the queries ending each length");
+    fs.add_choice("mode", &mode, {"forward", "decode", "probe"},
+                  "the full forward, or (recall) the constant-memory decode with the queries ending each length, "
+                  "or (recall, with a global layer) the global layer's attention on the answers of that set");
     fs.add_int("threads", &threads, 0, 1024, "OpenMP threads; 0 = OpenMP default");
     fs.add_int("rla-off", &rla_off, 0, 1, "1: score with every RATTENTION layer's RLA branch off (gamma_rla = 0)");
     fs.parse(argc, argv);
@@ -175,8 +182,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (ckpt.empty()) throw model::UsageError("--ckpt: required (a checkpoint written by train_tiny)");
-    const bool decode = mode == "decode";
-    const std::vector<int> mults = parse_lengths(lengths.empty() ? (decode ? "1,4,16" : "1,2,4") : lengths);
+    const bool decode = mode == "decode", probe = mode == "probe";
+    const std::vector<int> mults =
+        parse_lengths(lengths.empty() ? (decode || probe ? "1,4,16" : "1,2,4") : lengths);
     if (threads > 0) omp_set_num_threads(threads);
     const model::Split split = split_name == "test" ? model::Split::test : model::Split::validation;
 
@@ -188,8 +196,10 @@ int main(int argc, char** argv) {
                                 c0.model.local_kind + ")");
       model::set_rla_gain(c0.model, st.params, 0.0);
     }
-    if (decode && c0.train.task != "recall")
-      throw model::UsageError("--mode decode: recall checkpoints only (this one is " + c0.train.task + ")");
+    if ((decode || probe) && c0.train.task != "recall")
+      throw model::UsageError("--mode " + mode + ": recall checkpoints only (this one is " + c0.train.task + ")");
+    if (probe && model::local_layers(c0.model) == c0.model.n_layers)
+      throw model::UsageError("--mode probe: stacks with a global layer only (this one is local-only)");
     auto backend = model::make_backend<float>("cpu");
     const int w = model::data_window(c0);  // the window the data and the distance buckets refer to
     const int L = reach_layers > 0 ? reach_layers : model::local_layers(c0.model);
@@ -205,20 +215,27 @@ int main(int argc, char** argv) {
       const model::Model<float> net(c.model, *backend);
       const uint64_t seed = model::eval_seed(c0, split, m);
       std::printf("mult=%d T=%ld task=%s mode=%s split=%s step=%ld", m, long(c.train.seq_len), c.train.task.c_str(),
-                  decode ? "decode" : "forward", split_name.c_str(), st.step);
+                  mode.c_str(), split_name.c_str(), st.step);
       if (rla_off) std::printf(" rla_off=1");
-      if (decode) {
+      if (decode || probe) {
         c.train.far_beyond = 0;  // the placed set picks its own gaps
         const std::unique_ptr<data::Task> task = model::make_task(c);
         data::Batch batch;
         placed_recall_set(dynamic_cast<const data::RecallTask&>(*task), empty, T0, eval_seqs,
                           seed ^ 0xDEC0DE5E7ULL, batch);
         size_t mem = 0;
-        const model::EvalResult r = score_batch(net, st.params, batch, empty, true, &mem);
+        const model::EvalResult r = score_batch(net, st.params, batch, empty, decode, &mem);
         std::printf(" seqs=%d loss=%.6f acc=%s n=%ld", batch.B, r.loss(), frac(r.correct, r.scored).c_str(), r.scored);
         for (const model::DistanceBucket& b : r.buckets)
           std::printf(" %s_acc=%s %s_n=%ld", b.key.c_str(), frac(b.correct, b.total).c_str(), b.key.c_str(), b.total);
-        std::printf(" mem_bytes=%zu", mem);
+        if (decode) std::printf(" mem_bytes=%zu", mem);
+        if (probe) {
+          const model::GlobalProbe g = model::probe_global(net, st.params, batch);
+          std::printf(" probe_layer=%d probe_n=%ld probe_mass=%.6f probe_top=%.6f probe_logodds_med=%.4f "
+                      "probe_contrast_med=%.4f",
+                      g.layer, g.queries, g.mass(), g.top_fraction(), model::median(g.log_odds),
+                      model::median(g.contrast));
+        }
       } else if (c.train.task == "passkey") {
         const data::PasskeyTask task(c.train.seq_len, c.train.passkey_len);
         std::mt19937_64 rng(seed);
