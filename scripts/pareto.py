@@ -35,6 +35,7 @@ Arms (--arms), all with the same width, heads and depth:
     lo-rattn-hold   lo-rattn with gamma_rla at 0 and not updated for the first 2000 steps (as lg-rattn-hold)
     lg-rattn-half, lo-rattn-half  lg-rattn, lo-rattn with gamma_rla starting at 0.5: between the default
                 start (1) and the start at 0, each of which serves one stack and not the other
+    lg-rattn-tenth, lo-rattn-tenth  as the -half arms with gamma_rla starting at 0.1
 
 Recall accuracy is split by reach (model/eval.h), for a stack of L = --layers local layers of window w:
 within one layer's reach (d <= w+1), within the stack's relay reach (w+1 < d <= L*w), beyond it
@@ -84,6 +85,8 @@ ARMS = {
     "lo-rattn-hold": ("L", "rattn", ["--rla-gain-init", "0", "--rla-hold", "2000"]),
     "lg-rattn-half": ("lg", "rattn", ["--rla-gain-init", "0.5"]),
     "lo-rattn-half": ("L", "rattn", ["--rla-gain-init", "0.5"]),
+    "lg-rattn-tenth": ("lg", "rattn", ["--rla-gain-init", "0.1"]),
+    "lo-rattn-tenth": ("L", "rattn", ["--rla-gain-init", "0.1"]),
 }
 
 # Grids. Every field can be overridden on the command line (--steps, --windows, ...).
@@ -693,7 +696,8 @@ STYLE = {"full": "lc rgb 'black' dt 2 pt 7", "full-nope": "lc rgb '#7f7f7f' dt 2
          "lo-rattn": "lc rgb '#17becf' dt 3 pt 6", "lo-linear": "lc rgb '#9467bd' dt 3 pt 8",
          "lg-rattn-gain0": "lc rgb '#1f77b4' dt 4 pt 6", "lg-rattn-hold": "lc rgb '#1f77b4' dt 2 pt 4",
          "lo-rattn-gain0": "lc rgb '#17becf' dt 4 pt 6", "lo-rattn-hold": "lc rgb '#17becf' dt 2 pt 4",
-         "lg-rattn-half": "lc rgb '#1f77b4' dt 5 pt 12", "lo-rattn-half": "lc rgb '#17becf' dt 5 pt 12"}
+         "lg-rattn-half": "lc rgb '#1f77b4' dt 5 pt 12", "lo-rattn-half": "lc rgb '#17becf' dt 5 pt 12",
+         "lg-rattn-tenth": "lc rgb '#1f77b4' dt 3 pt 14", "lo-rattn-tenth": "lc rgb '#17becf' dt 3 pt 14"}
 
 LAYER_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 
