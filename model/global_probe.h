@@ -10,12 +10,15 @@
 //   mass      p_h[target]
 //   top       whether the target has the head's largest logit
 //   log-odds  z[target] - log sum_{s != target} exp(z[s])       (mass = sigmoid(log-odds))
-//   contrast  z[target] - mean_{s != target} z[s]
-// The contrast is how far the target's logit stands above a typical other position: on a given
-// sequence it does not depend on how many positions there are. The log-odds adds what their number
-// costs: with n others at logits near their mean it is about contrast - log(n). A global layer whose
-// inputs do not depend on the length (NoPE, under local layers that see a window only) loses its
-// answers at longer lengths through that log(n) term, and the contrast says how much room it has.
+//   margin    z[target] - log( (1/n) sum_{s != target} exp(z[s]) ),  n = t others
+//             = log-odds + log(n)
+// The margin is how far the target's logit stands above a typical other position, the typical one
+// weighed as the softmax weighs it (a log-mean-exp): where the other positions are alike along the
+// sequence it does not depend on how many there are, and the log-odds is the margin less log(n).
+// A global layer whose margin stays put as the sequence grows loses its answers at longer lengths
+// through the log(n) term alone: each doubling costs log 2 of log-odds, whatever the distance to
+// the key. (A global layer with NoPE under local layers that see only a window reads, at each
+// position, inputs that do not depend on the length.)
 //
 // It reads q and k from the forward's activations (ref::LayerCache), so it needs a backend that keeps
 // them on the host (the CPU one); with another it records no queries.
@@ -34,7 +37,7 @@ struct GlobalProbe {
   int layer = -1;                          // index in the stack of the global layer probed
   long queries = 0, top = 0;
   double mass_sum = 0;
-  std::vector<double> log_odds, contrast;  // one per query, in sequence order
+  std::vector<double> log_odds, margin;  // one per query, in sequence order
   double mass() const { return queries ? mass_sum / double(queries) : 0.0; }
   double top_fraction() const { return queries ? double(top) / double(queries) : 0.0; }
 };
@@ -74,21 +77,18 @@ GlobalProbe probe_global(const Model<S>& model, const ModelParams<S>& p, const d
       const int d = batch.dist[size_t(i)];
       if (batch.targets[size_t(i)] < 0 || d < 1 || d > t + 1) continue;
       const long target = t - d + 1;  // the value's position
-      double best_mass = -1, best_log_odds = 0, best_contrast = 0;
+      double best_mass = -1, best_log_odds = 0;
       bool best_top = false;
       std::vector<double> z(size_t(t) + 1);
       for (int h = 0; h < a.H; ++h) {
         const int g = h / per_group;
-        double zmax = -std::numeric_limits<double>::infinity(), zmax_other = zmax, sum_other = 0;
+        double zmax = -std::numeric_limits<double>::infinity(), zmax_other = zmax;
         for (long s = 0; s <= t; ++s) {
           double dot = 0;
           for (int e = 0; e < a.D; ++e) dot += double(q(t, long(h) * a.D + e)) * double(k(s, long(g) * a.D + e));
           z[size_t(s)] = dot * scale;
           zmax = std::max(zmax, z[size_t(s)]);
-          if (s != target) {
-            zmax_other = std::max(zmax_other, z[size_t(s)]);
-            sum_other += z[size_t(s)];
-          }
+          if (s != target) zmax_other = std::max(zmax_other, z[size_t(s)]);
         }
         // log sum_{s != target} exp(z[s]), shifted by the largest of them; t = 0 leaves no other
         double lse_other = -std::numeric_limits<double>::infinity();
@@ -104,7 +104,6 @@ GlobalProbe probe_global(const Model<S>& model, const ModelParams<S>& p, const d
         if (mass > best_mass) {
           best_mass = mass;
           best_log_odds = log_odds;
-          best_contrast = t > 0 ? zt - sum_other / double(t) : 0.0;
           best_top = zt >= zmax;
         }
       }
@@ -112,7 +111,7 @@ GlobalProbe probe_global(const Model<S>& model, const ModelParams<S>& p, const d
       out.mass_sum += best_mass;
       out.top += best_top ? 1 : 0;
       out.log_odds.push_back(best_log_odds);
-      out.contrast.push_back(best_contrast);
+      out.margin.push_back(t > 0 ? best_log_odds + std::log(double(t)) : 0.0);
     }
   }
   return out;

@@ -39,13 +39,13 @@ TEST_CASE("probe_global: uniform attention when W_q is 0") {
   const GlobalProbe g = probe_global(net, p, batch);
   CHECK(g.layer == 1);
   REQUIRE(g.queries == 5);
-  // every logit 0: weight 1/(t+1) on every position, log-odds -log t, contrast 0, a tie for the top
+  // every logit 0: weight 1/(t+1) on every position, log-odds -log t, margin 0, a tie for the top
   const double ts[] = {5, 12, 16, 7, 16};  // in sequence order
   double mass = 0;
   for (int i = 0; i < 5; ++i) {
     mass += 1.0 / (ts[i] + 1.0);
     CHECK(g.log_odds[size_t(i)] == doctest::Approx(-std::log(ts[i])).epsilon(1e-12));
-    CHECK(g.contrast[size_t(i)] == doctest::Approx(0.0));
+    CHECK(g.margin[size_t(i)] == doctest::Approx(0.0).scale(1.0).epsilon(1e-12));
   }
   CHECK(g.mass() == doctest::Approx(mass / 5.0).epsilon(1e-12));
   CHECK(g.top_fraction() == 1.0);
@@ -73,7 +73,7 @@ TEST_CASE("probe_global: each query's weight is the layer's softmax at the value
       const int d = batch.dist[size_t(b) * 17 + size_t(t)];
       if (d < 1) continue;
       const int target = t - d + 1;
-      double best = -1, best_contrast = 0;
+      double best = -1, best_margin = 0;
       bool best_top = false;
       for (int h = 0; h < a.H; ++h) {  // one kv head serves both query heads (GQA)
         // the softmax written out: logits, their exponentials, normalised
@@ -82,13 +82,13 @@ TEST_CASE("probe_global: each query's weight is the layer's softmax at the value
         const double w = e(target) / e.sum();
         if (w > best) {
           best = w;
-          best_contrast = z(target) - (z.sum() - z(target)) / double(t);
+          best_margin = z(target) - std::log((e.sum() - e(target)) / double(t)) - z.maxCoeff();
           best_top = z(target) == z.maxCoeff();
         }
       }
       REQUIRE(i < g.log_odds.size());
       CHECK(1.0 / (1.0 + std::exp(-g.log_odds[i])) == doctest::Approx(best).epsilon(1e-9));
-      CHECK(g.contrast[i] == doctest::Approx(best_contrast).epsilon(1e-9));
+      CHECK(g.margin[i] == doctest::Approx(best_margin).epsilon(1e-9));
       mass += best;
       top += best_top ? 1 : 0;
       ++i;

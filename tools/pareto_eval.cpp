@@ -30,7 +30,7 @@
 //   (the same function as the decode), and the first global layer's attention on each query's answer
 //   (model/global_probe.h): probe_mass (mean weight on the value's position, the best head),
 //   probe_top (fraction of queries whose value position has that head's largest logit),
-//   probe_logodds_med and probe_contrast_med (medians, nats).
+//   probe_logodds_med and probe_margin_med (medians, nats).
 // --rla-off 1 (RATTENTION checkpoints only) scores the model with the RLA branch of every local layer
 // switched off (gamma_rla = 0, docs/spec.md §2.5: the layer's output is then its SWA term alone), the
 // rest of the weights as trained: what the branch contributes to each bucket.
@@ -232,9 +232,9 @@ int main(int argc, char** argv) {
         if (probe) {
           const model::GlobalProbe g = model::probe_global(net, st.params, batch);
           std::printf(" probe_layer=%d probe_n=%ld probe_mass=%.6f probe_top=%.6f probe_logodds_med=%.4f "
-                      "probe_contrast_med=%.4f",
+                      "probe_margin_med=%.4f",
                       g.layer, g.queries, g.mass(), g.top_fraction(), model::median(g.log_odds),
-                      model::median(g.contrast));
+                      model::median(g.margin));
         }
       } else if (c.train.task == "passkey") {
         const data::PasskeyTask task(c.train.seq_len, c.train.passkey_len);
