@@ -34,7 +34,7 @@
 namespace model {
 
 struct GlobalProbe {
-  int layer = -1;                          // index in the stack of the global layer probed
+  int layer = -1;                        // index in the stack of the global layer probed
   long queries = 0, top = 0;
   double mass_sum = 0;
   std::vector<double> log_odds, margin;  // one per query, in sequence order
